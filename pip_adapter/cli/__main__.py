@@ -1,0 +1,5 @@
+import sys
+
+from pip_adapter.cli import main
+
+sys.exit(main())

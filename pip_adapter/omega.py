@@ -1,0 +1,146 @@
+"""ω, the degradation weights: the one place where every accepted form becomes a B×T tensor.
+
+Accepted forms (``names`` is the model's ordered list of degradation types, T = len(names)):
+
+* ``torch.LongTensor`` / list of ints of shape (B,): labels, turned into one-hot rows;
+* float tensor B×T (or a single row of length T, broadcast to the batch): weights as given;
+* a name (``"rain"``): that type for the whole batch;
+* a list of names, one per sample;
+* a dict ``{name: weight}``: the same mix for the whole batch (types not named get 0).
+
+Weights are validated (finite, non-negative, not all zero per row) but not renormalised: PIP takes
+any non-negative weights (spec §1).  Every problem raises ``ValueError`` naming what was expected
+and what was given.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+
+DEFAULT_DEGRADATIONS: tuple = ("noise", "rain", "haze", "blur", "low_light")
+
+# spellings users write for the default types -> canonical name
+_ALIASES = {
+    "lowlight": "low_light",
+    "low-light": "low_light",
+    "low light": "low_light",
+    "denoise": "noise",
+    "denoising": "noise",
+    "derain": "rain",
+    "deraining": "rain",
+    "dehaze": "haze",
+    "dehazing": "haze",
+    "deblur": "blur",
+    "deblurring": "blur",
+}
+
+OmegaLike = Union[torch.Tensor, str, Sequence[str], Sequence[int], Mapping[str, float]]
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case, trim and map common spellings (``low-light`` → ``low_light``)."""
+    if not isinstance(name, str):
+        raise ValueError(f"a degradation name must be a string, got {type(name).__name__}: {name!r}")
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    return key.replace(" ", "_").replace("-", "_")
+
+
+def normalise_names(names: Union[int, Sequence[str], None]) -> list:
+    """Turn ``degradations`` as users give it (int T, list of names, None) into a list of names."""
+    if names is None:
+        return list(DEFAULT_DEGRADATIONS)
+    if isinstance(names, int):
+        if names < 1:
+            raise ValueError(f"the number of degradation types must be >= 1, got {names}")
+        if names == len(DEFAULT_DEGRADATIONS):
+            return list(DEFAULT_DEGRADATIONS)
+        return [f"type{i}" for i in range(names)]
+    if isinstance(names, str):
+        raise ValueError(f"degradations must be a list of names or an int, got the string {names!r}")
+    out = [canonical_name(n) for n in names]
+    if not out:
+        raise ValueError("degradations is empty: give at least one degradation type")
+    dupes = sorted({n for n in out if out.count(n) > 1})
+    if dupes:
+        raise ValueError(f"degradation names must be unique, repeated: {dupes}")
+    return out
+
+
+def name_to_index(name: str, names: Sequence[str]) -> int:
+    """Index of ``name`` in ``names``; an unknown name lists the known ones."""
+    key = canonical_name(name)
+    for i, n in enumerate(names):
+        if canonical_name(n) == key:
+            return i
+    raise ValueError(f"unknown degradation {name!r}; this model knows: {', '.join(names)}")
+
+
+def _check_weights(w: torch.Tensor, num_types: int) -> torch.Tensor:
+    if w.dim() != 2 or w.shape[1] != num_types:
+        raise ValueError(
+            f"omega weights must have shape B×T with T={num_types}, got shape {tuple(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise ValueError("omega weights contain NaN or infinite values; give finite, non-negative weights")
+    if (w < 0).any():
+        raise ValueError(f"omega weights must be non-negative, got min {w.min().item():g}")
+    zero_rows = (w.sum(dim=1) <= 0).nonzero().flatten().tolist()
+    if zero_rows:
+        raise ValueError(f"omega weights are all zero for sample(s) {zero_rows}; "
+                         "give at least one positive weight per sample")
+    return w
+
+
+def labels_to_omega(labels: torch.Tensor, num_types: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One-hot B×T weights from integer labels of shape (B,), with range checks."""
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1:
+        raise ValueError(f"omega labels must have shape (B,), got shape {tuple(labels.shape)}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_types):
+        raise ValueError(f"omega labels must lie in [0, {num_types - 1}] (T={num_types}), "
+                         f"got {labels.tolist()}")
+    return torch.nn.functional.one_hot(labels.long(), num_types).to(dtype)
+
+
+def to_omega(omega: OmegaLike, names: Sequence[str], batch_size: Optional[int] = None,
+             device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Validate ``omega`` in any accepted form and return a float B×T tensor on ``device``.
+
+    ``batch_size`` broadcasts batch-wide forms (a name, a dict, one row) and checks per-sample forms.
+    """
+    num_types = len(names)
+    if omega is None:
+        raise ValueError("omega is required: give labels, weights, a name, names or a {name: weight} dict "
+                         f"(known types: {', '.join(names)})")
+    if isinstance(omega, str):
+        w = labels_to_omega(torch.tensor([name_to_index(omega, names)]), num_types, dtype)
+    elif isinstance(omega, Mapping):
+        w = torch.zeros(1, num_types, dtype=dtype)
+        for key, val in omega.items():
+            w[0, name_to_index(key, names)] = float(val)
+    elif isinstance(omega, torch.Tensor):
+        if omega.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool):
+            w = labels_to_omega(omega.reshape(-1) if omega.dim() == 0 else omega, num_types, dtype)
+        else:
+            w = omega.to(dtype)
+            if w.dim() == 1:
+                if w.shape[0] != num_types:
+                    raise ValueError(f"omega weights must have T={num_types} entries, got {w.shape[0]}")
+                w = w.unsqueeze(0)
+    elif isinstance(omega, Sequence) and len(omega) > 0 and all(isinstance(o, str) for o in omega):
+        w = labels_to_omega(torch.tensor([name_to_index(o, names) for o in omega]), num_types, dtype)
+    elif isinstance(omega, Sequence) and len(omega) > 0 and all(isinstance(o, int) for o in omega):
+        w = labels_to_omega(torch.tensor(list(omega)), num_types, dtype)
+    elif isinstance(omega, Sequence) and len(omega) > 0 and all(isinstance(o, Mapping) for o in omega):
+        w = torch.cat([to_omega(o, names, 1, None, dtype) for o in omega], dim=0)
+    else:
+        raise ValueError(f"cannot read omega of type {type(omega).__name__}: give labels (LongTensor B), "
+                         "weights (float B×T), a name, a list of names or a {name: weight} dict")
+    w = _check_weights(w, num_types)
+    if batch_size is not None and w.shape[0] != batch_size:
+        if w.shape[0] == 1:
+            w = w.expand(batch_size, num_types)
+        else:
+            raise ValueError(f"omega has {w.shape[0]} rows but the batch has {batch_size} samples")
+    return w.to(device) if device is not None else w

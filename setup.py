@@ -1,0 +1,38 @@
+"""pip-adapter: Prompt-In-Prompt modules for U-shaped restoration networks, as a BasicSR plugin."""
+from setuptools import find_packages, setup
+
+setup(
+    name="pip-adapter",
+    version="0.1.0",
+    description="Prompt-In-Prompt (PIP) universal image restoration for any U-shaped network, on BasicSR",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["pip_adapter", "pip_adapter.*"]),
+    install_requires=[
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "basicsr==1.4.2",
+        "timm",
+        "einops",
+        "opencv-python",
+        "lmdb",
+        "pyyaml",
+        "scikit-image",
+        "scipy",
+        "numpy",
+        "tqdm",
+        "safetensors",
+        "Pillow",
+    ],
+    extras_require={
+        "dev": ["pytest", "pytest-timeout"],
+        "viz": ["matplotlib", "scikit-learn"],
+    },
+    entry_points={
+        "console_scripts": [
+            "pip-adapter=pip_adapter.cli:main",
+            "basicsr=pip_adapter.cli.basicsr_cmd:main",
+        ],
+    },
+)
