@@ -1,0 +1,380 @@
+"""Efficiency of PIP: parameters, MACs, latency and peak memory, bare backbone vs. the same backbone with PIP.
+
+Run from the repository root::
+
+    python bench/efficiency.py                 # full table at 256x256, CPU (and CUDA when present)
+    python bench/efficiency.py --quick         # tiny models at 64x64: a smoke run in seconds
+
+What is measured (per model, batch 1, 3x``size``x``size`` input, ``torch.inference_mode``):
+
+* true parameters — every element of ``model.parameters()``;
+* thop-style parameters and MACs — ``pip_adapter.utils.counting.count_model`` (the convention of the
+  paper's table: weights of standard layers only, one multiply-add per weight use, attention matrix
+  products and bare parameters not counted);
+* latency — median of ``--repeats`` forward passes after ``--warmup`` untimed ones; the bare backbone and
+  its PIP versions run interleaved (A, B, C, B, C, A, ...) in the same process so that they see the same
+  machine load; CUDA readings are bracketed by ``torch.cuda.synchronize``;
+* peak memory — CUDA: ``torch.cuda.max_memory_allocated`` during one forward, minus the memory held before
+  it; CPU: growth of the peak resident set size during one forward, measured in a fresh interpreter per
+  model (``ru_maxrss`` only ever grows, so a shared process would hide the smaller models).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import (command_line, fmt_float, fmt_int, machine_info, markdown_table, median,  # noqa: E402
+                          run_json_subprocess, sync, time_interleaved, update_doc_section)
+
+logger = logging.getLogger("bench.efficiency")
+
+# Official configurations (spec §7 and the state-dict manifests): the models the paper's numbers refer to.
+NAFNET_SIDD = dict(img_channel=3, middle_blk_num=12, enc_blk_nums=[2, 2, 4, 8], dec_blk_nums=[2, 2, 2, 2])
+RESTORMER_DEFAULT = dict(inp_channels=3, out_channels=3, dim=48, num_blocks=[4, 6, 6, 8], num_refinement_blocks=4,
+                         heads=[1, 2, 4, 8], ffn_expansion_factor=2.66, bias=False, LayerNorm_type="WithBias",
+                         dual_pixel_task=False)
+# PIP sizes of spec §5 (prompt channels D and prompt size s per skip level)
+PIP_SIZES = {
+    "nafnet64": dict(prompt_dims=[64, 96, 128, 128], prompt_sizes=[64, 32, 16, 16]),
+    "restormer": dict(prompt_dims=[64, 128, 256], prompt_sizes=[64, 32, 16]),
+}
+
+
+class WithOmega(nn.Module):
+    """Bind a fixed ω to a PIP model so that every model is called as ``model(x)`` (timing, counting)."""
+
+    def __init__(self, model: nn.Module, omega: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("omega", omega, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.omega)
+
+
+@dataclass
+class ModelSpec:
+    """One model of the table. ``group`` collects a backbone and its PIP versions (timed interleaved);
+    ``baseline`` names the bare model that ratios are taken against (None for the bare model itself)."""
+    name: str
+    group: str
+    build: Callable[[], nn.Module]
+    pip: bool = False
+    baseline: Optional[str] = None
+
+
+@dataclass
+class Row:
+    """Measurements of one model on one device."""
+    name: str
+    baseline: Optional[str]
+    device: str
+    params: int
+    thop_params: Optional[float] = None
+    macs: Optional[float] = None
+    latency_s: Optional[float] = None
+    latency_all_s: List[float] = field(default_factory=list)
+    peak_mem_bytes: Optional[int] = None
+
+
+def _pip_omega(num_types: int) -> torch.Tensor:
+    omega = torch.zeros(1, num_types)
+    omega[0, 0] = 1.0
+    return omega
+
+
+def _wrap(backbone: nn.Module, size_key: Optional[str] = None, example: int = 64) -> nn.Module:
+    from pip_adapter.wrap import wrap_with_pip
+
+    kwargs = dict(PIP_SIZES[size_key]) if size_key else {}
+    model = wrap_with_pip(backbone, example_input=torch.zeros(1, 3, example, example), **kwargs)
+    return WithOmega(model, _pip_omega(len(model.degradations)))
+
+
+def _nafnet(width: int, **over) -> nn.Module:
+    from pip_adapter.backbones import NAFNet
+
+    cfg = dict(NAFNET_SIDD, width=width)
+    cfg.update(over)
+    return NAFNet(**cfg)
+
+
+def _restormer(**over) -> nn.Module:
+    from pip_adapter.backbones import Restormer
+
+    cfg = dict(RESTORMER_DEFAULT)
+    cfg.update(over)
+    return Restormer(**cfg)
+
+
+def _restormer_release(**over) -> nn.Module:
+    """The release's Restormer variant (spec §6) with PIP on its three skips, as the authors trained it."""
+    from pip_adapter.backbones import RestormerPIPRelease
+
+    cfg = dict(RESTORMER_DEFAULT)
+    cfg.update(over)
+    return _wrap(RestormerPIPRelease(**cfg), "restormer")
+
+
+def full_specs() -> List[ModelSpec]:
+    """The models of the published comparison, at their official sizes."""
+    return [
+        ModelSpec("NAFNet-32", "nafnet32", lambda: _nafnet(32)),
+        ModelSpec("PIP-NAFNet-32", "nafnet32", lambda: _wrap(_nafnet(32)), True, "NAFNet-32"),
+        ModelSpec("NAFNet-64", "nafnet64", lambda: _nafnet(64)),
+        ModelSpec("PIP-NAFNet-64", "nafnet64", lambda: _wrap(_nafnet(64), "nafnet64"), True, "NAFNet-64"),
+        ModelSpec("Restormer", "restormer", lambda: _restormer()),
+        ModelSpec("Restormer + PIP (wrap_with_pip)", "restormer", lambda: _wrap(_restormer(), "restormer"), True,
+                  "Restormer"),
+        ModelSpec("PIP_Restormer (release variant)", "restormer", lambda: _restormer_release(), True, "Restormer"),
+    ]
+
+
+def quick_specs() -> List[ModelSpec]:
+    """Tiny versions of the same models: a smoke run of the whole pipeline in seconds."""
+    small_nafnet = dict(middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1])
+    small_restormer = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1)
+    return [
+        ModelSpec("NAFNet-8", "nafnet8", lambda: _nafnet(8, **small_nafnet)),
+        ModelSpec("PIP-NAFNet-8", "nafnet8", lambda: _wrap(_nafnet(8, **small_nafnet), example=32), True,
+                  "NAFNet-8"),
+        ModelSpec("Restormer-8", "restormer8", lambda: _restormer(**small_restormer)),
+        ModelSpec("Restormer-8 + PIP", "restormer8", lambda: _wrap(_restormer(**small_restormer), example=32), True,
+                  "Restormer-8"),
+    ]
+
+
+SPEC_SETS: Dict[str, Callable[[], List[ModelSpec]]] = {"full": full_specs, "quick": quick_specs}
+
+
+def count(model: nn.Module, x: torch.Tensor) -> Dict[str, Optional[float]]:
+    """True parameters, thop-style parameters and MACs of ``model`` on input ``x``."""
+    from pip_adapter.utils.counting import count_model
+
+    res = count_model(model, x)
+    get = res.get if isinstance(res, dict) else (lambda k, d=None: getattr(res, k, d))
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "thop_params": get("thop_params"), "macs": get("macs")}
+
+
+def _cuda_peak(model: nn.Module, x: torch.Tensor) -> int:
+    torch.cuda.synchronize(x.device)
+    torch.cuda.reset_peak_memory_stats(x.device)
+    before = torch.cuda.memory_allocated(x.device)
+    with torch.inference_mode():
+        model(x)
+    torch.cuda.synchronize(x.device)
+    return int(torch.cuda.max_memory_allocated(x.device) - before)
+
+
+def memory_child(spec_set: str, name: str, size: int, threads: int) -> dict:
+    """Body of the fresh interpreter that measures one model's CPU peak memory (see module docstring)."""
+    from bench.common import current_rss_bytes, peak_rss_bytes
+
+    torch.set_num_threads(threads)
+    spec = {s.name: s for s in SPEC_SETS[spec_set]()}[name]
+    model = spec.build().eval()
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    gc.collect()
+    before = max(current_rss_bytes(), peak_rss_bytes())
+    with torch.inference_mode():
+        model(x)
+    return {"peak_mem_bytes": max(0, peak_rss_bytes() - before)}
+
+
+def _cpu_peak_subprocess(spec_set: str, name: str, size: int) -> Optional[int]:
+    code = ("import json; from bench.efficiency import memory_child; "
+            f"print(json.dumps(memory_child({spec_set!r}, {name!r}, {size}, {torch.get_num_threads()})))")
+    try:
+        return int(run_json_subprocess(code)["peak_mem_bytes"])
+    except (RuntimeError, OSError, ValueError, KeyError) as err:
+        logger.warning("peak memory of %s not measured: %s", name, err)
+        return None
+
+
+def measure(specs: Sequence[ModelSpec], size: int = 256, repeats: int = 3, warmup: int = 1,
+            device: torch.device = torch.device("cpu"), memory: bool = True, spec_set: Optional[str] = None,
+            counts: bool = True) -> List[Row]:
+    """Measure every model of ``specs`` on ``device``; models of one group are timed interleaved.
+
+    CPU peak memory needs ``spec_set`` (a key of ``SPEC_SETS``) because the models are rebuilt by name in a
+    fresh interpreter.
+    """
+    rows: List[Row] = []
+    groups: Dict[str, List[ModelSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.group, []).append(spec)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    for group, members in groups.items():
+        logger.info("group %s: building %s", group, ", ".join(s.name for s in members))
+        models = {s.name: s.build().eval().to(device) for s in members}
+        group_rows = {}
+        for s in members:
+            row = Row(s.name, s.baseline, device.type, sum(p.numel() for p in models[s.name].parameters()))
+            if counts:
+                c = count(models[s.name], x)
+                row.thop_params, row.macs = c["thop_params"], c["macs"]
+            group_rows[s.name] = row
+        if repeats > 0:
+            def _call(m: nn.Module) -> Callable[[], object]:
+                def run() -> object:
+                    with torch.inference_mode():
+                        return m(x)
+                return run
+            logger.info("group %s: timing (%d warm-up, %d timed rounds)", group, warmup, repeats)
+            times = time_interleaved({n: _call(m) for n, m in models.items()}, repeats, warmup, device)
+            for n, ts in times.items():
+                group_rows[n].latency_s = median(ts)
+                group_rows[n].latency_all_s = ts
+        if memory:
+            for s in members:
+                if device.type == "cuda":
+                    group_rows[s.name].peak_mem_bytes = _cuda_peak(models[s.name], x)
+                elif spec_set is not None:
+                    group_rows[s.name].peak_mem_bytes = _cpu_peak_subprocess(spec_set, s.name, size)
+        rows.extend(group_rows[s.name] for s in members)
+        del models
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    """a / b, or None when either is missing or b is zero."""
+    if a is None or b is None or b == 0:
+        return None
+    return float(a) / float(b)
+
+
+def ratio_rows(rows: Sequence[Row]) -> List[dict]:
+    """For every model with a baseline: its PIP/bare ratios of params, MACs, latency and memory."""
+    by_name = {r.name: r for r in rows}
+    out = []
+    for r in rows:
+        if r.baseline is None:
+            continue
+        if r.baseline not in by_name:
+            raise ValueError(f"{r.name}: baseline {r.baseline!r} was not measured; measure it in the same run")
+        b = by_name[r.baseline]
+        out.append({"name": r.name, "baseline": b.name,
+                    "params": ratio(r.params, b.params), "thop_params": ratio(r.thop_params, b.thop_params),
+                    "macs": ratio(r.macs, b.macs), "latency": ratio(r.latency_s, b.latency_s),
+                    "peak_mem": ratio(r.peak_mem_bytes, b.peak_mem_bytes)})
+    return out
+
+
+def _mib(b: Optional[int]) -> Optional[float]:
+    return None if b is None else b / 2 ** 20
+
+
+def render(rows: Sequence[Row], size: int, repeats: int, warmup: int, info: Dict[str, str], command: str,
+           notes: Sequence[str] = ()) -> str:
+    """The efficiency section of BENCHMARKS.md: one table of measurements and one of ratios per device."""
+    parts = [f"Command: `{command}`", "",
+             "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()), "",
+             f"Input 1×3×{size}×{size}, batch 1, `torch.inference_mode`. Latency: median of {repeats} timed "
+             f"forwards after {warmup} warm-up, bare and PIP models interleaved in one process. MACs and "
+             "thop-style parameters: `pip_adapter.utils.counting.count_model` (weights of standard layers only, "
+             "as the paper's table). Peak memory: CUDA `max_memory_allocated` growth during one forward; CPU "
+             "growth of peak RSS during one forward in a fresh process."]
+    parts += [""] + [f"- {n}" for n in notes]
+    for dev in sorted({r.device for r in rows}):
+        drows = [r for r in rows if r.device == dev]
+        parts += ["", f"### {dev.upper()}", ""]
+        parts.append(markdown_table(
+            ["model", "true params", "thop-style params", "MACs (G)", "latency (ms)", "peak memory (MiB)"],
+            [[r.name, fmt_int(r.params), fmt_int(r.thop_params),
+              fmt_float(None if r.macs is None else r.macs / 1e9),
+              fmt_float(None if r.latency_s is None else r.latency_s * 1e3, 1),
+              fmt_float(_mib(r.peak_mem_bytes), 0)] for r in drows]))
+        rr = ratio_rows(drows)
+        if rr:
+            parts += ["", f"Ratios PIP / bare ({dev.upper()}):", ""]
+            parts.append(markdown_table(
+                ["model", "vs", "params", "thop params", "MACs", "latency", "peak memory"],
+                [[d["name"], d["baseline"], fmt_float(d["params"], 3), fmt_float(d["thop_params"], 3),
+                  fmt_float(d["macs"], 3), fmt_float(d["latency"], 3), fmt_float(d["peak_mem"], 3)]
+                 for d in rr]))
+    return "\n".join(parts) + "\n"
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command-line options of this script."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny models at 64x64, 1 timed round (smoke run)")
+    p.add_argument("--size", type=int, default=None, help="input height = width (default 256; 64 with --quick)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed forwards per model (default: 3 on CPU, 1 with --quick, 50 on CUDA)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed forwards per model before timing (CUDA: x10)")
+    p.add_argument("--models", nargs="*", default=None, help="names of models to run (default: all of the set)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    p.add_argument("--no-cuda", action="store_true", help="CPU only even when a GPU is present")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile the PIP models (time per PIP sub-module and top operators)")
+    p.add_argument("--out", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
+    p.add_argument("--no-doc", action="store_true", help="print the section instead of writing the file")
+    p.add_argument("--json", default=None, help="also write raw measurements to this JSON file")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the benchmark and update the efficiency section of BENCHMARKS.md."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec_set = "quick" if args.quick else "full"
+    specs = SPEC_SETS[spec_set]()
+    if args.models:
+        known = {s.name for s in specs}
+        unknown = [m for m in args.models if m not in known]
+        if unknown:
+            raise SystemExit(f"unknown model(s) {unknown}; this set has: {sorted(known)}")
+        specs = [s for s in specs if s.name in args.models]
+    size = args.size or (64 if args.quick else 256)
+    rows: List[Row] = []
+    notes: List[str] = []
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available() and not args.no_cuda:
+        devices.append(torch.device("cuda"))
+    for dev in devices:
+        repeats = args.repeats or (1 if args.quick else (50 if dev.type == "cuda" else 3))
+        warmup = args.warmup * (10 if dev.type == "cuda" else 1)
+        t0 = time.time()
+        rows += measure(specs, size, repeats, warmup, dev, memory=not args.no_memory, spec_set=spec_set)
+        notes.append(f"{dev.type.upper()}: {repeats} timed rounds, {warmup} warm-up, {time.time() - t0:.0f} s total.")
+    if args.profile:
+        from bench.profile_pip import profile_specs
+        notes += profile_specs([s for s in specs if s.pip], size, devices[-1])
+    info = machine_info(devices[-1])
+    text = render(rows, size, repeats, warmup, info, command_line(), notes)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump([r.__dict__ for r in rows], fh, indent=1)
+    if args.no_doc:
+        print(text)
+    else:
+        update_doc_section("efficiency", text, path=args.out or os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "BENCHMARKS.md"),
+            title="Efficiency: parameters, MACs, latency, memory")
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
