@@ -1,0 +1,102 @@
+"""Channel-wise ("transposed", MDTA-style) cross attention, plain and top-m.
+
+The attention map is C×C per head (channels attend to channels, spatial positions are the inner
+dimension), so its cost is linear in H·W.  The top-m variant keeps, in each row of the map, the
+top-k entries for four values of k and sums the four softmax outputs with learnable scalars.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def topm_ks(c: int) -> Tuple[int, int, int, int]:
+    """The four top-k sizes for per-head width ``c``: int(c/2), int(2c/3), int(3c/4), int(4c/5)."""
+    # integer floor division equals int() of the float quotient for positive ints, without float rounding
+    return (c // 2, (2 * c) // 3, (3 * c) // 4, (4 * c) // 5)
+
+
+def topm_masks(attn: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """Boolean masks keeping the top-k entries of every row of ``attn`` for each k in ``ks``.
+
+    Returns a tensor of shape ``(len(ks), *attn.shape)``.  One ``topk`` with the largest k (sorted
+    descending) gives every entry's rank; mask i is ``rank < ks[i]``.  For rows without ties this
+    is exactly what ``len(ks)`` separate ``torch.topk`` calls select; with ties, which of the tied
+    entries is kept follows the one (sorted) topk call, and every mask still keeps exactly k entries.
+    """
+    n = attn.shape[-1]
+    kmax = max(ks)
+    if min(ks) < 1 or kmax > n:
+        raise ValueError(f"top-k sizes must lie in [1, {n}], got {list(ks)}")
+    idx = torch.topk(attn, kmax, dim=-1, largest=True, sorted=True).indices
+    ranks = torch.full(attn.shape, n, dtype=torch.int32, device=attn.device)
+    order = torch.arange(kmax, dtype=torch.int32, device=attn.device).expand(idx.shape)
+    ranks.scatter_(-1, idx, order)
+    kt = torch.tensor(list(ks), dtype=torch.int32, device=attn.device).view(-1, *([1] * attn.dim()))
+    return ranks.unsqueeze(0) < kt
+
+
+class TransposedCrossAttention(nn.Module):
+    """Cross attention over channels: query from ``x``, key/value from ``y`` (both ``dim`` channels).
+
+    ``q = DW3×3(1×1(x))``, ``k, v = split(DW3×3(1×1_{dim→2dim}(y)))``, heads of width c = dim/heads,
+    q and k L2-normalised along space, ``A = q kᵀ · τ`` (τ per head, init 1).
+    ``topm=False``: ``out = softmax(A) v``.  ``topm=True``: ``out = Σ_i a_i softmax(mask_i(A)) v`` with
+    the masks of :func:`topm_masks` and scalars ``attn1..attn4`` (init 0.2, not normalised).
+    Then a 1×1 projection.  No bias anywhere.
+    """
+
+    def __init__(self, dim: int, num_heads: int, topm: bool = False) -> None:
+        super().__init__()
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(f"attention width {dim} must be divisible by the number of heads {num_heads}")
+        self.dim, self.num_heads, self.topm = dim, num_heads, topm
+        self.head_dim = dim // num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=False)
+        self.q_dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=False)
+        self.kv = nn.Conv2d(dim, 2 * dim, kernel_size=1, bias=False)
+        self.kv_dwconv = nn.Conv2d(2 * dim, 2 * dim, kernel_size=3, padding=1, groups=2 * dim, bias=False)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=False)
+        if topm:
+            self.ks = topm_ks(self.head_dim)
+            if self.ks[0] < 1:
+                raise ValueError(f"top-m attention needs a head width of at least 2, got {self.head_dim} "
+                                 f"(dim {dim} / {num_heads} heads)")
+            for i in range(1, 5):
+                setattr(self, f"attn{i}", nn.Parameter(torch.full((1,), 0.2)))
+
+    def attention_map(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """``q kᵀ`` of L2-normalised rows times τ, for q, k of shape B×heads×c×N."""
+        # dividing the small c×c product by the norms equals normalising q and k first, without
+        # writing two normalised copies of the big tensors
+        qn = torch.linalg.vector_norm(q, dim=-1).clamp_min(1e-12)
+        kn = torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)
+        attn = q @ k.transpose(-2, -1)
+        return attn / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
+
+    def mix_weights(self, attn: torch.Tensor) -> torch.Tensor:
+        """The c×c matrix applied to v: softmax(A), or Σ_i a_i softmax(mask_i(A)) for top-m."""
+        if not self.topm:
+            return attn.softmax(dim=-1)
+        masks = topm_masks(attn, self.ks)
+        probs = attn.unsqueeze(0).masked_fill(~masks, float("-inf")).softmax(dim=-1)
+        scalars = torch.cat([self.attn1, self.attn2, self.attn3, self.attn4]).view(4, *([1] * attn.dim()))
+        # Σ_i a_i (P_i v) = (Σ_i a_i P_i) v: one product with the big v instead of four
+        return (probs * scalars).sum(0)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Attend from ``x`` (B×dim×H×W, or 1×dim×H×W shared by the batch) to ``y`` (B×dim×H×W)."""
+        b, _, h, w = y.shape
+        if x.shape[-2:] != y.shape[-2:] or x.shape[0] not in (1, b):
+            raise ValueError(f"query and key/value maps must share batch and size, got {tuple(x.shape)} "
+                             f"and {tuple(y.shape)}")
+        heads, c = self.num_heads, self.head_dim
+        q = self.q_dwconv(self.q(x)).reshape(x.shape[0], heads, c, h * w)
+        k, v = self.kv_dwconv(self.kv(y)).reshape(b, 2, heads, c, h * w).unbind(1)
+        mix = self.mix_weights(self.attention_map(q, k))
+        out = (mix @ v).reshape(b, self.dim, h, w)
+        return self.project_out(out)

@@ -1,0 +1,46 @@
+"""Feed-forward blocks of the PIP level: Restormer's GDFN (P2P) and the release's dual-gate FFN (P2F)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def hidden_width(dim: int, expansion: float) -> int:
+    """Hidden width ``int(dim * expansion)`` (2.66 → 48 gives 127, 64 gives 170), as in Restormer."""
+    return int(dim * expansion)
+
+
+class _GatedFFN(nn.Module):
+    """1×1 in (dim→2h) → 3×3 depthwise on 2h → gate → 1×1 out (h→dim); no bias anywhere."""
+
+    def __init__(self, dim: int, expansion: float = 2.66) -> None:
+        super().__init__()
+        hidden = hidden_width(dim, expansion)
+        if hidden < 1:
+            raise ValueError(f"FFN hidden width int({dim}·{expansion}) must be >= 1")
+        self.dim, self.hidden = dim, hidden
+        self.project_in = nn.Conv2d(dim, 2 * hidden, kernel_size=1, bias=False)
+        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, kernel_size=3, padding=1, groups=2 * hidden, bias=False)
+        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=False)
+
+    def gate(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(self.gate(x1, x2))
+
+
+class GDFN(_GatedFFN):
+    """Restormer's gated-Dconv FFN: ``gelu(x1) · x2`` (used in P2P)."""
+
+    def gate(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x1) * x2
+
+
+class DualGateFFN(_GatedFFN):
+    """The release's dual-gate FFN: ``gelu(x2) · x1 + gelu(x1) · x2`` (used in P2F)."""
+
+    def gate(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(F.gelu(x2) * x1, F.gelu(x1), x2)
