@@ -1,0 +1,430 @@
+"""Self-describing checkpoints: weights plus everything needed to rebuild the network, in one file.
+
+Format (``format_version`` 1):
+
+* ``.safetensors``: the state dict as tensors; the safetensors header's metadata holds one entry,
+  ``"pip_adapter"``, a JSON document (below).
+* ``.pth`` / ``.pt``: a weights-only torch file ``{"pip_adapter": <the same JSON as a string>, "params": state_dict}``,
+  readable with ``torch.load(..., weights_only=True)``.
+
+The JSON document::
+
+    {"format": "pip-adapter", "format_version": 1,
+     "kind": "restorer" | "classifier",
+     "network": {"type": "PIPNet", ...},   # the BasicSR network option (type + kwargs) that builds it
+     "pip_config": {...} | null,            # PIPWrappedModel.pip_config() for PIP models
+     "degradations": ["noise", ...],        # ω order
+     "multiple": 16,                        # inputs are padded to a multiple of this
+     "source": {...},                       # where it came from (informational)
+     "classifier": {<a classifier document>} | absent}
+
+A restorer file may also hold its degradation classifier: its tensors carry the prefix ``__classifier__.`` and its
+document is the ``classifier`` entry, so ``--degradation auto`` needs only the one file.
+
+Loading never unpickles code (safetensors, or ``torch.load(weights_only=True)``).  A bare BasicSR
+``net_g_*.pth`` with its option YAML is accepted as well.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from pip_adapter.omega import normalise_names
+from pip_adapter.utils.io import atomic_path, safe_load_yaml
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "pip-adapter"
+FORMAT_VERSION = 1
+META_KEY = "pip_adapter"
+CLASSIFIER_PREFIX = "__classifier__."
+CLASSIFIER_TYPE = "DegradationClassifier"
+
+Builder = Callable[[Mapping[str, Any]], nn.Module]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the network it describes."""
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` returns: the built networks (weights loaded) and the document."""
+
+    model: nn.Module
+    meta: Dict[str, Any]
+    classifier: Optional[nn.Module] = None
+
+    @property
+    def degradations(self) -> List[str]:
+        """Degradation names in ω order."""
+        return list(self.meta.get("degradations") or [])
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are padded to a multiple of this before the forward pass."""
+        return int(self.meta.get("multiple") or 1)
+
+    @property
+    def kind(self) -> str:
+        """``"restorer"`` or ``"classifier"``."""
+        return str(self.meta.get("kind"))
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+def default_builder(network: Mapping[str, Any]) -> nn.Module:
+    """Build a network from its option ``{"type": ..., **kwargs}`` with the pure-PyTorch registries.
+
+    ``PIPNet`` goes to the wrapper's builder, ``DegradationClassifier`` to the classifier, any other type to
+    :func:`pip_adapter.backbones.build_backbone`.  The CLI passes a builder that also knows BasicSR's
+    ``ARCH_REGISTRY`` (third-party archs).
+    """
+    opt = dict(network)
+    kind = opt.get("type")
+    if kind == CLASSIFIER_TYPE:
+        from pip_adapter.restore.classifier import DegradationClassifier
+        opt.pop("type")
+        return DegradationClassifier(**opt)
+    if kind == "PIPNet":
+        from pip_adapter.wrap.pipnet import PIPNet
+        opt.pop("type")
+        return PIPNet(**opt)
+    from pip_adapter.backbones import build_backbone
+    return build_backbone(opt)
+
+
+def _build_from_meta(meta: Mapping[str, Any], builder: Optional[Builder]) -> nn.Module:
+    """Rebuild the network a document describes (``pip_config`` first: it is exact; else ``network``)."""
+    pip_config = meta.get("pip_config")
+    if pip_config:
+        from pip_adapter.wrap.pipnet import build_pipnet
+        backbone_builder = None
+        if builder is not None:
+            backbone_builder = builder
+        return build_pipnet(pip_config, backbone_builder=backbone_builder)
+    network = meta.get("network")
+    if not network or "type" not in network:
+        raise CheckpointError("the checkpoint's metadata has neither 'pip_config' nor a 'network' with a 'type'")
+    return (builder or default_builder)(network)
+
+
+def describe_network(model: nn.Module) -> Tuple[Optional[Dict[str, Any]], List[str], int]:
+    """(pip_config or None, degradation names, input multiple) read off a built network."""
+    pip_config = None
+    if hasattr(model, "pip_config") and callable(model.pip_config):
+        pip_config = model.pip_config()
+        json.dumps(pip_config)  # fail here, not at load time, if the wrapper gave something non-JSON
+    names = list(getattr(model, "degradations", None) or [])
+    return pip_config, names, infer_multiple(model)
+
+
+def infer_multiple(model: nn.Module, default: int = 16) -> int:
+    """The size multiple a network needs: an explicit ``padder_size``, else 2 ** (number of skip levels)."""
+    multiple = 1
+    for module in model.modules():
+        size = getattr(module, "padder_size", None)
+        if isinstance(size, int) and size > multiple:
+            multiple = size
+    levels = getattr(model, "pip_levels", None)
+    if levels is not None:
+        try:
+            multiple = max(multiple, 2 ** len(levels))
+        except TypeError:
+            pass
+    return multiple if multiple > 1 else default
+
+
+# ----------------------------------------------------------------------------------------------- state dicts
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` listing missing/unexpected keys and shape mismatches, if any."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+
+    def _show(items: List[str], n: int = 8) -> str:
+        more = f" ... and {len(items) - n} more" if len(items) > n else ""
+        return ", ".join(items[:n]) + more
+
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {_show(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {_show(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatches ({len(shapes)}): {_show(shapes, 6)}")
+    raise CheckpointError(f"{source}: the weights do not match the network configuration — " + "; ".join(parts)
+                          + ". Was it trained with another configuration (backbone, widths, degradations)?")
+
+
+def _strip_module_prefix(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Drop a DataParallel ``module.`` prefix when every key has it."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    """Check then load ``state`` strictly into ``model`` (in eval mode, on CPU)."""
+    state = _strip_module_prefix(state)
+    check_state_dict(model, state, source)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+def _torch_load(path: str) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
+        raise CheckpointError(f"{path}: cannot read this checkpoint ({type(err).__name__}: {str(err)[:300]}). "
+                              "It is corrupt, truncated, or holds pickled code (only weights-only files "
+                              "are accepted)") from err
+
+
+def _read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="pt", device="cpu") as fh:
+            header = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as err:  # noqa: BLE001 - SafetensorError and OSError alike mean "corrupt"
+        raise CheckpointError(f"{path}: not a valid safetensors file ({err}); it is corrupt or truncated, "
+                              "re-export it with 'pip-adapter export'") from err
+    meta = None
+    if META_KEY in header:
+        meta = _parse_meta(header[META_KEY], path)
+    return tensors, meta
+
+
+def _parse_meta(text: str, path: str) -> Dict[str, Any]:
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: the pip-adapter metadata is not valid JSON ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: the metadata is not a pip-adapter document")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r} is newer than this pip-adapter reads "
+                              f"({FORMAT_VERSION}); upgrade pip-adapter")
+    return meta
+
+
+def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Any]:
+    """(tensors, pip-adapter document or None, the raw torch object or None) of any supported file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header; torch files are zip/pickle
+    looks_safetensors = len(head) == 9 and head[8:9] == b"{"
+    if path.endswith(".safetensors") or looks_safetensors:
+        tensors, meta = _read_safetensors(path)
+        return tensors, meta, None
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and META_KEY in obj and "params" in obj:
+        return dict(obj["params"]), _parse_meta(obj[META_KEY], path), obj
+    return {}, None, obj
+
+
+def select_params(obj: Any, path: str, key: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """The state dict inside a BasicSR ``net_g_*.pth``: ``key``, else ``params_ema`` if present, else ``params``."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of weights, got {type(obj).__name__}")
+    if key is not None:
+        if key not in obj:
+            raise CheckpointError(f"{path}: no key {key!r}; it holds {sorted(map(str, obj))}")
+        state = obj[key]
+    elif "params_ema" in obj:
+        state = obj["params_ema"]
+        key = "params_ema"
+    elif "params" in obj:
+        state = obj["params"]
+        key = "params"
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj  # a plain state dict
+    else:
+        raise CheckpointError(f"{path}: no 'params' or 'params_ema' in it (keys: {sorted(map(str, obj))[:10]}); "
+                              "pass --key to pick the state dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: {key!r} is not a state dict of tensors")
+    logger.debug("%s: using %s", path, key)
+    return dict(state)
+
+
+def network_from_options(opt_path: str, section: str = "network_g") -> Dict[str, Any]:
+    """The ``network_g`` option dict of a BasicSR YAML (safe loader)."""
+    opt = safe_load_yaml(opt_path)
+    if not isinstance(opt, dict) or not isinstance(opt.get(section), dict) or "type" not in opt[section]:
+        raise CheckpointError(f"{opt_path}: no '{section}' section with a 'type' — is this the training option "
+                              "file of the checkpoint?")
+    return dict(opt[section])
+
+
+def _split_bundle(tensors: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    main = {k: v for k, v in tensors.items() if not k.startswith(CLASSIFIER_PREFIX)}
+    cls = {k[len(CLASSIFIER_PREFIX):]: v for k, v in tensors.items() if k.startswith(CLASSIFIER_PREFIX)}
+    return main, cls
+
+
+def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = None,
+                    builder: Optional[Builder] = None) -> LoadedCheckpoint:
+    """Build the network(s) a checkpoint describes and load their weights (eval mode, CPU).
+
+    ``path`` is an exported file (``.safetensors`` or weights-only ``.pth``), or a BasicSR ``net_g_*.pth``
+    together with ``opt``, its option YAML.  ``key`` picks ``params`` / ``params_ema`` in the latter.
+    """
+    path = os.fspath(path)
+    tensors, meta, raw = read_checkpoint(path)
+    if meta is None:
+        if opt is None:
+            raise CheckpointError(f"{path}: not a self-describing pip-adapter checkpoint; give the training "
+                                  "option YAML too (--opt) or export it with 'pip-adapter export'")
+        state = select_params(raw, path, key) if raw is not None else tensors
+        return _load_from_network(network_from_options(opt), state, path, builder,
+                                  source={"ckpt": os.path.basename(path), "opt": os.path.basename(opt)})
+    main, cls_state = _split_bundle(tensors)
+    model = load_weights(_build_checked(meta, builder, path), main, path)
+    classifier = None
+    if meta.get("kind") == "classifier":
+        classifier = model
+    elif meta.get("classifier"):
+        if not cls_state:
+            raise CheckpointError(f"{path}: the metadata names a classifier but the file holds no "
+                                  f"'{CLASSIFIER_PREFIX}*' weights")
+        classifier = load_weights(_build_checked(meta["classifier"], builder, path), cls_state,
+                                  f"{path} (classifier)")
+    return LoadedCheckpoint(model=model, meta=meta, classifier=classifier)
+
+
+def _build_checked(meta: Mapping[str, Any], builder: Optional[Builder], path: str) -> nn.Module:
+    try:
+        return _build_from_meta(meta, builder)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: cannot rebuild the network it describes: {err}") from err
+
+
+def _load_from_network(network: Mapping[str, Any], state: Dict[str, torch.Tensor], path: str,
+                       builder: Optional[Builder], source: Dict[str, Any]) -> LoadedCheckpoint:
+    try:
+        model = (builder or default_builder)(network)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: cannot build the network of its option file: {err}") from err
+    load_weights(model, state, path)
+    meta = make_meta(model, network, source=source)
+    return LoadedCheckpoint(model=model, meta=meta,
+                            classifier=model if meta["kind"] == "classifier" else None)
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+def make_meta(model: nn.Module, network: Optional[Mapping[str, Any]] = None,
+              source: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The JSON document describing ``model`` (built from ``network``, when known)."""
+    from pip_adapter.restore.classifier import DegradationClassifier
+
+    if isinstance(model, DegradationClassifier):
+        config = model.config()
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "classifier",
+                "network": {"type": CLASSIFIER_TYPE, **config}, "pip_config": None,
+                "degradations": list(model.degradations), "multiple": 1, "source": dict(source or {})}
+    pip_config, names, multiple = describe_network(model)
+    if network is None and pip_config is None:
+        raise CheckpointError(f"cannot describe a {type(model).__name__} without its network option "
+                              "({'type': ..., **kwargs}) or a pip_config()")
+    if not names:
+        names = normalise_names(None)
+        logger.warning("%s has no degradation names; recording the defaults %s", type(model).__name__, names)
+    network = dict(network) if network is not None else None
+    if network is not None:
+        json.dumps(network)
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "restorer",
+            "network": network, "pip_config": pip_config, "degradations": names,
+            "multiple": multiple, "source": dict(source or {})}
+
+
+def _plain_state(model_or_state: Any) -> Dict[str, torch.Tensor]:
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    # safetensors refuses tensors sharing memory: give each its own contiguous CPU copy
+    return {k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}
+
+
+def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
+                    classifier: Optional[nn.Module] = None, classifier_meta: Optional[Mapping[str, Any]] = None,
+                    overwrite: bool = True) -> str:
+    """Write ``model`` (+ an optional classifier) with ``meta`` to ``path`` (.safetensors or .pth), atomically."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    meta = dict(meta)
+    tensors = _plain_state(model)
+    if classifier is not None:
+        if classifier_meta is None:
+            classifier_meta = make_meta(classifier)
+        meta["classifier"] = dict(classifier_meta)
+        tensors.update({CLASSIFIER_PREFIX + k: v for k, v in _plain_state(classifier).items()})
+    text = json.dumps(meta, sort_keys=True)
+    ext = os.path.splitext(path)[1].lower()
+    with atomic_path(path) as tmp:
+        if ext == ".safetensors":
+            from safetensors.torch import save_file
+            save_file(tensors, tmp, metadata={META_KEY: text})
+        elif ext in (".pth", ".pt"):
+            torch.save({META_KEY: text, "params": tensors}, tmp)
+        else:
+            raise ValueError(f"{path}: unknown checkpoint extension {ext!r}; use .safetensors or .pth")
+    logger.info("wrote %s (%s, %d tensors)", path, meta.get("kind"), len(tensors))
+    return path
+
+
+def export_checkpoint(ckpt: str, opt: Optional[str], out: str, key: Optional[str] = None,
+                      classifier: Optional[str] = None, classifier_opt: Optional[str] = None,
+                      classifier_key: Optional[str] = None, builder: Optional[Builder] = None,
+                      overwrite: bool = False) -> LoadedCheckpoint:
+    """Turn a BasicSR ``net_g_*.pth`` + option YAML (or any readable checkpoint) into a self-describing file.
+
+    ``classifier`` (a classifier ``net_g`` + ``classifier_opt``, or an exported classifier) is bundled into a
+    restorer file.  Returns what was written, loaded back from the written file.
+    """
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    loaded = load_checkpoint(ckpt, opt=opt, key=key, builder=builder)
+    meta = dict(loaded.meta)
+    source = dict(meta.get("source") or {})
+    if key:
+        source["key"] = key
+    meta["source"] = source
+    cls_model = cls_meta = None
+    if classifier is not None:
+        if loaded.kind == "classifier":
+            raise ValueError("--classifier bundles a classifier into a restorer; the main checkpoint is "
+                             "already a classifier")
+        cls = load_checkpoint(classifier, opt=classifier_opt, key=classifier_key, builder=builder)
+        if cls.kind != "classifier" or cls.classifier is None:
+            raise ValueError(f"{classifier}: not a degradation classifier (network type "
+                             f"{(cls.meta.get('network') or {}).get('type')!r})")
+        if list(cls.classifier.degradations) != loaded.degradations:
+            raise ValueError(f"{classifier}: the classifier's types {cls.classifier.degradations} differ from "
+                             f"the restorer's {loaded.degradations}; their ω orders must match")
+        cls_model, cls_meta = cls.classifier, cls.meta
+    elif loaded.classifier is not None and loaded.kind == "restorer":
+        cls_model, cls_meta = loaded.classifier, meta.get("classifier")
+    meta.pop("classifier", None)
+    save_checkpoint(out, loaded.model, meta, classifier=cls_model, classifier_meta=cls_meta, overwrite=True)
+    return load_checkpoint(out, builder=builder)

@@ -1,0 +1,228 @@
+"""Reading and writing images the way users have them.
+
+Every image is turned into a float32 RGB array H×W×3 in [0, 1] plus an :class:`ImageInfo` that says how to
+write the result back the way it came: bit depth (8, 16 or float), grayscale or colour, and the alpha channel,
+which is passed through untouched.  EXIF orientation is applied on read, so the restored image is upright.
+
+Arrays given from Python are taken as RGB(A) (not OpenCV's BGR); uint8 maps 0..255, uint16 0..65535 and
+floats are taken as already in [0, 1].
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclasses.dataclass
+class ImageInfo:
+    """How an image was stored, so that its restored version can be stored the same way."""
+
+    dtype: str                      # "uint8", "uint16" or "float32"
+    gray: bool                      # one colour channel (restored as RGB, written back as gray)
+    alpha: Optional[np.ndarray]     # H×W alpha in the original dtype, or None
+    squeeze_channel: bool = True    # a gray array came as H×W (True) or H×W×1 (False)
+    path: Optional[str] = None
+
+    @property
+    def channels(self) -> int:
+        """Number of channels of the original (1, 2, 3 or 4)."""
+        return (1 if self.gray else 3) + (1 if self.alpha is not None else 0)
+
+
+class ImageReadError(ValueError):
+    """A file that is not a readable image."""
+
+
+def is_image_file(path: str) -> bool:
+    """True when ``path`` has an image extension we read."""
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _exif_orientation(path: str) -> int:
+    """EXIF orientation tag (1..8) of ``path``; 1 when absent or unreadable."""
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        return int(value) if value in range(1, 9) else 1
+    except Exception:  # noqa: BLE001 - orientation is best effort; the pixels were read already
+        return 1
+
+
+def apply_exif_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip ``arr`` (H×W[×C]) so that it displays upright for EXIF ``orientation``."""
+    if orientation == 2:
+        return arr[:, ::-1]
+    if orientation == 3:
+        return arr[::-1, ::-1]
+    if orientation == 4:
+        return arr[::-1]
+    if orientation == 5:  # transpose
+        return np.swapaxes(arr, 0, 1)
+    if orientation == 6:  # rotate 90° clockwise
+        return np.rot90(arr, k=-1)
+    if orientation == 7:  # transverse
+        return np.rot90(arr, k=2).swapaxes(0, 1)
+    if orientation == 8:  # rotate 90° counter-clockwise
+        return np.rot90(arr, k=1)
+    return arr
+
+
+def _read_raw(path: str) -> np.ndarray:
+    """Pixels as stored (H×W or H×W×C, RGB order), via OpenCV, falling back to tifffile/PIL."""
+    import cv2
+    arr = None
+    try:
+        # imdecode on bytes rather than imread: works with any file name and never prints to stderr
+        data = np.fromfile(path, dtype=np.uint8)
+        if data.size:
+            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except (OSError, cv2.error):
+        arr = None
+    if arr is not None:
+        if arr.ndim == 3 and arr.shape[2] == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+        elif arr.ndim == 3 and arr.shape[2] == 4:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+        return arr
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".tif", ".tiff"):
+        try:
+            import tifffile
+            return np.asarray(tifffile.imread(path))
+        except Exception:  # noqa: BLE001 - fall through to PIL and the common error below
+            pass
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except Exception as err:  # noqa: BLE001 - any failure means "not an image we can read"
+        raise ImageReadError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
+
+
+def array_to_float(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndarray, ImageInfo]:
+    """Split an H×W[×C] array (RGB order) into float32 RGB in [0, 1] and its :class:`ImageInfo`."""
+    name = path or "image"
+    arr = np.asarray(arr)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(f"{name}: expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name}: empty image of shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        dtype, scale = "uint8", 255.0
+    elif arr.dtype == np.uint16:
+        dtype, scale = "uint16", 65535.0
+    elif arr.dtype == np.bool_:
+        arr, dtype, scale = arr.astype(np.uint8) * 255, "uint8", 255.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        dtype, scale = "float32", 1.0
+    elif np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name}: unsupported integer pixel type {arr.dtype}; give uint8, uint16 or float")
+    else:
+        raise ValueError(f"{name}: unsupported pixel type {arr.dtype}; give uint8, uint16 or float")
+    squeeze = arr.ndim == 2
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    alpha = None
+    if arr.shape[2] in (2, 4):
+        alpha = np.ascontiguousarray(arr[:, :, -1])
+        arr = arr[:, :, :-1]
+    gray = arr.shape[2] == 1
+    rgb = arr.astype(np.float32) * np.float32(1.0 / scale) if scale != 1.0 else arr.astype(np.float32)
+    if dtype == "float32":
+        if not np.isfinite(rgb).all():
+            raise ValueError(f"{name}: float image contains NaN or infinite values")
+        rgb = np.clip(rgb, 0.0, 1.0)
+    if gray:
+        rgb = np.repeat(rgb, 3, axis=2)
+    info = ImageInfo(dtype=dtype, gray=gray, alpha=alpha, squeeze_channel=squeeze, path=path)
+    return np.ascontiguousarray(rgb), info
+
+
+def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
+    """Read ``path`` as float32 RGB H×W×3 in [0, 1], upright (EXIF applied); see :class:`ImageInfo`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    if os.path.isdir(path):
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    arr = _read_raw(path)
+    if arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{path}: unsupported number of channels {arr.shape[2]}")
+    orientation = _exif_orientation(path)
+    if orientation != 1:
+        arr = np.ascontiguousarray(apply_exif_orientation(arr, orientation))
+    try:
+        return array_to_float(arr, path)
+    except ValueError as err:
+        raise ImageReadError(str(err)) from err
+
+
+def float_to_array(rgb: np.ndarray, info: ImageInfo) -> np.ndarray:
+    """Inverse of :func:`array_to_float`: back to the original dtype and channels (alpha re-attached)."""
+    rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    if info.gray:
+        # the model may restore the three channels slightly differently: write their luminance
+        out = (0.299 * rgb[:, :, 0] + 0.587 * rgb[:, :, 1] + 0.114 * rgb[:, :, 2])[:, :, None]
+    else:
+        out = rgb
+    if info.dtype == "uint8":
+        out = np.round(out * 255.0).astype(np.uint8)
+    elif info.dtype == "uint16":
+        out = np.round(out * 65535.0).astype(np.uint16)
+    else:
+        out = out.astype(np.float32)
+    if info.alpha is not None:
+        alpha = info.alpha
+        if alpha.shape != out.shape[:2]:
+            raise ValueError(f"alpha channel of shape {alpha.shape} does not match the image {out.shape[:2]}")
+        out = np.concatenate([out, alpha.astype(out.dtype)[:, :, None]], axis=2)
+    elif info.gray and info.squeeze_channel:
+        out = out[:, :, 0]
+    return out
+
+
+def write_image(path: str, arr: np.ndarray, overwrite: bool = False) -> None:
+    """Write an H×W[×C] array (RGB(A) order, uint8/uint16/float32) to ``path``; refuses to overwrite.
+
+    The file is written to a temporary name and renamed, so an interrupted run never leaves half a file.
+    """
+    import cv2
+
+    from pip_adapter.utils.io import atomic_path
+
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise ValueError(f"{path}: unknown image extension {ext!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    arr = np.asarray(arr)
+    if ext in (".jpg", ".jpeg") and (arr.dtype != np.uint8 or (arr.ndim == 3 and arr.shape[2] in (2, 4))):
+        raise ValueError(f"{path}: JPEG stores 8-bit images without alpha; write PNG or TIFF instead")
+    if arr.dtype == np.float32 and ext not in (".tif", ".tiff"):
+        raise ValueError(f"{path}: float images can only be written as TIFF")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        bgr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    elif arr.ndim == 3 and arr.shape[2] == 2:
+        # encoders take gray+alpha only as 4 channels; the gray value goes to R, G and B
+        bgr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
+    else:
+        bgr = arr
+    ok, data = cv2.imencode(ext, np.ascontiguousarray(bgr))
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode a {arr.dtype} image of shape {arr.shape} as {ext}")
+    with atomic_path(path) as tmp:
+        data.tofile(tmp)

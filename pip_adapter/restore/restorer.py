@@ -1,0 +1,309 @@
+"""``Restorer``: a restoration network with its degradation names, ready for images of any kind and size.
+
+    >>> r = Restorer.from_checkpoint("model.safetensors")
+    >>> out = r(image, degradation="rain")                 # numpy H×W×C (uint8/uint16/float) or a path
+    >>> out = r(image, omega={"rain": 0.7, "noise": 0.3})
+    >>> out = r(image, degradation="auto")                 # ω from the degradation classifier
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from pip_adapter.omega import canonical_name, to_omega
+from pip_adapter.restore.image_io import ImageInfo, array_to_float, float_to_array, read_image, write_image
+from pip_adapter.restore.tiling import count_tiles, run_padded, tiled_forward
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"
+AUTO_MODES = ("weights", "argmax")
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """``"auto"``/None → CUDA when available else CPU; ``"cuda"`` without CUDA is refused clearly."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    return dev
+
+
+def parse_omega_spec(text: str) -> Dict[str, float]:
+    """``"rain=0.7,noise=0.3"`` → ``{"rain": 0.7, "noise": 0.3}`` (values checked later by ``to_omega``)."""
+    out: Dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"cannot read omega {text!r}: write name=weight pairs like 'rain=0.7,noise=0.3'")
+        name, value = part.split("=", 1)
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"cannot read omega {text!r}: {value.strip()!r} is not a number") from None
+        if name.strip() in out:
+            raise ValueError(f"omega {text!r} names {name.strip()!r} twice")
+        out[name.strip()] = weight
+    if not out:
+        raise ValueError(f"omega {text!r} is empty: write name=weight pairs like 'rain=0.7,noise=0.3'")
+    return out
+
+
+def image_metrics(restored: np.ndarray, gt: np.ndarray) -> Tuple[float, float]:
+    """PSNR and SSIM of two float H×W×C images in [0, 1] (scikit-image's 7×7 uniform-window SSIM)."""
+    from skimage.metrics import structural_similarity
+
+    if restored.shape != gt.shape:
+        raise ValueError(f"restored image {restored.shape} and ground truth {gt.shape} differ in size")
+    a = restored.astype(np.float64)
+    b = gt.astype(np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    psnr = float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    win = min(7, a.shape[0], a.shape[1])
+    win = win if win % 2 == 1 else win - 1
+    if win < 3:
+        return psnr, float("nan")
+    ssim = float(structural_similarity(a, b, data_range=1.0, channel_axis=2 if a.ndim == 3 else None,
+                                       win_size=win))
+    return psnr, ssim
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    """What :meth:`Restorer.restore_file` did for one image."""
+
+    input: str
+    output: Optional[str]
+    omega: Dict[str, float]
+    chosen: str
+    seconds: float
+    size: Tuple[int, int]
+    psnr: Optional[float] = None
+    ssim: Optional[float] = None
+    error: Optional[str] = None
+
+
+class Restorer:
+    """A restoration network (``forward(x, omega)``) with its degradation names and input multiple.
+
+    Args:
+        model: a PIP network (``forward(x, omega)``) or a plain network (``forward(x)``; ω is then ignored).
+        degradations: type names in ω order.
+        multiple: inputs are padded to a multiple of this.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
+        classifier: a :class:`~pip_adapter.restore.classifier.DegradationClassifier` for ``degradation="auto"``.
+        tile, tile_overlap: default tiling (0 = whole image).
+    """
+
+    def __init__(self, model: nn.Module, degradations: Sequence[str], multiple: int = 16,
+                 device: Union[str, torch.device, None] = "auto", classifier: Optional[nn.Module] = None,
+                 tile: int = 0, tile_overlap: int = 32, uses_omega: Optional[bool] = None) -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.degradations = list(degradations)
+        self.multiple = max(1, int(multiple))
+        self.classifier = classifier.eval().to(self.device) if classifier is not None else None
+        if self.classifier is not None:
+            cls_names = [canonical_name(n) for n in self.classifier.degradations]
+            if cls_names != [canonical_name(n) for n in self.degradations]:
+                raise ValueError(f"the classifier's types {self.classifier.degradations} differ from the "
+                                 f"restorer's {self.degradations}")
+        self.tile = int(tile or 0)
+        self.tile_overlap = int(tile_overlap)
+        if uses_omega is None:
+            uses_omega = bool(getattr(model, "pip_config", None)) or hasattr(model, "pip_levels")
+        self.uses_omega = uses_omega
+        self.last_omega: Optional[Dict[str, float]] = None
+        self.last_choice: Optional[str] = None
+
+    # ------------------------------------------------------------------------------------------ building
+    @classmethod
+    def from_checkpoint(cls, path: str, opt: Optional[str] = None, key: Optional[str] = None,
+                        device: Union[str, torch.device, None] = "auto", classifier: Optional[str] = None,
+                        builder: Optional[Callable[[Mapping[str, Any]], nn.Module]] = None,
+                        **kwargs: Any) -> "Restorer":
+        """Load an exported checkpoint (or a BasicSR ``net_g`` + ``opt``); ``classifier`` is a classifier file."""
+        from pip_adapter.restore.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(path, opt=opt, key=key, builder=builder)
+        if loaded.kind == "classifier":
+            raise ValueError(f"{path} is a degradation classifier, not a restoration network; pass it as "
+                             "--classifier")
+        cls_model = loaded.classifier
+        if classifier is not None:
+            cls_loaded = load_checkpoint(classifier, builder=builder)
+            if cls_loaded.classifier is None:
+                raise ValueError(f"{classifier}: holds no degradation classifier")
+            cls_model = cls_loaded.classifier
+        uses_omega = bool(loaded.meta.get("pip_config")) or (loaded.meta.get("network") or {}).get("type") == "PIPNet"
+        return cls(loaded.model, loaded.degradations, multiple=loaded.multiple, device=device,
+                   classifier=cls_model, uses_omega=uses_omega, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ ω
+    def omega_for(self, image: torch.Tensor, degradation: Any = None, omega: Any = None,
+                  auto_mode: str = "weights") -> Tuple[torch.Tensor, str]:
+        """(ω as 1×T on the device, a short description of the choice) for one 1×3×H×W image."""
+        if degradation is not None and omega is not None:
+            raise ValueError("give either degradation or omega, not both")
+        spec = omega if omega is not None else degradation
+        if spec is None:
+            if not self.uses_omega:
+                spec = {self.degradations[0]: 1.0}
+            else:
+                raise ValueError("say which degradation to remove: degradation='rain', a mix "
+                                 "{'rain': 0.7, 'noise': 0.3} or 'auto' "
+                                 f"(this model knows: {', '.join(self.degradations)})")
+        if isinstance(spec, str) and spec.strip().lower() == AUTO:
+            return self._auto_omega(image, auto_mode)
+        if isinstance(spec, str) and "=" in spec:
+            spec = parse_omega_spec(spec)
+        w = to_omega(spec, self.degradations, batch_size=1)
+        if w.shape[0] != 1:
+            raise ValueError(f"one image takes one ω row, got {w.shape[0]}")
+        return w.to(self.device), _describe(w[0], self.degradations)
+
+    def _auto_omega(self, image: torch.Tensor, auto_mode: str) -> Tuple[torch.Tensor, str]:
+        if auto_mode not in AUTO_MODES:
+            raise ValueError(f"unknown auto mode {auto_mode!r}; use one of {AUTO_MODES}")
+        if self.classifier is None:
+            raise ValueError("degradation 'auto' needs a degradation classifier: pass --classifier FILE or "
+                             "export the model with one (pip-adapter export --classifier ...)")
+        probs = self.classifier.predict_proba(image.to(self.device)).float().cpu()
+        if auto_mode == "argmax":
+            w = torch.zeros_like(probs)
+            w[int(probs.argmax())] = 1.0
+        else:
+            w = probs
+        w = to_omega(w[None], self.degradations, batch_size=1)
+        top = int(probs.argmax())
+        desc = f"auto:{self.degradations[top]} ({probs[top].item():.0%})"
+        if auto_mode == "weights":
+            desc += " " + _describe(w[0], self.degradations)
+        return w.to(self.device), desc
+
+    # ------------------------------------------------------------------------------------------ restoring
+    def _forward(self, omega: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            if self.uses_omega:
+                return self.model(x, omega.expand(x.shape[0], -1))
+            return self.model(x)
+        return fn
+
+    @torch.inference_mode()
+    def restore_tensor(self, x: torch.Tensor, omega: torch.Tensor, tile: Optional[int] = None,
+                       tile_overlap: Optional[int] = None,
+                       progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+        """Restore a 1×3×H×W float image (on any device) with ω (1×T); returns 1×3×H×W on the CPU."""
+        tile = self.tile if tile is None else int(tile or 0)
+        overlap = self.tile_overlap if tile_overlap is None else int(tile_overlap)
+        fn = self._forward(omega.to(self.device))
+        h, w = x.shape[-2:]
+        if tile and (h > tile or w > tile):
+            out = tiled_forward(fn, x.cpu(), tile=tile, overlap=overlap, multiple=self.multiple,
+                                device=self.device, progress=progress)
+        else:
+            out = run_padded(fn, x.to(self.device, torch.float32), self.multiple).float().cpu()
+            if progress is not None:
+                progress(1)
+        return out.clamp_(0.0, 1.0)
+
+    def num_steps(self, height: int, width: int, tile: Optional[int] = None,
+                  tile_overlap: Optional[int] = None) -> int:
+        """How many network runs one image of this size takes (for progress bars)."""
+        tile = self.tile if tile is None else int(tile or 0)
+        overlap = self.tile_overlap if tile_overlap is None else int(tile_overlap)
+        if tile and (height > tile or width > tile):
+            if self.multiple > 1:
+                tile = int(math.ceil(tile / self.multiple) * self.multiple)
+            return count_tiles(height, width, tile, overlap)
+        return 1
+
+    def restore_array(self, rgb: np.ndarray, degradation: Any = None, omega: Any = None,
+                      auto_mode: str = "weights", tile: Optional[int] = None, tile_overlap: Optional[int] = None,
+                      progress: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, Dict[str, float], str]:
+        """Float RGB H×W×3 in [0, 1] → (restored float RGB, ω as {name: weight}, description)."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        w, desc = self.omega_for(x, degradation=degradation, omega=omega, auto_mode=auto_mode)
+        out = self.restore_tensor(x, w, tile=tile, tile_overlap=tile_overlap, progress=progress)
+        restored = out[0].permute(1, 2, 0).numpy()
+        weights = {n: float(v) for n, v in zip(self.degradations, w[0].cpu().tolist())}
+        self.last_omega, self.last_choice = weights, desc
+        return restored, weights, desc
+
+    def __call__(self, image: Union[np.ndarray, str, os.PathLike], degradation: Any = None, omega: Any = None,
+                 auto_mode: str = "weights", tile: Optional[int] = None,
+                 tile_overlap: Optional[int] = None) -> np.ndarray:
+        """Restore an image (numpy H×W[×C], RGB(A), uint8/uint16/float — or a path); same dtype/channels out.
+
+        ``degradation``: a name, ``"auto"``, or ``"rain=0.7,noise=0.3"``; ``omega``: anything
+        :func:`pip_adapter.omega.to_omega` accepts.  ``self.last_omega`` holds the ω used.
+        """
+        if isinstance(image, (str, os.PathLike)):
+            rgb, info = read_image(os.fspath(image))
+        else:
+            rgb, info = array_to_float(image)
+        restored, _, _ = self.restore_array(rgb, degradation=degradation, omega=omega, auto_mode=auto_mode,
+                                            tile=tile, tile_overlap=tile_overlap)
+        return float_to_array(restored, info)
+
+    def restore_file(self, src: str, dst: str, degradation: Any = None, omega: Any = None,
+                     auto_mode: str = "weights", tile: Optional[int] = None, tile_overlap: Optional[int] = None,
+                     overwrite: bool = False, gt: Optional[str] = None,
+                     progress: Optional[Callable[[int], None]] = None) -> RestoreResult:
+        """Read ``src``, restore it, write ``dst`` in the same bit depth and channels; PSNR/SSIM against ``gt``."""
+        if os.path.exists(dst) and not overwrite:
+            raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
+        start = time.perf_counter()
+        rgb, info = read_image(src)
+        restored, weights, desc = self.restore_array(rgb, degradation=degradation, omega=omega,
+                                                     auto_mode=auto_mode, tile=tile, tile_overlap=tile_overlap,
+                                                     progress=progress)
+        del rgb
+        out = float_to_array(restored, info)
+        write_image(dst, _writable(out, dst, info), overwrite=overwrite)
+        result = RestoreResult(input=src, output=dst, omega=weights, chosen=desc,
+                               seconds=time.perf_counter() - start, size=(restored.shape[0], restored.shape[1]))
+        if gt is not None:
+            gt_rgb, gt_info = read_image(gt)
+            # compare what was written (its bit depth and channels) with the ground truth the same way
+            written, _ = array_to_float(out)
+            result.psnr, result.ssim = _compare(written, info, gt_rgb, gt_info)
+        return result
+
+
+def _compare(written: np.ndarray, info: ImageInfo, gt: np.ndarray, gt_info: ImageInfo) -> Tuple[float, float]:
+    if info.gray and gt_info.gray:
+        return image_metrics(written[:, :, :1], gt[:, :, :1])
+    return image_metrics(written, gt)
+
+
+def _writable(arr: np.ndarray, dst: str, info: ImageInfo) -> np.ndarray:
+    """Float images can only be stored as TIFF; JPEG only as 8-bit — convert rather than fail late."""
+    ext = os.path.splitext(dst)[1].lower()
+    if ext in (".jpg", ".jpeg") and arr.dtype != np.uint8:
+        logger.warning("%s: JPEG holds 8 bits; the %s result is written as 8-bit", dst, arr.dtype)
+        scale = 255.0 / 65535.0 if arr.dtype == np.uint16 else 255.0
+        arr = np.clip(np.round(arr.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+    if arr.dtype == np.float32 and ext not in (".tif", ".tiff"):
+        arr = np.round(np.clip(arr, 0, 1) * 65535.0).astype(np.uint16)
+    return arr
+
+
+def _describe(weights: torch.Tensor, names: Sequence[str]) -> str:
+    """``"rain"`` for a one-hot row, else ``"rain=0.70,noise=0.30"`` (non-zero entries)."""
+    vals = weights.detach().float().cpu().tolist()
+    nonzero = [(n, v) for n, v in zip(names, vals) if v > 0]
+    if len(nonzero) == 1:
+        return nonzero[0][0]
+    return ",".join(f"{n}={v:.2f}" for n, v in nonzero)

@@ -1,0 +1,143 @@
+"""Running a restoration network on images of any size: padding to the network's multiple and tiling.
+
+Tiles overlap and are blended with a smooth window (a raised-cosine ramp across each overlap, flat inside),
+accumulated as weighted sums and divided by the summed weights, so seams do not show.  Only one tile's
+features exist at a time; the full-size tensors are the input, the weighted output sum and a one-channel
+weight map.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+TensorFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Pad B×C×H×W on the bottom/right to multiples of ``multiple``; returns the padded tensor and (H, W).
+
+    Reflection keeps the padded border image-like; images too small to reflect are padded by replication.
+    """
+    h, w = x.shape[-2:]
+    if multiple <= 1:
+        return x, (h, w)
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
+
+def run_padded(fn: TensorFn, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``fn`` on ``x`` padded to ``multiple``, cropped back to the input size."""
+    xp, (h, w) = pad_to_multiple(x, multiple)
+    out = fn(xp)
+    if out.shape[-2:] != xp.shape[-2:]:
+        raise ValueError(f"the network changed the image size from {tuple(xp.shape[-2:])} to "
+                         f"{tuple(out.shape[-2:])}; only same-size restoration networks are supported")
+    return out[..., :h, :w]
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> List[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length``, evenly spread, overlapping by >= ``overlap``."""
+    if tile >= length:
+        return [0]
+    step = tile - overlap
+    if step <= 0:
+        raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile size ({tile})")
+    n = int(math.ceil((length - overlap) / step))
+    n = max(n, 2)
+    # even spacing keeps every overlap close to the requested one (no thin last tile)
+    return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+
+
+def ramp_window(size: int, ramp_before: int, ramp_after: int, dtype=torch.float32) -> torch.Tensor:
+    """1-D weights: 0 on the outer quarter of each overlap, a raised-cosine ramp across its middle half, 1 inside.
+
+    The zero margin drops the pixels nearest a tile border — the ones that saw padding instead of image — so
+    a network whose receptive radius is below a quarter of the overlap gives exactly the whole-image result;
+    the neighbouring tile has weight 1 there, so every pixel keeps a positive total weight.
+    """
+    w = torch.ones(size, dtype=dtype)
+    for length, flip in ((ramp_before, False), (ramp_after, True)):
+        length = min(length, size)
+        if length <= 0:
+            continue
+        margin = length // 4 if length >= 4 else 0
+        body = length - 2 * margin
+        pos = (torch.arange(body, dtype=torch.float64) + 0.5) / body
+        ramp = torch.cat([torch.zeros(margin, dtype=torch.float64), 0.5 - 0.5 * torch.cos(math.pi * pos),
+                          torch.ones(margin, dtype=torch.float64)]).to(dtype)
+        if flip:
+            w[size - length:] = torch.minimum(w[size - length:], ramp.flip(0))
+        else:
+            w[:length] = torch.minimum(w[:length], ramp)
+    return w
+
+
+def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[Tuple[int, int, int, int]]:
+    """Yield (top, left, tile_h, tile_w) of every tile, row by row."""
+    for top in tile_starts(height, tile, overlap):
+        for left in tile_starts(width, tile, overlap):
+            yield top, left, min(tile, height), min(tile, width)
+
+
+def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
+    """Number of tiles :func:`tiled_forward` runs for an image of this size."""
+    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+
+
+def tiled_forward(fn: TensorFn, x: torch.Tensor, tile: int, overlap: int = 32, multiple: int = 1,
+                  device: Optional[torch.device] = None, out_channels: Optional[int] = None,
+                  progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """Apply ``fn`` to 1×C×H×W ``x`` tile by tile and blend the tiles; the result stays on ``x``'s device.
+
+    ``fn`` receives each tile (padded to ``multiple``) on ``device`` and returns a same-size tensor.
+    ``tile`` is rounded up to ``multiple``.  ``progress(n)`` is called after each tile.
+    """
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"tiled_forward expects one image of shape 1×C×H×W, got {tuple(x.shape)}")
+    if tile <= 0:
+        raise ValueError(f"tile size must be positive, got {tile}")
+    if overlap < 0:
+        raise ValueError(f"tile overlap must be >= 0, got {overlap}")
+    if multiple > 1:
+        tile = int(math.ceil(tile / multiple) * multiple)
+    if overlap >= tile:
+        raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile size ({tile})")
+    device = device or x.device
+    _, c, h, w = x.shape
+    c_out = out_channels or c
+    acc = torch.zeros(1, c_out, h, w, dtype=torch.float32, device=x.device)
+    weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=x.device)
+    rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    for i, top in enumerate(rows):
+        th = min(tile, h)
+        # ramp only where a neighbouring tile overlaps; the actual overlap may exceed ``overlap`` at the end
+        before_y = (rows[i - 1] + th - top) if i > 0 else 0
+        after_y = (top + th - rows[i + 1]) if i + 1 < len(rows) else 0
+        wy = ramp_window(th, before_y, after_y)
+        for j, left in enumerate(cols):
+            tw = min(tile, w)
+            before_x = (cols[j - 1] + tw - left) if j > 0 else 0
+            after_x = (left + tw - cols[j + 1]) if j + 1 < len(cols) else 0
+            wx = ramp_window(tw, before_x, after_x)
+            patch = x[:, :, top:top + th, left:left + tw].to(device=device, dtype=torch.float32)
+            out = run_padded(fn, patch, multiple).to(device=x.device, dtype=torch.float32)
+            if out.shape[1] != c_out:
+                raise ValueError(f"the network returned {out.shape[1]} channels, expected {c_out}")
+            win = (wy[:, None] * wx[None, :]).to(x.device)[None, None]
+            acc[:, :, top:top + th, left:left + tw].addcmul_(out, win)
+            weight[:, :, top:top + th, left:left + tw].add_(win)
+            del out, patch
+            if progress is not None:
+                progress(1)
+    if not bool((weight > 0).all()):  # cannot happen with the windows above; never divide by zero silently
+        raise RuntimeError(f"tiling left pixels without weight (tile {tile}, overlap {overlap}, size {h}×{w})")
+    return acc.div_(weight)
