@@ -253,6 +253,91 @@ def measure(specs: Sequence[ModelSpec], size: int = 256, repeats: int = 3, warmu
     return rows
 
 
+def _is_pip_level(m: nn.Module) -> bool:
+    return callable(getattr(m, "universal_prompt", None)) and callable(getattr(m, "all_degradation_prompts", None))
+
+
+@torch.inference_mode()
+def profile_pip(model: nn.Module, x: torch.Tensor, repeats: int = 2, top: int = 12) -> dict:
+    """Where a PIP model spends its time: whole forward, each PIP level, each direct child of a level.
+
+    Wall-clock per module comes from forward pre/post hooks (with a device sync), summed over
+    ``repeats`` forwards after one warm-up and divided by ``repeats``; the part of a level not covered by
+    its children is the functional glue (bilinear resizes, channel pad/slice, residual adds).  The top
+    operators come from ``torch.profiler`` over one forward (self CPU time, or self CUDA time on a GPU).
+    """
+    dev = x.device
+    levels = [(n, m) for n, m in model.named_modules() if _is_pip_level(m)]
+    if not levels:
+        raise ValueError("profile_pip: the model has no PIP level")
+    acc: Dict[str, float] = {}
+    starts: Dict[int, float] = {}
+    handles = []
+
+    def pre(key: str):
+        def hook(mod: nn.Module, *_a) -> None:
+            sync(dev)
+            starts[id(mod)] = time.perf_counter()
+        return hook
+
+    def post(key: str):
+        def hook(mod: nn.Module, *_a) -> None:
+            sync(dev)
+            acc[key] = acc.get(key, 0.0) + time.perf_counter() - starts.pop(id(mod))
+        return hook
+
+    for i, (_, level) in enumerate(levels):
+        handles += [level.register_forward_pre_hook(pre(f"L{i + 1}")), level.register_forward_hook(post(f"L{i + 1}"))]
+        for cname, child in level.named_children():
+            key = f"L{i + 1}.{cname}"
+            handles += [child.register_forward_pre_hook(pre(key)), child.register_forward_hook(post(key))]
+    model(x)  # warm-up
+    acc.clear()
+    sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        model(x)
+    sync(dev)
+    total = (time.perf_counter() - t0) / repeats
+    for h in handles:
+        h.remove()
+    per = {k: v / repeats for k, v in acc.items()}
+    for i in range(len(levels)):
+        key = f"L{i + 1}"
+        children = sum(v for k, v in per.items() if k.startswith(key + "."))
+        per[key + ".(glue: resize/pad/residual)"] = max(0.0, per.get(key, 0.0) - children)
+    by_kind: Dict[str, float] = {}
+    for k, v in per.items():
+        if "." in k:
+            kind = k.split(".", 1)[1]
+            by_kind[kind] = by_kind.get(kind, 0.0) + v
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        model(x)
+        sync(dev)
+    sort_key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    ops = prof.key_averages().table(sort_by=sort_key, row_limit=top)
+    pip_total = sum(per[f"L{i + 1}"] for i in range(len(levels)))
+    return {"total_s": total, "pip_s": pip_total, "levels": {f"L{i + 1}": per[f"L{i + 1}"] for i in range(len(levels))},
+            "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])), "per_module": per, "top_ops": ops}
+
+
+def render_profile(prof: dict) -> str:
+    """Text summary of :func:`profile_pip`."""
+    lines = [f"forward {prof['total_s'] * 1e3:.1f} ms, of which PIP levels {prof['pip_s'] * 1e3:.1f} ms "
+             f"({100 * prof['pip_s'] / prof['total_s']:.1f}%)",
+             "per level: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in prof["levels"].items()),
+             "per PIP sub-module (all levels): " + ", ".join(
+                 f"{k} {v * 1e3:.1f} ms" for k, v in prof["by_kind"].items())]
+    return "\n".join(lines) + "\n\n" + prof["top_ops"]
+
+
+def indent_block(text: str) -> str:
+    """Indent text as a markdown code block inside a list item."""
+    return "\n".join("    " + ln for ln in text.splitlines())
+
+
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     """a / b, or None when either is missing or b is zero."""
     if a is None or b is None or b == 0:
@@ -359,8 +444,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows += measure(specs, size, repeats, warmup, dev, memory=not args.no_memory, spec_set=spec_set)
         notes.append(f"{dev.type.upper()}: {repeats} timed rounds, {warmup} warm-up, {time.time() - t0:.0f} s total.")
     if args.profile:
-        from bench.profile_pip import profile_specs
-        notes += profile_specs([s for s in specs if s.pip], size, devices[-1])
+        for s in specs:
+            if s.pip:
+                prof = profile_pip(s.build().eval().to(devices[-1]),
+                                   torch.rand(1, 3, size, size, device=devices[-1]), repeats=max(1, min(repeats, 3)))
+                notes.append(f"Profile of {s.name} ({devices[-1].type}):\n\n" + indent_block(render_profile(prof)))
     info = machine_info(devices[-1])
     text = render(rows, size, repeats, warmup, info, command_line(), notes)
     if args.json:
