@@ -1,0 +1,451 @@
+"""``PIPModel``: BasicSR's ``SRModel`` trained and validated with ω (the degradation weights).
+
+What it adds to ``SRModel``:
+
+* ω per batch from the dataset's ``label`` (one-hot) or ``omega`` (soft rows), passed to the network as
+  ``net_g(lq, omega)``; a network without PIP levels (a plain backbone: the baselines) is called as
+  ``net_g(lq)``, so the same model type trains both;
+* loss = pixel loss (``pixel_opt``, L1 by default; ``SmoothL1Loss`` for the release) + α·L_ddl over all PIP
+  levels (``ddl_opt: {form: paper|release, theta_thre: 90, loss_weight: 0.002}``);
+* every ``torch.optim`` optimizer by name (``Adam``, ``AdamW``, ...) and the ``LinearWarmupCosine`` schedule;
+* optional Degradation-Mix on training batches (``train.dmix: {prob: 0.5}``), gradient clipping
+  (``train.grad_clip: max_norm``) and ``train.trainable: new_prompts|pip|all``;
+* CPU-safe DDP placement, ``weights_only`` loading, atomic checkpoint and training-state writes;
+* validation per task (each val set is one task with its own ω), PSNR/SSIM of the degraded input beside the
+  restored one, and the average across tasks, to the log, TensorBoard and ``validation_latest.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, OrderedDict
+from copy import deepcopy
+from os import path as osp
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.dist_util import master_only
+
+from pip_adapter.omega import labels_to_omega, name_to_index, to_omega
+from pip_adapter.utils.io import atomic_torch_save, atomic_write
+
+from .scheduler import LinearWarmupCosine
+
+_VAL_PHASES = ("val", "test")
+
+
+def plain_state(obj: Any) -> Any:
+    """A copy of a training-state object made only of what ``torch.load(weights_only=True)`` accepts.
+
+    Optimizer and scheduler states are dicts, lists, numbers and tensors; BasicSR's
+    ``MultiStepRestartLR`` keeps its milestones in a ``Counter``, stored here as a plain dict (it is only
+    used for ``in`` and ``[]``, which a dict serves the same way).
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, Counter):
+        return {plain_state(k): plain_state(v) for k, v in obj.items()}
+    if isinstance(obj, dict):
+        return {k: plain_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        out = [plain_state(v) for v in obj]
+        return tuple(out) if isinstance(obj, tuple) else out
+    return obj
+
+
+def _to_metric_image(t: torch.Tensor, quantize: bool) -> np.ndarray:
+    """CHW float tensor in [0, 1] → HWC float64 array in [0, 255], BGR like BasicSR's ``tensor2img``."""
+    img = t.detach().float().clamp(0, 1).cpu()
+    if quantize:
+        img = (img * 255.0).round() / 255.0
+    arr = img.permute(1, 2, 0).numpy().astype(np.float64) * 255.0
+    if arr.shape[2] == 3:
+        arr = arr[:, :, ::-1]
+    return np.ascontiguousarray(arr)
+
+
+class PIPModel(SRModel):
+    """BasicSR model for PIP networks (and plain backbones) with ω taken from each batch."""
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        self._validating = False
+        self._val_round: Dict[str, Dict[str, Dict[str, float]]] = {}
+        self._input_metric_cache: Dict[str, Dict[str, float]] = {}
+        self.last_validation: Optional[Dict[str, Any]] = None
+        super().__init__(opt)
+
+    # ------------------------------------------------------------------ network
+    @property
+    def bare_net(self) -> torch.nn.Module:
+        """``net_g`` without its DDP / DataParallel wrapper."""
+        return self.get_bare_model(self.net_g)
+
+    @property
+    def uses_omega(self) -> bool:
+        """True when the network takes ω (it has PIP levels)."""
+        return hasattr(self.bare_net, "pip_levels")
+
+    @property
+    def degradation_names(self) -> List[str]:
+        """The network's ordered degradation names (ω columns)."""
+        names = getattr(self.bare_net, "degradations", None)
+        if names:
+            return list(names)
+        levels = list(getattr(self.bare_net, "pip_levels", []) or [])
+        if levels:
+            return [f"type{i}" for i in range(levels[0].num_types)]
+        return []
+
+    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        """Move ``net`` to the device and wrap it for DDP (``device_ids`` only on CUDA) or DataParallel."""
+        trainable = (self.opt.get("train") or {}).get("trainable") if self.is_train else None
+        if trainable:
+            # requires_grad must be final before DDP registers its gradient hooks
+            from pip_adapter.wrap.extend import apply_trainable
+
+            apply_trainable(net, trainable)
+            get_root_logger().info(f"Trainable parameters: {trainable}")
+        net = net.to(self.device)
+        if self.opt["dist"]:
+            kwargs = {"find_unused_parameters": self.opt.get("find_unused_parameters", False)}
+            if self.device.type == "cuda":
+                kwargs["device_ids"] = [torch.cuda.current_device()]
+            net = DistributedDataParallel(net, **kwargs)
+        elif self.opt["num_gpu"] > 1:
+            net = DataParallel(net)
+        return net
+
+    def load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
+                     param_key: Optional[str] = "params") -> None:
+        """Load weights from a BasicSR checkpoint with ``weights_only=True`` onto the CPU first."""
+        logger = get_root_logger()
+        if not osp.isfile(load_path):
+            raise FileNotFoundError(f"network weights not found: {load_path} (check path.pretrain_network_g)")
+        net = self.get_bare_model(net)
+        ckpt = torch.load(load_path, map_location="cpu", weights_only=True)
+        if param_key is not None and isinstance(ckpt, dict):
+            if param_key not in ckpt and "params" in ckpt:
+                logger.info(f"Loading: {param_key} does not exist in {load_path}, use params.")
+                param_key = "params"
+            if param_key not in ckpt:
+                raise ValueError(f"{load_path} has no '{param_key}' entry (it has: {sorted(ckpt)})")
+            ckpt = ckpt[param_key]
+        state = OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in ckpt.items())
+        logger.info(f"Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].")
+        self._print_different_keys_loading(net, state, strict)
+        net.load_state_dict(state, strict=strict)
+
+    # ------------------------------------------------------------------ training set-up
+    def init_training_settings(self) -> None:
+        """SRModel's set-up with an L1 default, L_ddl, Degradation-Mix and gradient clipping."""
+        train_opt = self.opt["train"]
+        if not train_opt.get("pixel_opt") and not train_opt.get("perceptual_opt"):
+            train_opt["pixel_opt"] = {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}
+        self.cri_ddl = None
+        ddl_opt = train_opt.get("ddl_opt")
+        if ddl_opt and float(ddl_opt.get("loss_weight", 0.002)) > 0:
+            if not self.uses_omega:
+                get_root_logger().warning("ddl_opt is set but the network has no PIP levels: L_ddl is skipped.")
+            else:
+                from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
+
+                kwargs = {k: v for k, v in ddl_opt.items() if k != "type"}
+                self.cri_ddl = DirectionalDecoupledLoss(**kwargs).to(self.device)
+        dmix = train_opt.get("dmix") or {}
+        self.dmix_prob = float(dmix.get("prob", 0.0)) if dmix else 0.0
+        if not 0.0 <= self.dmix_prob <= 1.0:
+            raise ValueError(f"train.dmix.prob must lie in [0, 1], got {self.dmix_prob}")
+        self._dmix_gen = torch.Generator().manual_seed(int(self.opt.get("manual_seed") or 0) + self.opt["rank"])
+        self.grad_clip = float(train_opt.get("grad_clip", 0) or 0)
+        super().init_training_settings()
+
+    def setup_optimizers(self) -> None:
+        """One optimizer over the parameters that require gradients (one log line for the frozen ones)."""
+        train_opt = self.opt["train"]
+        params, frozen = [], 0
+        for _, v in self.net_g.named_parameters():
+            if v.requires_grad:
+                params.append(v)
+            else:
+                frozen += v.numel()
+        if not params:
+            raise ValueError("no parameter of network_g requires gradients: check train.trainable")
+        if frozen:
+            get_root_logger().info(f"{frozen:,d} frozen parameters will not be optimized.")
+        optim_opt = dict(train_opt["optim_g"])
+        optim_type = optim_opt.pop("type")
+        self.optimizer_g = self.get_optimizer(optim_type, params, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+
+    def get_optimizer(self, optim_type: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
+        """Any ``torch.optim`` optimizer by class name (``Adam``, ``AdamW``, ``SGD``, ...)."""
+        cls = getattr(torch.optim, str(optim_type), None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            known = sorted(n for n, c in vars(torch.optim).items()
+                           if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and n != "Optimizer")
+            raise ValueError(f"unknown optimizer type {optim_type!r}; torch.optim offers: {', '.join(known)}")
+        if "betas" in kwargs and isinstance(kwargs["betas"], list):
+            kwargs["betas"] = tuple(kwargs["betas"])
+        return cls(params, lr=float(lr), **kwargs)
+
+    def setup_schedulers(self) -> None:
+        """BasicSR's schedulers plus ``LinearWarmupCosine`` (spec §8)."""
+        train_opt = self.opt["train"]
+        sched_opt = dict(train_opt.get("scheduler") or {})
+        if sched_opt.get("type") != "LinearWarmupCosine":
+            if not sched_opt:
+                return  # constant learning rate
+            return super().setup_schedulers()
+        sched_opt.pop("type")
+        if float(train_opt.get("warmup_iter", -1)) > 0:
+            get_root_logger().warning("train.warmup_iter and LinearWarmupCosine both warm up; "
+                                      "set the warm-up in scheduler.warmup_iter only.")
+        sched_opt.setdefault("total_iter", train_opt["total_iter"])
+        for optimizer in self.optimizers:
+            self.schedulers.append(LinearWarmupCosine(optimizer, **sched_opt))
+
+    # ------------------------------------------------------------------ data and ω
+    def _omega_from_batch(self, data: Dict[str, Any], batch_size: int) -> torch.Tensor:
+        names = self.degradation_names
+        if data.get("omega") is not None:
+            return to_omega(torch.as_tensor(data["omega"]).float(), names, batch_size, self.device)
+        if data.get("degradation") is not None:
+            deg = data["degradation"]
+            deg = [deg] * batch_size if isinstance(deg, str) else list(deg)
+            idx = torch.tensor([name_to_index(n, names) for n in deg])
+            return labels_to_omega(idx, len(names)).to(self.device)
+        if data.get("label") is not None:
+            return labels_to_omega(torch.as_tensor(data["label"]).reshape(-1), len(names)).to(self.device)
+        raise ValueError("PIPModel needs each batch to carry 'label' (int per image) or 'omega' (B×T weights); "
+                         "use a dataset that yields them, e.g. MixedDegradationDataset")
+
+    def feed_data(self, data: Dict[str, Any]) -> None:
+        """Move a batch to the device and derive ω (Degradation-Mix on training batches if enabled)."""
+        self.lq = data["lq"].to(self.device)
+        if "gt" in data:
+            self.gt = data["gt"].to(self.device)
+        self.omega = self._omega_from_batch(data, self.lq.shape[0]) if self.uses_omega else None
+        if (self.is_train and not self._validating and getattr(self, "dmix_prob", 0) > 0
+                and self.omega is not None and hasattr(self, "gt")
+                and torch.rand(1, generator=self._dmix_gen).item() < self.dmix_prob):
+            from pip_adapter.data import degradation_mix
+
+            self.lq, self.gt, self.omega = degradation_mix(self.lq, self.gt, self.omega, generator=self._dmix_gen)
+
+    def _run(self, net: torch.nn.Module, lq: torch.Tensor) -> torch.Tensor:
+        return net(lq, self.omega) if self.omega is not None else net(lq)
+
+    # ------------------------------------------------------------------ optimisation
+    def optimize_parameters(self, current_iter: int) -> None:
+        """One step on L_pix (+ perceptual) + α·L_ddl."""
+        self.optimizer_g.zero_grad(set_to_none=True)
+        self.output = self._run(self.net_g, self.lq)
+
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            l_pix = self.cri_pix(self.output, self.gt)
+            l_total = l_total + l_pix
+            loss_dict["l_pix"] = l_pix
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            if l_percep is not None:
+                l_total = l_total + l_percep
+                loss_dict["l_percep"] = l_percep
+            if l_style is not None:
+                l_total = l_total + l_style
+                loss_dict["l_style"] = l_style
+        if self.cri_ddl is not None:
+            prompts = [level.all_degradation_prompts() for level in self.bare_net.pip_levels]
+            l_ddl = self.cri_ddl(prompts)
+            l_total = l_total + l_ddl
+            loss_dict["l_ddl"] = l_ddl
+
+        l_total.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
+        self.optimizer_g.step()
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    # ------------------------------------------------------------------ inference
+    def test(self) -> None:
+        """Restore ``self.lq`` with ω, padding to ``val.pad_multiple`` (default 16) and cropping back."""
+        net = self.net_g_ema if hasattr(self, "net_g_ema") else self.bare_net
+        # the bare network: DDP's forward may broadcast buffers, which would hang when only rank 0 validates
+        was_training = net.training
+        multiple = int((self.opt.get("val") or {}).get("pad_multiple", 16) or 1)
+        h, w = self.lq.shape[-2:]
+        ph, pw = (-h) % multiple, (-w) % multiple
+        lq = self.lq
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            lq = F.pad(lq, (0, pw, 0, ph), mode=mode)
+        net.eval()
+        with torch.no_grad():
+            out = self._run(net, lq)
+        if was_training:
+            net.train()
+        self.output = out[..., :h, :w]
+
+    # ------------------------------------------------------------------ validation
+    def _num_val_sets(self) -> int:
+        return sum(1 for k in self.opt.get("datasets", {}) if k.split("_")[0] in _VAL_PHASES)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
+        """Validate one task (one val set, ω from its items); log its metrics and, after the last task, the mean."""
+        dataset_name = dataloader.dataset.opt["name"]
+        val_opt = self.opt.get("val") or {}
+        metrics_opt = val_opt.get("metrics") or {}
+        quantize = bool(val_opt.get("quantize", False))
+        want_input = bool(val_opt.get("input_metrics", True)) and dataset_name not in self._input_metric_cache
+        if metrics_opt:
+            self._initialize_best_metric_results(dataset_name)
+        sums = {name: 0.0 for name in metrics_opt}
+        input_sums = {name: 0.0 for name in metrics_opt}
+        count = 0
+        self._validating = True
+        try:
+            for val_data in dataloader:
+                self.feed_data(val_data)
+                self.test()
+                for i in range(self.output.shape[0]):
+                    img_name = osp.splitext(osp.basename(val_data["lq_path"][i]))[0]
+                    sr = self.output[i]
+                    if save_img:
+                        self._save_visual(sr, dataset_name, img_name, current_iter)
+                    if metrics_opt and hasattr(self, "gt"):
+                        gt_img = _to_metric_image(self.gt[i], quantize)
+                        sr_img = _to_metric_image(sr, quantize)
+                        for name, mopt in metrics_opt.items():
+                            sums[name] += float(calculate_metric({"img": sr_img, "img2": gt_img}, mopt))
+                        if want_input and self.lq[i].shape == self.gt[i].shape:
+                            lq_img = _to_metric_image(self.lq[i], quantize)
+                            for name, mopt in metrics_opt.items():
+                                input_sums[name] += float(calculate_metric({"img": lq_img, "img2": gt_img}, mopt))
+                    count += 1
+                for attr in ("lq", "gt", "output"):
+                    if hasattr(self, attr):
+                        delattr(self, attr)
+        finally:
+            self._validating = False
+        if not metrics_opt or count == 0:
+            return
+        self.metric_results = {name: total / count for name, total in sums.items()}
+        if want_input:
+            self._input_metric_cache[dataset_name] = {name: total / count for name, total in input_sums.items()}
+        for name, value in self.metric_results.items():
+            self._update_best_metric_result(dataset_name, name, value, current_iter)
+        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        self._record_task(current_iter, dataset_name, tb_logger)
+
+    def _save_visual(self, img: torch.Tensor, dataset_name: str, img_name: str, current_iter) -> None:
+        if self.opt["is_train"]:
+            path = osp.join(self.opt["path"]["visualization"], dataset_name, f"{img_name}_{current_iter}.png")
+        else:
+            suffix = (self.opt.get("val") or {}).get("suffix") or self.opt["name"]
+            path = osp.join(self.opt["path"]["visualization"], dataset_name, f"{img_name}_{suffix}.png")
+        imwrite(tensor2img([img.detach().cpu()]), path)
+
+    def _log_validation_metric_values(self, current_iter, dataset_name: str, tb_logger) -> None:
+        inputs = self._input_metric_cache.get(dataset_name, {})
+        log_str = f"Validation {dataset_name}\n"
+        for metric, value in self.metric_results.items():
+            log_str += f"\t # {metric}: {value:.4f}"
+            if metric in inputs:
+                log_str += f"\t(input: {inputs[metric]:.4f})"
+            best = self.best_metric_results[dataset_name][metric]
+            log_str += f"\tBest: {best['val']:.4f} @ {best['iter']} iter\n"
+        get_root_logger().info(log_str)
+        if tb_logger and isinstance(current_iter, int):
+            for metric, value in self.metric_results.items():
+                tb_logger.add_scalar(f"metrics/{dataset_name}/{metric}", value, current_iter)
+
+    def _record_task(self, current_iter, dataset_name: str, tb_logger) -> None:
+        """Keep this task's results; once every val set of this round is in, log and save the average."""
+        key = str(current_iter)
+        round_ = self._val_round.setdefault(key, {})
+        round_[dataset_name] = dict(self.metric_results)
+        if len(round_) < self._num_val_sets():
+            return
+        del self._val_round[key]
+        metrics = list(self.metric_results)
+        average = {m: float(np.mean([r[m] for r in round_.values()])) for m in metrics}
+        inputs = {name: self._input_metric_cache.get(name, {}) for name in round_}
+        log_str = f"Validation average over {len(round_)} tasks\n"
+        for m in metrics:
+            log_str += f"\t # {m}: {average[m]:.4f}\n"
+        get_root_logger().info(log_str)
+        if tb_logger and isinstance(current_iter, int):
+            for m, value in average.items():
+                tb_logger.add_scalar(f"metrics/average/{m}", value, current_iter)
+        self.last_validation = {
+            "iter": current_iter,
+            "tasks": {name: {**res, **{f"input_{m}": v for m, v in inputs[name].items()}}
+                      for name, res in round_.items()},
+            "average": average,
+        }
+        self._write_validation_summary()
+
+    @master_only
+    def _write_validation_summary(self) -> None:
+        path = osp.join(self.opt["path"]["log"], "validation_latest.json")
+
+        def _write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self.last_validation, fh, indent=2, default=str)
+
+        atomic_write(path, _write)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_meta(self) -> Dict[str, Any]:
+        return {"network_g": plain_state(deepcopy(self.opt.get("network_g"))),
+                "degradations": self.degradation_names,
+                "model_type": self.opt.get("model_type")}
+
+    @master_only
+    def save_network(self, net, net_label: str, current_iter, param_key="params") -> None:
+        """Write ``{param_key: state_dict, meta: {...}}`` atomically (temp file, then rename)."""
+        if current_iter == -1:
+            current_iter = "latest"
+        save_path = osp.join(self.opt["path"]["models"], f"{net_label}_{current_iter}.pth")
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        if len(nets) != len(keys):
+            raise ValueError("save_network: nets and param keys differ in number")
+        save_dict: Dict[str, Any] = {}
+        for net_, key in zip(nets, keys):
+            state = self.get_bare_model(net_).state_dict()
+            save_dict[key] = OrderedDict(
+                (k[7:] if k.startswith("module.") else k, v.detach().cpu()) for k, v in state.items())
+        save_dict["meta"] = self._checkpoint_meta()
+        atomic_torch_save(save_dict, save_path)
+
+    @master_only
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
+        """Write the optimizer/scheduler state atomically, in a ``weights_only``-loadable form."""
+        if current_iter == -1:
+            return
+        state = {"epoch": int(epoch), "iter": int(current_iter),
+                 "optimizers": [plain_state(o.state_dict()) for o in self.optimizers],
+                 "schedulers": [plain_state(s.state_dict()) for s in self.schedulers]}
+        os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
+        atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+
+    def save(self, epoch: int, current_iter: int) -> None:
+        """Save the network(s) first, then the state, so a state on disk always has its network."""
+        if hasattr(self, "net_g_ema"):
+            self.save_network([self.net_g, self.net_g_ema], "net_g", current_iter, param_key=["params", "params_ema"])
+        else:
+            self.save_network(self.net_g, "net_g", current_iter)
+        self.save_training_state(epoch, current_iter)
+

@@ -1,0 +1,394 @@
+"""``basicsr train|test``: BasicSR's own pipelines with the pieces that break replaced.
+
+:func:`train_pipeline` and :func:`test_pipeline` run ``basicsr.train.train_pipeline`` /
+``basicsr.test.test_pipeline`` (same loop, same log format, same ``experiments/<name>/`` layout under
+``root_path``) while three of their module-level helpers are swapped for ours, and put back afterwards:
+
+* ``parse_options``: the option file is read with a safe YAML loader (a ``!!python/...`` tag is refused),
+  ``--force_yml`` values are parsed as YAML scalars instead of ``eval``/``exec``, ``plugins:`` are loaded,
+  ``num_gpu: auto`` means "the GPUs there are, else CPU", and ``--launcher pytorch`` initialises
+  ``torch.distributed`` from torchrun's environment with NCCL on CUDA and Gloo on CPU (BasicSR's
+  ``init_dist`` divides by the GPU count and always picks NCCL);
+* ``load_resume_state``: reads ``training_states/<iter>.state`` onto the CPU with ``weights_only=True`` and,
+  with ``--auto_resume``, picks the newest state whose network checkpoints exist;
+* the ``basicsr`` root logger is reset per run, so several runs in one process each get their log file.
+
+Checkpoints are written atomically by :class:`~pip_adapter.bsr.model.PIPModel`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import random
+import re
+from os import path as osp
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+import yaml
+
+from basicsr.utils import set_random_seed
+from basicsr.utils import logger as bsr_logger
+from basicsr.utils.dist_util import get_dist_info
+
+from pip_adapter.utils.io import OptionFileError, safe_load_yaml
+
+from . import register_all
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- arguments
+def build_arg_parser(prog: str = "basicsr train") -> argparse.ArgumentParser:
+    """BasicSR's command-line flags (``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``, ...)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("-opt", "--opt", dest="opt", type=str, required=True, help="path to the option YAML file")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
+                        help="none: one process; pytorch: one process per device started by torchrun")
+    parser.add_argument("--auto_resume", "--auto-resume", dest="auto_resume", action="store_true",
+                        help="continue from the newest complete training state of this experiment")
+    parser.add_argument("--debug", action="store_true", help="prefix the name with debug_ (frequent logs)")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
+                        help="set by torch.distributed.launch; torchrun uses LOCAL_RANK instead")
+    parser.add_argument("--force_yml", "--force-yml", dest="force_yml", nargs="+", default=None,
+                        help="override options, e.g. train:total_iter=100 logger:print_freq=1")
+    return parser
+
+
+# ---------------------------------------------------------------------------- distributed
+def init_dist_from_env(num_gpu: Any = "auto", backend: Optional[str] = None, local_rank: Optional[int] = None,
+                       **kwargs: Any) -> Tuple[int, int]:
+    """Join the process group described by torchrun's environment; returns ``(rank, world_size)``.
+
+    RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT come from torchrun (also across nodes); LOCAL_RANK picks
+    the GPU.  The backend defaults to NCCL when this process uses a GPU, Gloo on CPU.
+    """
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise ValueError(f"--launcher pytorch needs torchrun's environment, missing {', '.join(missing)}: "
+                         "start with 'torchrun --nproc_per_node=N -m pip_adapter.cli.basicsr_cmd train "
+                         "-opt X.yml --launcher pytorch' (or use --launcher none for one process)")
+    if local_rank is not None and "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(local_rank)
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = torch.cuda.is_available() and num_gpu != 0
+    if use_cuda:
+        torch.cuda.set_device(local % torch.cuda.device_count())
+    backend = backend or ("nccl" if use_cuda else "gloo")
+    dist.init_process_group(backend=backend, init_method="env://", **kwargs)
+    logger.info("joined process group: rank %d of %d, backend %s", dist.get_rank(), dist.get_world_size(), backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+# ---------------------------------------------------------------------------- options
+def _force_value(text: str) -> Any:
+    """A ``--force_yml`` value as a YAML scalar/list (safe: no code runs)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise OptionFileError(f"--force_yml: cannot parse value {text!r}: {err}") from err
+
+
+def apply_force_yml(opt: Dict[str, Any], entries: Sequence[str]) -> None:
+    """Apply ``a:b:c=value`` overrides to ``opt`` (the parent keys must exist)."""
+    for entry in entries:
+        if "=" not in entry:
+            raise ValueError(f"--force_yml entries look like train:total_iter=100, got {entry!r}")
+        keys, value = entry.split("=", 1)
+        path = [k.strip() for k in keys.strip().split(":") if k.strip()]
+        if not path:
+            raise ValueError(f"--force_yml: empty key in {entry!r}")
+        node = opt
+        for key in path[:-1]:
+            if not isinstance(node, dict) or key not in node:
+                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {key!r} here")
+            node = node[key]
+        if not isinstance(node, dict):
+            raise ValueError(f"--force_yml: {':'.join(path[:-1])} is not a mapping")
+        node[path[-1]] = _force_value(value.strip())
+
+
+def read_option_file(path: str) -> Dict[str, Any]:
+    """Parse an option file safely and check that it is a mapping with a ``name``."""
+    opt = safe_load_yaml(path)
+    if not isinstance(opt, dict):
+        raise OptionFileError(f"{path}: an option file must be a YAML mapping, got {type(opt).__name__}")
+    if not opt.get("name"):
+        raise OptionFileError(f"{path}: the option file needs a 'name' (the experiment folder name)")
+    if not isinstance(opt.get("datasets"), dict) or not opt["datasets"]:
+        raise OptionFileError(f"{path}: the option file needs a 'datasets' mapping (train / val_* / test_*)")
+    return opt
+
+
+def _tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
+    """Create the built-in data set named by the option key ``builtin_data`` when its folder is missing.
+
+    ``builtin_data: {root: datasets/builtin, ...}``: ``root`` is relative to the current directory; the
+    other keys go to :func:`pip_adapter.data.prepare_builtin`.  Rank 0 prepares, the others wait.
+    """
+    spec = opt.get("builtin_data")
+    if not spec:
+        return
+    if not isinstance(spec, dict) or not spec.get("root"):
+        raise OptionFileError("builtin_data must be a mapping with a 'root' folder, e.g. {root: datasets/builtin}")
+    kwargs = dict(spec)
+    root = osp.expanduser(kwargs.pop("root"))
+    if rank == 0 and not osp.isdir(root):
+        from pip_adapter.data import prepare_builtin
+
+        logger.info("preparing the built-in data set in %s (first run only)", root)
+        prepare_builtin(root, **kwargs)
+    barrier()
+
+
+def parse_options(root_path: str, is_train: bool = True,
+                  argv: Optional[List[str]] = None) -> Tuple[Dict[str, Any], argparse.Namespace]:
+    """Our ``basicsr.utils.options.parse_options``: same result dict, safe parsing, CPU-aware DDP."""
+    args = build_arg_parser("basicsr train" if is_train else "basicsr test").parse_args(argv)
+    opt = read_option_file(args.opt)
+    if args.force_yml:
+        apply_force_yml(opt, args.force_yml)
+
+    from pip_adapter.plugins import load_plugins_from_options
+
+    load_plugins_from_options(opt, args.opt)
+    register_all()  # plugins may have added backbones
+
+    num_gpu = opt.get("num_gpu", "auto")
+    if num_gpu == "auto":
+        num_gpu = torch.cuda.device_count()
+    num_gpu = int(num_gpu)
+    if num_gpu > 0 and not torch.cuda.is_available():
+        logger.warning("num_gpu is %d but CUDA is not available: running on the CPU", num_gpu)
+        num_gpu = 0
+    launcher = args.launcher
+    if launcher == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logger.warning("started by torchrun with WORLD_SIZE=%s: using --launcher pytorch", os.environ["WORLD_SIZE"])
+        launcher = "pytorch"
+    if launcher == "none":
+        opt["dist"] = False
+    else:
+        opt["dist"] = True
+        init_dist_from_env(num_gpu=num_gpu, local_rank=args.local_rank, **(opt.get("dist_params") or {}))
+        if num_gpu > 0:
+            num_gpu = 1  # one device per process
+    opt["num_gpu"] = num_gpu
+    opt["rank"], opt["world_size"] = get_dist_info()
+
+    seed = opt.get("manual_seed")
+    if seed is None:
+        seed = random.randint(1, 10000)
+        opt["manual_seed"] = seed
+    set_random_seed(int(seed) + opt["rank"])
+
+    opt["auto_resume"] = args.auto_resume
+    opt["is_train"] = is_train
+    if args.debug and not str(opt["name"]).startswith("debug"):
+        opt["name"] = "debug_" + str(opt["name"])
+    if not re.fullmatch(r"[\w.+-]+", str(opt["name"])):
+        raise OptionFileError(f"name {opt['name']!r} must be a plain folder name (letters, digits, _ . + -)")
+
+    for phase, dataset in opt["datasets"].items():
+        if not isinstance(dataset, dict):
+            raise OptionFileError(f"datasets.{phase} must be a mapping")
+        dataset["phase"] = phase.split("_")[0]
+        if "scale" in opt:
+            dataset["scale"] = opt["scale"]
+        for key in ("dataroot_gt", "dataroot_lq"):
+            if dataset.get(key) is not None:
+                dataset[key] = osp.expanduser(dataset[key])
+
+    opt["path"] = dict(opt.get("path") or {})
+    for key, val in opt["path"].items():
+        if val is not None and ("resume_state" in key or "pretrain_network" in key):
+            opt["path"][key] = osp.expanduser(val)
+    opt["path"].setdefault("resume_state", None)
+
+    log_opt = opt.setdefault("logger", {})
+    log_opt.setdefault("print_freq", 100)
+    log_opt.setdefault("save_checkpoint_freq", 5000)
+    log_opt.setdefault("use_tb_logger", False)
+    if log_opt["use_tb_logger"] and not _tensorboard_available():
+        logger.warning("logger.use_tb_logger is set but the tensorboard package is not installed "
+                       "(pip install tensorboard): TensorBoard logging is off for this run")
+        log_opt["use_tb_logger"] = False
+
+    if is_train:
+        if "train" not in opt or "total_iter" not in opt["train"]:
+            raise OptionFileError(f"{args.opt}: training needs train.total_iter")
+        experiments_root = osp.join(root_path, "experiments", opt["name"])
+        opt["path"]["experiments_root"] = experiments_root
+        opt["path"]["models"] = osp.join(experiments_root, "models")
+        opt["path"]["training_states"] = osp.join(experiments_root, "training_states")
+        opt["path"]["log"] = experiments_root
+        opt["path"]["visualization"] = osp.join(experiments_root, "visualization")
+        if "debug" in opt["name"]:
+            if "val" in opt:
+                opt["val"]["val_freq"] = 8
+            log_opt["print_freq"] = 1
+            log_opt["save_checkpoint_freq"] = 8
+    else:
+        results_root = osp.join(root_path, "results", opt["name"])
+        opt["path"]["results_root"] = results_root
+        opt["path"]["log"] = results_root
+        opt["path"]["visualization"] = osp.join(results_root, "visualization")
+        opt.setdefault("val", {}).setdefault("save_img", False)
+        opt["val"].setdefault("suffix", None)
+
+    prepare_builtin_if_missing(opt, opt["rank"])
+    return opt, args
+
+
+# ---------------------------------------------------------------------------- resume
+def _state_iters(state_dir: str) -> List[int]:
+    if not osp.isdir(state_dir):
+        return []
+    iters = []
+    for entry in os.listdir(state_dir):
+        m = re.fullmatch(r"(\d+)\.state", entry)
+        if m:
+            iters.append(int(m.group(1)))
+    return sorted(iters)
+
+
+def latest_complete_state(opt: Dict[str, Any]) -> Optional[str]:
+    """The newest ``<iter>.state`` whose ``net_<x>_<iter>.pth`` files all exist, or None."""
+    networks = [k[len("network_"):] for k in opt if k.startswith("network_")]
+    for it in reversed(_state_iters(opt["path"]["training_states"])):
+        if all(osp.isfile(osp.join(opt["path"]["models"], f"net_{n}_{it}.pth")) for n in networks):
+            return osp.join(opt["path"]["training_states"], f"{it}.state")
+    return None
+
+
+def set_resume_paths(opt: Dict[str, Any], resume_iter: int) -> None:
+    """Point ``pretrain_network_*`` at the checkpoints of ``resume_iter`` (BasicSR's ``check_resume``)."""
+    ignore = opt["path"].get("ignore_resume_networks") or []
+    for network in [k for k in opt if k.startswith("network_")]:
+        if network in ignore:
+            continue
+        basename = network[len("network_"):]
+        opt["path"][f"pretrain_{network}"] = osp.join(opt["path"]["models"], f"net_{basename}_{resume_iter}.pth")
+        logger.info("resume: %s <- %s", network, opt["path"][f"pretrain_{network}"])
+    for key in [k for k in opt["path"] if k.startswith("param_key")]:
+        if opt["path"][key] == "params_ema":
+            opt["path"][key] = "params"
+
+
+def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Our ``basicsr.train.load_resume_state``: CPU map, ``weights_only=True``, complete states only."""
+    if opt["auto_resume"]:
+        path = latest_complete_state(opt)
+        if path is not None:
+            opt["path"]["resume_state"] = path
+    else:
+        path = opt["path"].get("resume_state")
+    if not path:
+        return None
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"resume state not found: {path} (path.resume_state)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("iter", "epoch", "optimizers", "schedulers"):
+        if key not in state:
+            raise ValueError(f"{path} is not a training state: it lacks {key!r}")
+    set_resume_paths(opt, int(state["iter"]))
+    return state
+
+
+# ---------------------------------------------------------------------------- running
+@contextlib.contextmanager
+def _swapped(module: Any, **attrs: Any) -> Iterator[None]:
+    """Set module attributes for the duration of the block, then restore them."""
+    saved = {name: getattr(module, name) for name in attrs}
+    for name, value in attrs.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+@contextlib.contextmanager
+def _fresh_run_logger() -> Iterator[None]:
+    """Give each run a fresh ``basicsr`` logger (BasicSR configures it once per process)."""
+    def reset() -> None:
+        log = logging.getLogger("basicsr")
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+            handler.close()
+        bsr_logger.initialized_logger.pop("basicsr", None)
+
+    reset()
+    try:
+        yield
+    finally:
+        reset()
+
+
+def _finish_dist() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def train_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None) -> str:
+    """Run BasicSR's training pipeline with our fixes; returns the experiment folder.
+
+    ``root_path`` (default: the current directory) receives ``experiments/<name>/`` and ``tb_logger/``.
+    ``argv`` are the BasicSR flags (``["-opt", "x.yml", "--auto_resume"]``).
+    """
+    import basicsr.train as bsr_train
+
+    root_path = osp.abspath(root_path or os.getcwd())
+    seen: Dict[str, Any] = {}
+
+    def _parse(root: str, is_train: bool = True):
+        opt, args = parse_options(root, is_train=is_train, argv=argv)
+        seen["opt"] = opt
+        return opt, args
+
+    try:
+        with _fresh_run_logger(), _swapped(bsr_train, parse_options=_parse, load_resume_state=load_resume_state):
+            bsr_train.train_pipeline(root_path)
+    finally:
+        _finish_dist()
+    return seen["opt"]["path"]["experiments_root"]
+
+
+def test_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None) -> str:
+    """Run BasicSR's test pipeline with our fixes; returns the results folder (``results/<name>``)."""
+    import basicsr.test as bsr_test
+
+    root_path = osp.abspath(root_path or os.getcwd())
+    seen: Dict[str, Any] = {}
+
+    def _parse(root: str, is_train: bool = False):
+        opt, args = parse_options(root, is_train=is_train, argv=argv)
+        seen["opt"] = opt
+        return opt, args
+
+    try:
+        with _fresh_run_logger(), _swapped(bsr_test, parse_options=_parse):
+            bsr_test.test_pipeline(root_path)
+    finally:
+        _finish_dist()
+    return seen["opt"]["path"]["results_root"]
