@@ -85,6 +85,7 @@ class Row:
     params: int
     thop_params: Optional[float] = None
     macs: Optional[float] = None
+    all_macs: Optional[float] = None
     latency_s: Optional[float] = None
     latency_all_s: List[float] = field(default_factory=list)
     peak_mem_bytes: Optional[int] = None
@@ -161,13 +162,11 @@ SPEC_SETS: Dict[str, Callable[[], List[ModelSpec]]] = {"full": full_specs, "quic
 
 
 def count(model: nn.Module, x: torch.Tensor) -> Dict[str, Optional[float]]:
-    """True parameters, thop-style parameters and MACs of ``model`` on input ``x``."""
+    """True parameters, thop-style parameters and MACs, and all MACs (attention products included) on ``x``."""
     from pip_adapter.utils.counting import count_model
 
     res = count_model(model, x)
-    get = res.get if isinstance(res, dict) else (lambda k, d=None: getattr(res, k, d))
-    return {"params": sum(p.numel() for p in model.parameters()),
-            "thop_params": get("thop_params"), "macs": get("macs")}
+    return {"params": res.params, "thop_params": res.thop_params, "macs": res.macs, "all_macs": res.all_macs}
 
 
 def _cuda_peak(model: nn.Module, x: torch.Tensor) -> int:
@@ -226,7 +225,7 @@ def measure(specs: Sequence[ModelSpec], size: int = 256, repeats: int = 3, warmu
             row = Row(s.name, s.baseline, device.type, sum(p.numel() for p in models[s.name].parameters()))
             if counts:
                 c = count(models[s.name], x)
-                row.thop_params, row.macs = c["thop_params"], c["macs"]
+                row.thop_params, row.macs, row.all_macs = c["thop_params"], c["macs"], c["all_macs"]
             group_rows[s.name] = row
         if repeats > 0:
             def _call(m: nn.Module) -> Callable[[], object]:
@@ -357,7 +356,7 @@ def ratio_rows(rows: Sequence[Row]) -> List[dict]:
         b = by_name[r.baseline]
         out.append({"name": r.name, "baseline": b.name,
                     "params": ratio(r.params, b.params), "thop_params": ratio(r.thop_params, b.thop_params),
-                    "macs": ratio(r.macs, b.macs), "latency": ratio(r.latency_s, b.latency_s),
+                    "macs": ratio(r.macs, b.macs), "all_macs": ratio(r.all_macs, b.all_macs), "latency": ratio(r.latency_s, b.latency_s),
                     "peak_mem": ratio(r.peak_mem_bytes, b.peak_mem_bytes)})
     return out
 
@@ -374,25 +373,29 @@ def render(rows: Sequence[Row], size: int, repeats: int, warmup: int, info: Dict
              f"Input 1×3×{size}×{size}, batch 1, `torch.inference_mode`. Latency: median of {repeats} timed "
              f"forwards after {warmup} warm-up, bare and PIP models interleaved in one process. MACs and "
              "thop-style parameters: `pip_adapter.utils.counting.count_model` (weights of standard layers only, "
-             "as the paper's table). Peak memory: CUDA `max_memory_allocated` growth during one forward; CPU "
+             "as the paper's table); all MACs: the same counter's ATen-level count, attention matrix products "
+             "included. Peak memory: CUDA `max_memory_allocated` growth during one forward; CPU "
              "growth of peak RSS during one forward in a fresh process."]
     parts += [""] + [f"- {n}" for n in notes]
     for dev in sorted({r.device for r in rows}):
         drows = [r for r in rows if r.device == dev]
         parts += ["", f"### {dev.upper()}", ""]
         parts.append(markdown_table(
-            ["model", "true params", "thop-style params", "MACs (G)", "latency (ms)", "peak memory (MiB)"],
+            ["model", "true params", "thop-style params", "MACs thop-style (G)", "all MACs (G)", "latency (ms)",
+             "peak memory (MiB)"],
             [[r.name, fmt_int(r.params), fmt_int(r.thop_params),
               fmt_float(None if r.macs is None else r.macs / 1e9),
+              fmt_float(None if r.all_macs is None else r.all_macs / 1e9),
               fmt_float(None if r.latency_s is None else r.latency_s * 1e3, 1),
               fmt_float(_mib(r.peak_mem_bytes), 0)] for r in drows]))
         rr = ratio_rows(drows)
         if rr:
             parts += ["", f"Ratios PIP / bare ({dev.upper()}):", ""]
             parts.append(markdown_table(
-                ["model", "vs", "params", "thop params", "MACs", "latency", "peak memory"],
+                ["model", "vs", "params", "thop params", "MACs thop-style", "all MACs", "latency", "peak memory"],
                 [[d["name"], d["baseline"], fmt_float(d["params"], 3), fmt_float(d["thop_params"], 3),
-                  fmt_float(d["macs"], 3), fmt_float(d["latency"], 3), fmt_float(d["peak_mem"], 3)]
+                  fmt_float(d["macs"], 3), fmt_float(d["all_macs"], 3), fmt_float(d["latency"], 3),
+                  fmt_float(d["peak_mem"], 3)]
                  for d in rr]))
     return "\n".join(parts) + "\n"
 
