@@ -1,0 +1,446 @@
+"""``MixedDegradationDataset``: several restoration tasks, each with its ω label, in one torch Dataset."""
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import random
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pip_adapter.degradations import Synthesizer, get_synthesizer
+from pip_adapter.omega import DEFAULT_DEGRADATIONS, canonical_name, name_to_index, normalise_names
+
+from .lmdb_io import PAIRS_FILE, LmdbReader, is_lmdb, read_image_file, read_pairs_file
+from .standard import find_standard, list_images, pair_folders
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("paired", "lmdb", "synthetic", "standard")
+_TASK_KEYS = {"name", "degradation", "source", "dataroot_lq", "dataroot_gt", "dataroot", "pairs_file",
+              "filename_tmpl", "synthesizer", "sigmas", "synth_params", "repeat", "gt_size", "list_file",
+              "subset", "split", "seed"}
+
+
+class _Store:
+    """Images addressed by key: a folder (key = path relative to it) or an LMDB (key = LMDB key)."""
+
+    def __init__(self, root: str, task: str, role: str):
+        self.root = os.fspath(root)
+        self.lmdb = is_lmdb(self.root)
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"task {task!r}: dataroot_{role} not found: {self.root}")
+        if self.lmdb:
+            try:
+                self.reader: Optional[LmdbReader] = LmdbReader(self.root)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"task {task!r}: dataroot_{role}: {err}") from None
+            self.keys = list(self.reader.keys)
+        else:
+            self.reader = None
+            self.keys = list_images(self.root)
+        if not self.keys:
+            raise ValueError(f"task {task!r}: dataroot_{role} holds no images: {self.root}")
+
+    def read(self, key: str) -> np.ndarray:
+        if self.reader is not None:
+            return self.reader.read(key)
+        return read_image_file(os.path.join(self.root, key))
+
+    def path(self, key: str) -> str:
+        if self.reader is not None:
+            return os.path.join(self.root, key + ".png")  # basename stem = key, as BasicSR names results
+        return os.path.join(self.root, key)
+
+
+class _AbsStore:
+    """Images given by absolute paths (standard layout)."""
+
+    lmdb = False
+
+    def read(self, key: str) -> np.ndarray:
+        return read_image_file(key)
+
+    def path(self, key: str) -> str:
+        return key
+
+
+class _Task:
+    """One task: ``entries`` are ``(lq_key or None, gt_key)``; ``variants`` the synthesis parameter sets."""
+
+    def __init__(self, name: str, degradation: str, label: int, entries: List[Tuple[Optional[str], str]],
+                 lq_store: Any, gt_store: Any, synth: Optional[Synthesizer], variants: List[Dict[str, Any]],
+                 repeat: int, gt_size: Optional[int], seed: int, kind: str):
+        self.name, self.degradation, self.label = name, degradation, label
+        self.entries, self.lq_store, self.gt_store = entries, lq_store, gt_store
+        self.synth, self.variants = synth, variants
+        self.repeat, self.gt_size, self.seed, self.kind = repeat, gt_size, seed, kind
+
+    @property
+    def unique_len(self) -> int:
+        return len(self.entries) * len(self.variants)
+
+    def __len__(self) -> int:
+        return self.unique_len * self.repeat
+
+    def describe(self) -> str:
+        extra = f" × {len(self.variants)} variant(s)" if self.synth is not None else ""
+        return (f"{self.name} [{self.degradation}, label {self.label}, {self.kind}]: {len(self.entries)} image(s)"
+                f"{extra} × repeat {self.repeat} = {len(self)}")
+
+
+def _positive_int(value: Any, what: str) -> int:
+    try:
+        iv = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a positive integer, got {value!r}") from None
+    if iv < 1 or iv != value:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return iv
+
+
+def _variants(topt: Mapping[str, Any], synth: Synthesizer, name: str) -> List[Dict[str, Any]]:
+    if "sigmas" in topt and "synth_params" in topt:
+        raise ValueError(f"task {name!r}: give either 'sigmas' or 'synth_params', not both")
+    if "sigmas" in topt:
+        sig = topt["sigmas"]
+        if isinstance(sig, (int, float)):
+            sig = [sig]
+        if not isinstance(sig, (list, tuple)) or len(sig) == 0:
+            raise ValueError(f"task {name!r}: 'sigmas' is empty; give at least one noise level, e.g. [15, 25, 50]")
+        for s in sig:
+            if not isinstance(s, (int, float)) or s < 0:
+                raise ValueError(f"task {name!r}: noise sigmas must be non-negative numbers, got {sig!r}")
+        return [{"sigma": float(s)} for s in sig]
+    if "synth_params" in topt:
+        sp = topt["synth_params"]
+        if isinstance(sp, Mapping):
+            return [dict(sp)]
+        if not isinstance(sp, (list, tuple)) or not sp or not all(isinstance(v, Mapping) for v in sp):
+            raise ValueError(f"task {name!r}: 'synth_params' must be a dict or a non-empty list of dicts, got {sp!r}")
+        return [dict(v) for v in sp]
+    return [dict(v) for v in synth.variants]
+
+
+class MixedDegradationDataset(Dataset):
+    """Several restoration tasks, each with a degradation name (its ω label) and a data source.
+
+    Built from a BasicSR dataset option dict (``MixedDegradationDataset(opt)``).  Dataset-level keys:
+
+    ``phase``          ``'train'`` (random crops + augmentation + resampling) or anything else (``'val'``,
+                       ``'test'``): whole images, centre-cropped to a multiple of ``crop_multiple``.
+    ``name``           dataset name (logs).
+    ``degradations``   ordered ω type names; default ``pip_adapter.omega.DEFAULT_DEGRADATIONS``
+                       (noise, rain, haze, blur, low_light).  ``label`` = index of a task's type in it.
+    ``gt_size``        train crop size (default 128); images smaller than it are reflect-padded.
+    ``use_hflip``      random horizontal flips (train, default true).
+    ``use_rot``        random vertical flips and 90° rotations (train, default true).
+    ``crop_multiple``  validation crop multiple (default 16).
+    ``seed``           seed of validation-time synthesis (default 0): val noise is the same every run.
+    ``io_backend``     accepted and ignored: each path's backend is detected (``*.lmdb`` or ``data.mdb``).
+    ``tasks``          list of task dicts (below).  Without ``tasks`` the option dict itself is one task
+                       (handy for a val set).  Validation mode takes exactly one task (one val set each).
+
+    Task keys (``degradation`` required; ``source`` inferred when omitted: ``dataroot`` → standard,
+    ``dataroot_lq`` → paired, only ``dataroot_gt`` → synthetic):
+
+    ``name``           shown in logs and errors (default: the degradation).
+    ``degradation``    ω type name, must be in ``degradations``.
+    ``source``         ``paired``: ``dataroot_lq`` + ``dataroot_gt``, each a folder or a BasicSR LMDB;
+                       ``lmdb``: the same, both must be LMDBs;
+                       ``synthetic``: ``dataroot_gt`` (folder or LMDB) of clean images, degraded on the fly
+                       after cropping/augmentation by the registered synthesiser (``synthesizer``, default
+                       the degradation name) once per parameter set;
+                       ``standard``: ``dataroot`` = root of the PromptIR/AirNet/PIP layout (see
+                       ``pip_adapter.data.standard``), ``split`` train|test (default: train in the train
+                       phase, test otherwise), optional ``subset`` (task folder) and ``list_file``.
+    ``pairs_file``     ``lq_key gt_key`` lines for many-to-one pairs (paired/lmdb); default
+                       ``<dataroot_lq>/pairs.txt`` when it exists, else lq and gt pair by equal key
+                       (LMDB) or relative path stem + ``filename_tmpl`` (folders, default ``'{}'``).
+    ``sigmas``         noise σ list (0–255), shorthand for ``synth_params: [{sigma: s}, ...]``;
+    ``synth_params``   a dict or a list of dicts (each a variant); default: the synthesiser's variants
+                       (noise: σ 15, 25, 50).  Each clean image is used once per variant.
+    ``repeat``         resampling ratio per epoch (default 1; per variant for synthetic tasks, so
+                       noise ``repeat: 3`` with three σ = the paper's "×3 per σ").
+    ``gt_size``        per-task crop size override (train).
+
+    Items: ``{"lq": float32 [3,H,W] in [0,1] RGB, "gt": same, "label": int, "lq_path": str,
+    "gt_path": str, "task": str}``.  Any problem with the configuration or the files (missing folder,
+    empty task, unpaired files, LMDB keys missing, empty σ list, unknown degradation) raises at
+    construction with the task's name and the path.
+    """
+
+    def __init__(self, opt: Mapping[str, Any]):
+        super().__init__()
+        if not isinstance(opt, Mapping):
+            raise ValueError(f"MixedDegradationDataset needs an option dict, got {type(opt).__name__}")
+        self.opt = dict(opt)
+        self.phase = str(opt.get("phase", "train"))
+        self.train = self.phase == "train"
+        self.dataset_name = str(opt.get("name", "MixedDegradation"))
+        self.degradations: List[str] = normalise_names(opt.get("degradations"))
+        self.gt_size = _positive_int(opt.get("gt_size", 128), f"dataset {self.dataset_name!r}: gt_size")
+        self.use_hflip = bool(opt.get("use_hflip", True))
+        self.use_rot = bool(opt.get("use_rot", True))
+        self.crop_multiple = _positive_int(opt.get("crop_multiple", 16),
+                                           f"dataset {self.dataset_name!r}: crop_multiple")
+        self.seed = int(opt.get("seed", 0))
+        task_opts = opt.get("tasks")
+        if task_opts is None:
+            if "degradation" not in opt:
+                raise ValueError(f"dataset {self.dataset_name!r}: give 'tasks' (a list of task dicts) or the keys "
+                                 "of one task (at least 'degradation' and a data root)")
+            task_opts = [{k: v for k, v in opt.items() if k in _TASK_KEYS}]
+        if not isinstance(task_opts, (list, tuple)) or not task_opts:
+            raise ValueError(f"dataset {self.dataset_name!r}: 'tasks' must be a non-empty list of task dicts")
+        if not self.train and len(task_opts) != 1:
+            raise ValueError(f"dataset {self.dataset_name!r} (phase {self.phase!r}) has {len(task_opts)} tasks; "
+                             "validation takes one task per val set (val_1, val_2, ...) so metrics stay per task")
+        degs = [canonical_name(t["degradation"]) if isinstance(t, Mapping) and isinstance(t.get("degradation"), str)
+                else "" for t in task_opts]
+        defaults = [d if degs.count(d) == 1 else f"{d}#{i}" for i, d in enumerate(degs)]
+        self.tasks: List[_Task] = [self._build_task(t, i, defaults[i]) for i, t in enumerate(task_opts)]
+        self._offsets = np.cumsum([0] + [len(t) for t in self.tasks]).tolist()
+        for t in self.tasks:
+            logger.info("dataset %s: %s", self.dataset_name, t.describe())
+
+    # ------------------------------------------------------------------ construction
+    def _build_task(self, topt: Any, index: int, default_name: str) -> _Task:
+        if not isinstance(topt, Mapping):
+            raise ValueError(f"dataset {self.dataset_name!r}: task #{index} must be a dict, got {topt!r}")
+        if "degradation" not in topt:
+            raise ValueError(f"dataset {self.dataset_name!r}: task #{index} has no 'degradation' "
+                             f"(one of {', '.join(self.degradations)})")
+        deg = canonical_name(topt["degradation"])
+        name = str(topt.get("name", default_name))
+        unknown = sorted(set(topt) - _TASK_KEYS)
+        if unknown:
+            raise ValueError(f"task {name!r}: unknown key(s) {unknown}; known: {sorted(_TASK_KEYS)}")
+        try:
+            label = name_to_index(deg, self.degradations)
+        except ValueError as err:
+            raise ValueError(f"task {name!r}: {err}") from None
+        source = topt.get("source")
+        if source is None:
+            source = ("standard" if "dataroot" in topt else "paired" if "dataroot_lq" in topt else
+                      "synthetic" if "dataroot_gt" in topt else None)
+            if source is None:
+                raise ValueError(f"task {name!r}: no data given; set 'dataroot_gt' (and 'dataroot_lq'), or "
+                                 "'dataroot' for the standard layout")
+        if source not in SOURCES:
+            raise ValueError(f"task {name!r}: unknown source {source!r}; use one of {', '.join(SOURCES)}")
+        repeat = _positive_int(topt.get("repeat", 1), f"task {name!r}: repeat")
+        gt_size = (_positive_int(topt["gt_size"], f"task {name!r}: gt_size") if "gt_size" in topt else None)
+        seed = int(topt.get("seed", self.seed)) + 1000003 * index
+
+        synth, variants = None, [{}]
+        if source == "standard":
+            if "dataroot" not in topt:
+                raise ValueError(f"task {name!r}: source 'standard' needs 'dataroot' (the layout's root folder)")
+            split = topt.get("split", "train" if self.train else "test")
+            folder, pairs = find_standard(topt["dataroot"], deg, split=split, subset=topt.get("subset"),
+                                          list_file=topt.get("list_file"), task=f"task {name!r}")
+            store = _AbsStore()
+            if pairs[0][0] is None:
+                synth = get_synthesizer(topt.get("synthesizer", deg))
+                variants = _variants(topt, synth, name)
+                kind = f"standard clean-only {folder}"
+            else:
+                kind = f"standard {folder}"
+            return _Task(name, deg, label, list(pairs), store, store, synth, variants, repeat, gt_size, seed,
+                         kind)
+
+        if "dataroot_gt" not in topt:
+            raise ValueError(f"task {name!r}: source {source!r} needs 'dataroot_gt'")
+        gt_store = _Store(topt["dataroot_gt"], name, "gt")
+        if source == "synthetic":
+            if "dataroot_lq" in topt:
+                raise ValueError(f"task {name!r}: source 'synthetic' makes lq itself; remove 'dataroot_lq'")
+            try:
+                synth = get_synthesizer(topt.get("synthesizer", deg))
+            except ValueError as err:
+                raise ValueError(f"task {name!r}: {err}") from None
+            variants = _variants(topt, synth, name)
+            if gt_store.lmdb:
+                self._check_lmdb_keys(gt_store, gt_store.keys, name)
+            entries = [(None, k) for k in gt_store.keys]
+            return _Task(name, deg, label, entries, None, gt_store, synth, variants, repeat, gt_size, seed,
+                         f"synthetic '{synth.name}' on {gt_store.root}")
+
+        if "dataroot_lq" not in topt:
+            raise ValueError(f"task {name!r}: source {source!r} needs 'dataroot_lq' (degraded images); for clean "
+                             "images only use source 'synthetic'")
+        lq_store = _Store(topt["dataroot_lq"], name, "lq")
+        if source == "lmdb" and not (lq_store.lmdb and gt_store.lmdb):
+            raise ValueError(f"task {name!r}: source 'lmdb' needs two LMDBs, got lq={lq_store.root} "
+                             f"gt={gt_store.root}; use source 'paired' for folders")
+        entries = self._pair(topt, lq_store, gt_store, name)
+        return _Task(name, deg, label, entries, lq_store, gt_store, None, [{}], repeat, gt_size, seed,
+                     f"paired {lq_store.root} -> {gt_store.root}")
+
+    def _check_lmdb_keys(self, store: _Store, keys: Sequence[str], task: str) -> None:
+        missing = store.reader.missing_keys(keys)
+        if missing:
+            raise ValueError(f"task {task!r}: LMDB {store.root} lacks {len(missing)} key(s) listed in its "
+                             f"meta_info.txt or pairs file, e.g. {missing[:5]}; rebuild the LMDB")
+
+    def _pair(self, topt: Mapping[str, Any], lq: _Store, gt: _Store, name: str) -> List[Tuple[str, str]]:
+        pairs_file = topt.get("pairs_file")
+        if pairs_file is None and os.path.isfile(os.path.join(lq.root, PAIRS_FILE)):
+            pairs_file = os.path.join(lq.root, PAIRS_FILE)
+        if pairs_file is not None:
+            try:
+                pairs = read_pairs_file(pairs_file)
+            except (FileNotFoundError, ValueError) as err:
+                raise type(err)(f"task {name!r}: {err}") from None
+            if not pairs:
+                raise ValueError(f"task {name!r}: pairs file {pairs_file} is empty")
+            lq_set, gt_set = set(lq.keys), set(gt.keys)
+            bad_lq = [a for a, _ in pairs if a not in lq_set]
+            bad_gt = [b for _, b in pairs if b not in gt_set]
+            if bad_lq or bad_gt:
+                raise ValueError(f"task {name!r}: pairs file {pairs_file} names keys that do not exist: "
+                                 f"lq {bad_lq[:5]} (in {lq.root}), gt {bad_gt[:5]} (in {gt.root})")
+        elif lq.lmdb and gt.lmdb:
+            lq_set, gt_set = set(lq.keys), set(gt.keys)
+            if lq_set != gt_set:
+                only_lq, only_gt = sorted(lq_set - gt_set), sorted(gt_set - lq_set)
+                raise ValueError(f"task {name!r}: unpaired LMDB keys: {len(only_lq)} only in {lq.root} "
+                                 f"(e.g. {only_lq[:5]}), {len(only_gt)} only in {gt.root} (e.g. {only_gt[:5]}); "
+                                 f"add a pairs file ('lq_key gt_key' lines) for many-to-one data")
+            pairs = [(k, k) for k in sorted(lq_set)]
+        elif not lq.lmdb and not gt.lmdb:
+            tmpl = str(topt.get("filename_tmpl", "{}"))
+            if tmpl == "{}":
+                full = pair_folders(lq.root, gt.root, (), f"task {name!r}", strict_gt=True)
+            else:
+                gt_by_lq = {}
+                for g in gt.keys:
+                    stem = os.path.splitext(g)[0]
+                    head, base = os.path.split(stem)
+                    gt_by_lq[os.path.join(head, tmpl.format(base)).replace(os.sep, "/")] = g
+                lq_by_stem = {os.path.splitext(k)[0]: k for k in lq.keys}
+                miss_lq = sorted(set(gt_by_lq) - set(lq_by_stem))
+                miss_gt = sorted(set(lq_by_stem) - set(gt_by_lq))
+                if miss_lq or miss_gt:
+                    raise ValueError(f"task {name!r}: unpaired files with filename_tmpl {tmpl!r}: no degraded image "
+                                     f"in {lq.root} for {miss_lq[:5]}; no clean image in {gt.root} for {miss_gt[:5]}")
+                return [(lq_by_stem[s], g) for s, g in sorted(gt_by_lq.items())]
+            return [(os.path.relpath(a, lq.root).replace(os.sep, "/"),
+                     os.path.relpath(b, gt.root).replace(os.sep, "/")) for a, b in full]
+        else:
+            raise ValueError(f"task {name!r}: lq and gt must both be folders or both LMDBs (or use a pairs file), "
+                             f"got lq={lq.root} gt={gt.root}")
+        if lq.lmdb:
+            self._check_lmdb_keys(lq, [a for a, _ in pairs], name)
+        if gt.lmdb:
+            self._check_lmdb_keys(gt, sorted({b for _, b in pairs}), name)
+            for a, b in pairs:
+                sa, sb = lq.reader.shapes.get(a) if lq.lmdb else None, gt.reader.shapes.get(b)
+                if sa and sb and sa[:2] != sb[:2]:
+                    raise ValueError(f"task {name!r}: lq {a} {sa} and gt {b} {sb} differ in size "
+                                     f"({lq.root}, {gt.root})")
+        return pairs
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def task_of(self, index: int) -> Tuple[_Task, int]:
+        """(task, index within the task's unique items) of a dataset index."""
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        t = bisect.bisect_right(self._offsets, index) - 1
+        return self.tasks[t], (index - self._offsets[t]) % self.tasks[t].unique_len
+
+    def labels(self) -> List[int]:
+        """The label of every index (cheap: no image is read)."""
+        out: List[int] = []
+        for t in self.tasks:
+            out += [t.label] * len(t)
+        return out
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        task, j = self.task_of(index)
+        entry, variant = task.entries[j // len(task.variants)], task.variants[j % len(task.variants)]
+        lq_key, gt_key = entry
+        gt = task.gt_store.read(gt_key)
+        lq = task.lq_store.read(lq_key) if lq_key is not None else None
+        gt_path = task.gt_store.path(gt_key)
+        if lq is not None and lq.shape[:2] != gt.shape[:2]:
+            raise ValueError(f"task {task.name!r}: lq {task.lq_store.path(lq_key)} {lq.shape[:2]} and gt {gt_path} "
+                             f"{gt.shape[:2]} differ in size")
+        if self.train:
+            size = task.gt_size or self.gt_size
+            gt, lq = _random_crop(gt, lq, size)
+            gt, lq = _augment(gt, lq, self.use_hflip, self.use_rot)
+            rng = np.random.default_rng(random.getrandbits(64))
+        else:
+            gt, lq = _center_crop(gt, self.crop_multiple), (None if lq is None else _center_crop(lq, self.crop_multiple))
+            rng = np.random.default_rng([task.seed, j])
+        if lq is None:
+            lq = task.synth(np.ascontiguousarray(gt), rng, **variant)
+            vdesc = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in variant.items())
+            lq_path = gt_path if not vdesc else _tag_path(gt_path, vdesc)
+        else:
+            lq_path = task.lq_store.path(lq_key)
+        return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "label": task.label, "lq_path": lq_path,
+                "gt_path": gt_path, "task": task.name}
+
+    def describe(self) -> str:
+        """One line per task: source, label, counts."""
+        return "\n".join(t.describe() for t in self.tasks)
+
+
+def _tag_path(path: str, tag: str) -> str:
+    root, ext = os.path.splitext(path)
+    return f"{root}_{tag.replace('=', '').replace(',', '_')}{ext}"
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def _random_crop(gt: np.ndarray, lq: Optional[np.ndarray], size: int):
+    h, w = gt.shape[:2]
+    if h < size or w < size:
+        # reflect-pad small images instead of failing mid-training
+        ph, pw = max(0, size - h), max(0, size - w)
+        pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))
+        mode = "reflect" if h > ph and w > pw else "symmetric"
+        gt = np.pad(gt, pad, mode=mode)
+        lq = None if lq is None else np.pad(lq, pad, mode=mode)
+        h, w = gt.shape[:2]
+    top, left = random.randint(0, h - size), random.randint(0, w - size)
+    gt = gt[top:top + size, left:left + size]
+    lq = None if lq is None else lq[top:top + size, left:left + size]
+    return gt, lq
+
+
+def _augment(gt: np.ndarray, lq: Optional[np.ndarray], hflip: bool, rot: bool):
+    ops = (hflip and random.random() < 0.5, rot and random.random() < 0.5, rot and random.random() < 0.5)
+
+    def apply(img):
+        if ops[0]:
+            img = img[:, ::-1]
+        if ops[1]:
+            img = img[::-1]
+        if ops[2]:
+            img = img.transpose(1, 0, 2)
+        return np.ascontiguousarray(img)
+
+    return apply(gt), (None if lq is None else apply(lq))
+
+
+def _center_crop(img: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    nh, nw = h - h % multiple, w - w % multiple
+    if nh == 0 or nw == 0:
+        raise ValueError(f"image of size {h}x{w} is smaller than crop_multiple={multiple}")
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return img[top:top + nh, left:left + nw]

@@ -1,0 +1,15 @@
+"""Degradation synthesisers: a registry (``register_synthesizer``) and the five built-in models.
+
+Plugins add a type with ``@register_synthesizer("snow")`` on ``f(img_uint8_HWC_RGB, rng, **params)``;
+``pip_adapter.data.prepare_builtin(..., degradations=[..., "snow"])`` then synthesises it like the others.
+"""
+from .registry import (Synthesizer, check_image, get_synthesizer, list_synthesizers, register_synthesizer,
+                       unregister_synthesizer)
+from . import builtin as _builtin  # noqa: F401  (registers noise, rain, haze, blur, low_light)
+from .builtin import depth_prior, gaussian_noise, haze, low_light, motion_blur, motion_kernel, rain_streaks
+
+__all__ = [
+    "Synthesizer", "check_image", "get_synthesizer", "list_synthesizers", "register_synthesizer",
+    "unregister_synthesizer", "depth_prior", "gaussian_noise", "haze", "low_light", "motion_blur",
+    "motion_kernel", "rain_streaks",
+]
