@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pip_adapter.restore.tiling import (count_tiles, pad_to_multiple, ramp_window, run_padded, tile_starts,
-                                        tiled_forward)
+from pip_adapter.restore.tiling import (count_tiles, pad_to_multiple, ramp_window, run_padded, tile_spans,
+                                        tile_starts, tiled_forward)
 
 
 def _local_net(seed=0):
@@ -25,6 +25,16 @@ def test_tile_starts_cover_the_image():
         assert starts[0] == 0 and starts[-1] == max(0, length - tile)
     with pytest.raises(ValueError, match="overlap"):
         tile_starts(100, 16, 16)
+
+
+def test_tile_spans_aligned_to_the_network_multiple():
+    for length in (100, 97, 64, 33):
+        spans = tile_spans(length, 32, 8, align=8)
+        assert all(s % 8 == 0 for s, _ in spans)
+        assert spans[-1][0] + spans[-1][1] == length and all(size >= min(32, length) for _, size in spans)
+        assert all(size < 32 + 8 for _, size in spans)
+        for (a, sa), (b, _) in zip(spans, spans[1:]):
+            assert a + sa - b >= 8  # requested overlap kept
 
 
 def test_ramp_window_positive_and_flat_inside():
@@ -104,5 +114,5 @@ def test_tiled_with_multiple_and_progress():
     x = torch.rand(1, 3, 50, 41)
     out = tiled_forward(net, x, tile=20, overlap=6, multiple=8, progress=ticks.append)
     assert all(h % 8 == 0 and w % 8 == 0 for h, w in seen)
-    assert len(ticks) == count_tiles(50, 41, 24, 6) == len(seen)
+    assert len(ticks) == count_tiles(50, 41, 24, 6, 8) == len(seen)
     assert torch.allclose(out, x + 0.5, atol=1e-6)

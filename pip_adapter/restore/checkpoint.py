@@ -291,12 +291,23 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
     path = os.fspath(path)
     tensors, meta, raw = read_checkpoint(path)
     if meta is None:
-        if opt is None:
-            raise CheckpointError(f"{path}: not a self-describing pip-adapter checkpoint; give the training "
-                                  "option YAML too (--opt) or export it with 'pip-adapter export'")
         state = select_params(raw, path, key) if raw is not None else tensors
-        return _load_from_network(network_from_options(opt), state, path, builder,
-                                  source={"ckpt": os.path.basename(path), "opt": os.path.basename(opt)})
+        source = {"ckpt": os.path.basename(path)}
+        if opt is not None:
+            network = network_from_options(opt)
+            source["opt"] = os.path.basename(opt)
+        else:
+            # pip-adapter's BasicSR models save {"params", "params_ema", "meta": {"network_g": ...}}
+            saved = raw.get("meta") if isinstance(raw, dict) else None
+            network = saved.get("network_g") if isinstance(saved, dict) else None
+            if not isinstance(network, dict) or "type" not in network:
+                raise CheckpointError(f"{path}: not a self-describing pip-adapter checkpoint; give the training "
+                                      "option YAML too (--opt) or export it with 'pip-adapter export'")
+        if key is not None:
+            source["key"] = key
+        elif isinstance(raw, dict):
+            source["key"] = "params_ema" if "params_ema" in raw else "params"
+        return _load_from_network(network, state, path, builder, source=source)
     main, cls_state = _split_bundle(tensors)
     model = load_weights(_build_checked(meta, builder, path), main, path)
     classifier = None

@@ -122,7 +122,8 @@ class Restorer:
         self.tile = int(tile or 0)
         self.tile_overlap = int(tile_overlap)
         if uses_omega is None:
-            uses_omega = bool(getattr(model, "pip_config", None)) or hasattr(model, "pip_levels")
+            # as PIPModel decides: a network with PIP levels takes ω, a plain backbone does not
+            uses_omega = hasattr(model, "pip_levels")
         self.uses_omega = uses_omega
         self.last_omega: Optional[Dict[str, float]] = None
         self.last_choice: Optional[str] = None
@@ -146,9 +147,8 @@ class Restorer:
             if cls_loaded.classifier is None:
                 raise ValueError(f"{classifier}: holds no degradation classifier")
             cls_model = cls_loaded.classifier
-        uses_omega = bool(loaded.meta.get("pip_config")) or (loaded.meta.get("network") or {}).get("type") == "PIPNet"
         return cls(loaded.model, loaded.degradations, multiple=loaded.multiple, device=device,
-                   classifier=cls_model, uses_omega=uses_omega, **kwargs)
+                   classifier=cls_model, **kwargs)
 
     # ------------------------------------------------------------------------------------------ ω
     def omega_for(self, image: torch.Tensor, degradation: Any = None, omega: Any = None,
@@ -226,7 +226,7 @@ class Restorer:
         if tile and (height > tile or width > tile):
             if self.multiple > 1:
                 tile = int(math.ceil(tile / self.multiple) * self.multiple)
-            return count_tiles(height, width, tile, overlap)
+            return count_tiles(height, width, tile, overlap, self.multiple)
         return 1
 
     def restore_array(self, rgb: np.ndarray, degradation: Any = None, omega: Any = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,17 +44,29 @@ def run_padded(fn: TensorFn, x: torch.Tensor, multiple: int) -> torch.Tensor:
     return out[..., :h, :w]
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> List[int]:
-    """Start offsets of tiles of size ``tile`` covering ``length``, evenly spread, overlapping by >= ``overlap``."""
+def tile_spans(length: int, tile: int, overlap: int, align: int = 1) -> List[Tuple[int, int]]:
+    """(start, size) of tiles covering ``length``, evenly spread, overlapping by >= ``overlap``.
+
+    Starts are multiples of ``align`` (the network's size multiple) so that every tile sees the same
+    down-sampling grid as the whole image; the last tile runs to the end (it may exceed ``tile`` by < ``align``).
+    """
     if tile >= length:
-        return [0]
-    step = tile - overlap
+        return [(0, length)]
+    align = max(1, int(align))
+    step = tile - overlap - (align - 1)  # rounding starts down to ``align`` may widen a gap by align - 1
     if step <= 0:
-        raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile size ({tile})")
-    n = int(math.ceil((length - overlap) / step))
-    n = max(n, 2)
-    # even spacing keeps every overlap close to the requested one (no thin last tile)
-    return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+        raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile size ({tile})"
+                         + (f" minus the size multiple ({align}) - 1" if align > 1 else ""))
+    last = (length - tile) // align * align
+    n = max(2, int(math.ceil((length - overlap) / step)))
+    starts = sorted({(int(round(i * last / (n - 1))) // align) * align for i in range(n)})
+    starts[-1] = last
+    return [(s, tile if s != last else length - s) for s in starts]
+
+
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> List[int]:
+    """Start offsets of :func:`tile_spans`."""
+    return [s for s, _ in tile_spans(length, tile, overlap, align)]
 
 
 def ramp_window(size: int, ramp_before: int, ramp_after: int, dtype=torch.float32) -> torch.Tensor:
@@ -81,16 +93,19 @@ def ramp_window(size: int, ramp_before: int, ramp_after: int, dtype=torch.float3
     return w
 
 
-def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[Tuple[int, int, int, int]]:
-    """Yield (top, left, tile_h, tile_w) of every tile, row by row."""
-    for top in tile_starts(height, tile, overlap):
-        for left in tile_starts(width, tile, overlap):
-            yield top, left, min(tile, height), min(tile, width)
-
-
-def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
+def count_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> int:
     """Number of tiles :func:`tiled_forward` runs for an image of this size."""
-    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+    return len(tile_spans(height, tile, overlap, align)) * len(tile_spans(width, tile, overlap, align))
+
+
+def _windows(spans: List[Tuple[int, int]]) -> List[torch.Tensor]:
+    """One 1-D window per span, ramping only where a neighbour overlaps it."""
+    out = []
+    for i, (start, size) in enumerate(spans):
+        before = spans[i - 1][0] + spans[i - 1][1] - start if i > 0 else 0
+        after = start + size - spans[i + 1][0] if i + 1 < len(spans) else 0
+        out.append(ramp_window(size, before, after))
+    return out
 
 
 def tiled_forward(fn: TensorFn, x: torch.Tensor, tile: int, overlap: int = 32, multiple: int = 1,
@@ -116,18 +131,10 @@ def tiled_forward(fn: TensorFn, x: torch.Tensor, tile: int, overlap: int = 32, m
     c_out = out_channels or c
     acc = torch.zeros(1, c_out, h, w, dtype=torch.float32, device=x.device)
     weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=x.device)
-    rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    for i, top in enumerate(rows):
-        th = min(tile, h)
-        # ramp only where a neighbouring tile overlaps; the actual overlap may exceed ``overlap`` at the end
-        before_y = (rows[i - 1] + th - top) if i > 0 else 0
-        after_y = (top + th - rows[i + 1]) if i + 1 < len(rows) else 0
-        wy = ramp_window(th, before_y, after_y)
-        for j, left in enumerate(cols):
-            tw = min(tile, w)
-            before_x = (cols[j - 1] + tw - left) if j > 0 else 0
-            after_x = (left + tw - cols[j + 1]) if j + 1 < len(cols) else 0
-            wx = ramp_window(tw, before_x, after_x)
+    rows, cols = tile_spans(h, tile, overlap, multiple), tile_spans(w, tile, overlap, multiple)
+    wys, wxs = _windows(rows), _windows(cols)
+    for (top, th), wy in zip(rows, wys):
+        for (left, tw), wx in zip(cols, wxs):
             patch = x[:, :, top:top + th, left:left + tw].to(device=device, dtype=torch.float32)
             out = run_padded(fn, patch, multiple).to(device=x.device, dtype=torch.float32)
             if out.shape[1] != c_out:

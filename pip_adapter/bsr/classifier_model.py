@@ -1,0 +1,170 @@
+"""``DegradationClassifierModel``: BasicSR model that trains the degradation classifier used for automatic ω.
+
+It reuses :class:`~pip_adapter.bsr.model.PIPModel`'s plumbing (device placement, optimizers by name, schedules,
+atomic ``weights_only`` checkpoints with their ``meta``) and replaces what is specific to classification:
+the batch's ``lq`` image is the input and its ``label`` (the task label of the mixed data set) the target;
+the loss is cross-entropy; validation reports the accuracy of each val set (one task each in the built-in
+options), the accuracy per degradation type, and writes ``classifier_validation_latest.json`` in the log folder.
+
+The arch ``DegradationClassifier`` is :class:`pip_adapter.restore.classifier.DegradationClassifier`.
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from os import path as osp
+from typing import Any, Dict, List
+
+import torch
+from torch.nn import functional as F
+
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+
+from pip_adapter.restore.classifier import DegradationClassifier
+from pip_adapter.utils.io import atomic_write
+
+from .model import PIPModel
+
+
+class DegradationClassifierModel(PIPModel):
+    """Cross-entropy training of a :class:`DegradationClassifier` on (lq, label) batches."""
+
+    # ------------------------------------------------------------------ set-up
+    def init_training_settings(self) -> None:
+        """Optimizer and schedule only (no pixel losses, no EMA)."""
+        self.net_g.train()
+        train_opt = self.opt["train"]
+        self.ema_decay = 0
+        self.label_smoothing = float(train_opt.get("label_smoothing", 0.0) or 0.0)
+        self.grad_clip = float(train_opt.get("grad_clip", 0) or 0)
+        self.dmix_prob = 0.0
+        self.setup_optimizers()
+        self.setup_schedulers()
+
+    @property
+    def uses_omega(self) -> bool:  # the classifier predicts ω; it never takes it
+        return False
+
+    # ------------------------------------------------------------------ data
+    def feed_data(self, data: Dict[str, Any]) -> None:
+        """``lq`` → input; ``label`` (int per image) → target."""
+        self.lq = data["lq"].to(self.device)
+        if data.get("label") is None:
+            raise ValueError("the degradation classifier needs a 'label' per image (its degradation type); "
+                             "use MixedDegradationDataset")
+        self.label = torch.as_tensor(data["label"]).reshape(-1).long().to(self.device)
+        num_types = len(self.degradation_names)
+        if self.label.numel() and (self.label.min() < 0 or self.label.max() >= num_types):
+            raise ValueError(f"labels {sorted(set(self.label.tolist()))} do not fit the classifier's "
+                             f"{num_types} types {self.degradation_names}")
+
+    # ------------------------------------------------------------------ optimisation
+    def optimize_parameters(self, current_iter: int) -> None:
+        """One cross-entropy step; logs the loss and the batch accuracy."""
+        self.optimizer_g.zero_grad(set_to_none=True)
+        logits = self.net_g(self.lq)
+        loss = F.cross_entropy(logits, self.label, label_smoothing=self.label_smoothing)
+        loss.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
+        self.optimizer_g.step()
+        acc = (logits.detach().argmax(1) == self.label).float().mean()
+        self.log_dict = self.reduce_loss_dict(OrderedDict(l_ce=loss.detach(), acc=acc))
+
+    @torch.no_grad()
+    def test(self) -> None:
+        """Class probabilities of ``self.lq`` (averaged over each image's native-resolution crops)."""
+        net = self.bare_net
+        was_training = net.training
+        net.eval()
+        try:
+            self.output = torch.stack([net.predict_proba(img) for img in self.lq])
+        finally:
+            net.train(was_training)
+
+    # ------------------------------------------------------------------ validation
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
+        """Only rank 0 validates (the sets are small); BasicSR calls this on every rank."""
+        if self.opt["rank"] == 0:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
+        """Accuracy of this val set and per type; ``self.last_validation`` holds every set of the round."""
+        dataset_name = dataloader.dataset.opt["name"]
+        names = self.degradation_names
+        correct = torch.zeros(len(names))
+        total = torch.zeros(len(names))
+        confusion = torch.zeros(len(names), len(names), dtype=torch.long)
+        self._validating = True
+        try:
+            for val_data in dataloader:
+                self.feed_data(val_data)
+                self.test()
+                pred = self.output.argmax(1).cpu()
+                label = self.label.cpu()
+                for t, p in zip(label.tolist(), pred.tolist()):
+                    confusion[t, p] += 1
+                    total[t] += 1
+                    correct[t] += int(t == p)
+        finally:
+            self._validating = False
+            for attr in ("lq", "label", "output"):
+                if hasattr(self, attr):
+                    delattr(self, attr)
+        if total.sum() == 0:
+            return
+        acc = float(correct.sum() / total.sum())
+        self.metric_results = {"acc": acc}
+        per_type = {n: float(correct[i] / total[i]) for i, n in enumerate(names) if total[i] > 0}
+        if "acc" in ((self.opt.get("val") or {}).get("metrics") or {}):
+            self._initialize_best_metric_results(dataset_name)
+            self._update_best_metric_result(dataset_name, "acc", acc, current_iter)
+        log = get_root_logger()
+        log.info(f"Validation {dataset_name}: accuracy {acc:.4f} over {int(total.sum())} images; "
+                 + ", ".join(f"{n} {a:.3f}" for n, a in per_type.items()))
+        if tb_logger and isinstance(current_iter, int):
+            tb_logger.add_scalar(f"metrics/{dataset_name}/acc", acc, current_iter)
+        round_ = self._val_round.setdefault(str(current_iter), {})
+        round_[dataset_name] = {"acc": acc, "per_type": per_type, "count": int(total.sum()),
+                                "confusion": confusion.tolist()}
+        if len(round_) >= max(1, self._num_val_sets()):
+            del self._val_round[str(current_iter)]
+            self._finish_round(current_iter, round_, names, tb_logger)
+
+    def _finish_round(self, current_iter, round_: Dict[str, Dict[str, Any]], names: List[str], tb_logger) -> None:
+        confusion = torch.zeros(len(names), len(names), dtype=torch.long)
+        for res in round_.values():
+            confusion += torch.tensor(res["confusion"], dtype=torch.long)
+        per_type = {n: float(confusion[i, i] / confusion[i].sum())
+                    for i, n in enumerate(names) if confusion[i].sum() > 0}
+        overall = float(confusion.diag().sum() / confusion.sum())
+        get_root_logger().info(f"Classifier accuracy overall {overall:.4f}; per type: "
+                               + ", ".join(f"{n} {a:.3f}" for n, a in per_type.items()))
+        if tb_logger and isinstance(current_iter, int):
+            tb_logger.add_scalar("metrics/average/acc", overall, current_iter)
+        self.last_validation = {"iter": current_iter, "accuracy": overall, "per_type": per_type,
+                                "sets": round_, "labels": names, "confusion": confusion.tolist()}
+        self._write_classifier_summary()
+
+    @master_only
+    def _write_classifier_summary(self) -> None:
+        path = osp.join(self.opt["path"]["log"], "classifier_validation_latest.json")
+
+        def _write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self.last_validation, fh, indent=2, default=str)
+
+        atomic_write(path, _write)
+
+
+def register(model_registry=MODEL_REGISTRY, arch_registry=ARCH_REGISTRY) -> None:
+    """Register the model and its arch with BasicSR (idempotent)."""
+    if "DegradationClassifierModel" not in model_registry:
+        model_registry._do_register("DegradationClassifierModel", DegradationClassifierModel)
+    if "DegradationClassifier" not in arch_registry:
+        arch_registry._do_register("DegradationClassifier", DegradationClassifier)
+
+
+register()

@@ -1,0 +1,207 @@
+"""``pip-adapter restore``: restore image files, folders or globs with a (self-describing) checkpoint."""
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import sys
+from typing import Any, List, Optional, Tuple
+
+from pip_adapter.cli.export import cli_builder, load_cli_plugins
+
+
+def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """Files named by ``specs`` (files, folders — their images, not recursive — or globs), and problems found."""
+    from pip_adapter.restore.image_io import is_image_file
+
+    files: List[str] = []
+    problems: List[Tuple[str, str]] = []
+    seen = set()
+
+    def _add(path: str) -> None:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for spec in specs:
+        if os.path.isdir(spec):
+            found = sorted(os.path.join(spec, f) for f in os.listdir(spec)
+                           if is_image_file(f) and os.path.isfile(os.path.join(spec, f)))
+            if not found:
+                problems.append((spec, "folder holds no image files"))
+            for f in found:
+                _add(f)
+        elif os.path.exists(spec):
+            _add(spec)  # named explicitly: try it even without an image extension, and report if unreadable
+        elif glob.has_magic(spec):
+            found = sorted(f for f in glob.glob(spec, recursive=True) if os.path.isfile(f))
+            if not found:
+                problems.append((spec, "no file matches this pattern"))
+            for f in found:
+                _add(f)
+        else:
+            problems.append((spec, "no such file or folder"))
+    return files, problems
+
+
+def find_gt(gt_dir: str, src: str) -> Optional[str]:
+    """The ground truth of ``src`` in ``gt_dir``: the same file name, else the same stem with any image extension."""
+    from pip_adapter.restore.image_io import IMAGE_EXTENSIONS
+
+    name = os.path.basename(src)
+    same = os.path.join(gt_dir, name)
+    if os.path.isfile(same):
+        return same
+    stem = os.path.splitext(name)[0]
+    for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS):
+        cand = os.path.join(gt_dir, stem + ext)
+        if os.path.isfile(cand):
+            return cand
+    return None
+
+
+def _fmt(value: Optional[float], digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: bool, out=None) -> None:
+    """A table of the restored images (ω used, time, PSNR/SSIM) and the list of failures."""
+    out = out or sys.stdout
+    header = ["image", "size", "omega", "seconds"] + (["PSNR", "SSIM"] if with_gt else [])
+    table = []
+    for r in rows:
+        line = [os.path.basename(r.input), f"{r.size[1]}x{r.size[0]}", r.chosen, f"{r.seconds:.2f}"]
+        if with_gt:
+            line += [_fmt(r.psnr, 2), _fmt(r.ssim, 4)]
+        table.append(line)
+    if with_gt:
+        scored = [r for r in rows if r.psnr is not None and not math.isinf(r.psnr)]
+        ssims = [r.ssim for r in rows if r.ssim is not None and not math.isnan(r.ssim)]
+        avg_psnr = sum(r.psnr for r in scored) / len(scored) if scored else None
+        avg_ssim = sum(ssims) / len(ssims) if ssims else None
+        table.append([f"average ({len(scored)})", "", "", f"{sum(r.seconds for r in rows):.2f}",
+                      _fmt(avg_psnr, 2), _fmt(avg_ssim, 4)])
+    if rows:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+        sep = "  "
+        print(sep.join(h.ljust(w) for h, w in zip(header, widths)), file=out)
+        print(sep.join("-" * w for w in widths), file=out)
+        for i, line in enumerate(table):
+            if with_gt and i == len(table) - 1:
+                print(sep.join("-" * w for w in widths), file=out)
+            print(sep.join(str(x).ljust(w) for x, w in zip(line, widths)), file=out)
+    print(f"restored {len(rows)} image(s), {len(failures)} failed", file=out)
+    for name, why in failures:
+        print(f"  FAILED {name}: {why}", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Restore every input; a bad file is reported and skipped; exit 1 if anything failed."""
+    from tqdm import tqdm
+
+    from pip_adapter.restore.restorer import Restorer, parse_omega_spec
+
+    if args.degradation is None and args.omega is None:
+        raise ValueError("say which degradation to remove: --degradation NAME, --degradation auto or "
+                         "--omega rain=0.7,noise=0.3")
+    if args.degradation is not None and args.omega is not None:
+        raise ValueError("give either --degradation or --omega, not both")
+    omega = parse_omega_spec(args.omega) if args.omega is not None else None
+    if args.tile < 0 or args.tile_overlap < 0:
+        raise ValueError("--tile and --tile-overlap must be >= 0")
+    if args.tile and args.tile_overlap >= args.tile:
+        raise ValueError(f"--tile-overlap ({args.tile_overlap}) must be smaller than --tile ({args.tile}); "
+                         "a quarter of the tile is a good overlap")
+    if args.gt is not None and not os.path.isdir(args.gt):
+        raise FileNotFoundError(f"--gt folder not found: {args.gt}")
+    files, failures = expand_inputs(args.inputs)
+    if not files and failures:
+        for name, why in failures:
+            print(f"pip-adapter restore: {name}: {why}", file=sys.stderr)
+        return 1
+    load_cli_plugins(args, (args.opt,))
+    restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
+                                        classifier=args.classifier, builder=cli_builder,
+                                        tile=args.tile, tile_overlap=args.tile_overlap)
+    # validate ω once, before any work, so that a typo fails fast with the known names
+    if omega is not None:
+        from pip_adapter.omega import to_omega
+        to_omega(omega, restorer.degradations, batch_size=1)
+    elif args.degradation.strip().lower() != "auto":
+        from pip_adapter.omega import name_to_index
+        name_to_index(args.degradation, restorer.degradations)
+    elif restorer.classifier is None:
+        raise ValueError("--degradation auto needs a degradation classifier: pass --classifier FILE, or export "
+                         "the model with one (pip-adapter export ... --classifier)")
+    os.makedirs(args.output, exist_ok=True)
+    rows = []
+    targets = set()
+    show = not args.no_progress
+    with tqdm(total=len(files), desc="restoring", unit="img", disable=not show, file=sys.stderr) as bar:
+        for src in files:
+            stem, ext = os.path.splitext(os.path.basename(src))
+            dst = os.path.join(args.output, f"{stem}{args.suffix}{ext if ext else '.png'}")
+            bar.set_postfix_str(os.path.basename(src))
+            try:
+                if os.path.abspath(dst) in targets:
+                    raise FileExistsError(f"another input already writes {dst}; rename one of them")
+                if os.path.abspath(dst) == os.path.abspath(src):
+                    raise FileExistsError(f"{dst} is the input itself; choose another --output or --suffix")
+                gt = None
+                if args.gt is not None:
+                    gt = find_gt(args.gt, src)
+                    if gt is None:
+                        bar.write(f"warning: no ground truth named {stem}.* in {args.gt}; no PSNR/SSIM for {src}")
+                targets.add(os.path.abspath(dst))
+                result = restorer.restore_file(src, dst, degradation=args.degradation, omega=omega,
+                                               auto_mode=args.auto_mode, overwrite=args.overwrite, gt=gt)
+                rows.append(result)
+                if args.degradation is not None and args.degradation.strip().lower() == "auto":
+                    bar.write(f"{os.path.basename(src)}: {result.chosen}")
+            except (ValueError, OSError, RuntimeError) as err:
+                why = str(err)
+                why = why[len(src) + 2:] if why.startswith(f"{src}: ") else why
+                failures.append((src, why))
+                bar.write(f"error: {src}: {why}")
+            bar.update(1)
+    print_summary(rows, failures, with_gt=args.gt is not None)
+    return 1 if failures else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``restore`` sub-command."""
+    from pip_adapter.plugins import add_plugin_argument
+
+    p = subparsers.add_parser(
+        "restore", help="restore images with a trained model",
+        description="Restore image files, folders or glob patterns. The model is an exported checkpoint "
+                    "(pip-adapter export) or a BasicSR net_g_<iter>.pth with --opt. Images keep their bit depth, "
+                    "channels (gray, alpha) and size.")
+    p.add_argument("inputs", nargs="+", help="image files, folders (their images) or glob patterns")
+    p.add_argument("-m", "--model", "--ckpt", dest="model", required=True,
+                   help="exported checkpoint (.safetensors / .pth), or a BasicSR net_g_<iter>.pth")
+    p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
+    p.add_argument("--key", default=None, choices=["params_ema", "params"],
+                   help="which weights of a bare net_g (default: params_ema when present)")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
+    p.add_argument("-d", "--degradation", default=None,
+                   help="the degradation to remove (a name such as rain), or 'auto' to let the classifier choose")
+    p.add_argument("--omega", default=None, help="a mix of degradations, e.g. rain=0.7,noise=0.3")
+    p.add_argument("--auto-mode", default="weights", choices=["weights", "argmax"],
+                   help="with --degradation auto: use the classifier's probabilities as ω, or only its top type")
+    p.add_argument("--classifier", default=None, help="exported degradation classifier (for --degradation auto)")
+    p.add_argument("--tile", type=int, default=0, help="tile size for large images (0: whole image)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles, blended (default 32)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--gt", default=None, help="folder of ground-truth images (same names): report PSNR/SSIM")
+    p.add_argument("--suffix", default="", help="added to output file names before the extension")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_plugin_argument(p)
+    p.set_defaults(func=run)
