@@ -80,6 +80,8 @@ class PIPModel(SRModel):
         self._input_metric_cache: Dict[str, Dict[str, float]] = {}
         self.last_validation: Optional[Dict[str, Any]] = None
         super().__init__(opt)
+        self._train_label_names = self._dataset_names((opt.get("datasets") or {}).get("train"))
+        self._label_names = self._train_label_names
 
     # ------------------------------------------------------------------ network
     @property
@@ -212,6 +214,14 @@ class PIPModel(SRModel):
             self.schedulers.append(LinearWarmupCosine(optimizer, **sched_opt))
 
     # ------------------------------------------------------------------ data and ω
+    def _dataset_names(self, dataset_opt: Optional[Dict[str, Any]]) -> Optional[List[str]]:
+        """The degradation names a dataset's labels index (its ``degradations`` option, else the default)."""
+        if not self.uses_omega or dataset_opt is None:
+            return None
+        from pip_adapter.omega import normalise_names
+
+        return normalise_names(dataset_opt.get("degradations"))
+
     def _omega_from_batch(self, data: Dict[str, Any], batch_size: int) -> torch.Tensor:
         names = self.degradation_names
         if data.get("omega") is not None:
@@ -222,7 +232,18 @@ class PIPModel(SRModel):
             idx = torch.tensor([name_to_index(n, names) for n in deg])
             return labels_to_omega(idx, len(names)).to(self.device)
         if data.get("label") is not None:
-            return labels_to_omega(torch.as_tensor(data["label"]).reshape(-1), len(names)).to(self.device)
+            labels = torch.as_tensor(data["label"]).reshape(-1)
+            label_names = self._label_names
+            if label_names is not None and list(label_names) != names:
+                # the dataset numbers its types in its own order: map through the names
+                try:
+                    lut = torch.tensor([name_to_index(n, names) for n in label_names])
+                except ValueError as err:
+                    raise ValueError(f"a dataset's degradation type is unknown to the network: {err}") from None
+                if labels.numel() and (labels.min() < 0 or labels.max() >= len(label_names)):
+                    raise ValueError(f"labels {labels.tolist()} out of range for the dataset's types {label_names}")
+                labels = lut[labels.long()]
+            return labels_to_omega(labels, len(names)).to(self.device)
         raise ValueError("PIPModel needs each batch to carry 'label' (int per image) or 'omega' (B×T weights); "
                          "use a dataset that yields them, e.g. MixedDegradationDataset")
 
@@ -314,6 +335,7 @@ class PIPModel(SRModel):
         input_sums = {name: 0.0 for name in metrics_opt}
         count = 0
         self._validating = True
+        self._label_names = self._dataset_names(getattr(dataloader.dataset, "opt", None))
         try:
             for val_data in dataloader:
                 self.feed_data(val_data)
@@ -338,6 +360,7 @@ class PIPModel(SRModel):
                         delattr(self, attr)
         finally:
             self._validating = False
+            self._label_names = self._train_label_names
         if not metrics_opt or count == 0:
             return
         self.metric_results = {name: total / count for name, total in sums.items()}
@@ -408,7 +431,9 @@ class PIPModel(SRModel):
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_meta(self) -> Dict[str, Any]:
+        pip_config = getattr(self.bare_net, "pip_config", None)
         return {"network_g": plain_state(deepcopy(self.opt.get("network_g"))),
+                "pip_config": json.loads(json.dumps(pip_config())) if callable(pip_config) else None,
                 "degradations": self.degradation_names,
                 "model_type": self.opt.get("model_type")}
 

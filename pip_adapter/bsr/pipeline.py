@@ -143,7 +143,8 @@ def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
     """Create the built-in data set named by the option key ``builtin_data`` when its folder is missing.
 
     ``builtin_data: {root: datasets/builtin, ...}``: ``root`` is relative to the current directory; the
-    other keys go to :func:`pip_adapter.data.prepare_builtin`.  Rank 0 prepares, the others wait.
+    other keys go to :func:`pip_adapter.data.builtin.ensure_builtin` (``prepare_builtin``'s arguments).
+    Rank 0 prepares, the others wait.
     """
     spec = opt.get("builtin_data")
     if not spec:
@@ -152,11 +153,10 @@ def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
         raise OptionFileError("builtin_data must be a mapping with a 'root' folder, e.g. {root: datasets/builtin}")
     kwargs = dict(spec)
     root = osp.expanduser(kwargs.pop("root"))
-    if rank == 0 and not osp.isdir(root):
-        from pip_adapter.data import prepare_builtin
+    if rank == 0:
+        from pip_adapter.data.builtin import ensure_builtin
 
-        logger.info("preparing the built-in data set in %s (first run only)", root)
-        prepare_builtin(root, **kwargs)
+        ensure_builtin(root, **kwargs)  # reuses a complete folder, builds a missing one
     barrier()
 
 
@@ -232,6 +232,8 @@ def parse_options(root_path: str, is_train: bool = True,
                        "(pip install tensorboard): TensorBoard logging is off for this run")
         log_opt["use_tb_logger"] = False
 
+    if opt.get("val") is not None:
+        opt["val"].setdefault("save_img", False)
     if is_train:
         if "train" not in opt or "total_iter" not in opt["train"]:
             raise OptionFileError(f"{args.opt}: training needs train.total_iter")
@@ -253,6 +255,7 @@ def parse_options(root_path: str, is_train: bool = True,
         opt["path"]["visualization"] = osp.join(results_root, "visualization")
         opt.setdefault("val", {}).setdefault("save_img", False)
         opt["val"].setdefault("suffix", None)
+        opt["val"].setdefault("metrics", {})
 
     prepare_builtin_if_missing(opt, opt["rank"])
     return opt, args
@@ -327,20 +330,31 @@ def _swapped(module: Any, **attrs: Any) -> Iterator[None]:
             setattr(module, name, value)
 
 
+class _DropSRModelOnlyWarning(logging.Filter):
+    """BasicSR warns that several val sets work only with SRModel; PIPModel handles them (one per task)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "only* supported by SRModel" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def _fresh_run_logger() -> Iterator[None]:
     """Give each run a fresh ``basicsr`` logger (BasicSR configures it once per process)."""
+    log = logging.getLogger("basicsr")
+    drop = _DropSRModelOnlyWarning()
+
     def reset() -> None:
-        log = logging.getLogger("basicsr")
         for handler in list(log.handlers):
             log.removeHandler(handler)
             handler.close()
         bsr_logger.initialized_logger.pop("basicsr", None)
 
     reset()
+    log.addFilter(drop)
     try:
         yield
     finally:
+        log.removeFilter(drop)
         reset()
 
 

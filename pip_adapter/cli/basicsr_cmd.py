@@ -23,6 +23,10 @@ _USAGE = """usage: basicsr {train,test} -opt OPTIONS.yml [--launcher {none,pytor
   test    evaluate it on the option file's test sets (results/<name>/ in the current directory)
 """
 
+_DATA_HINT = ("Nothing is downloaded: paths in the option file are relative to the current directory. The paper's "
+              "data sets go in the standard all-in-one layout under datasets/allinone (docs/TRAINING.md, 'Data'); "
+              "the built-in data needs none: basicsr train -opt basicsr_options/quickstart.yml")
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``basicsr`` console script; returns the exit status."""
@@ -43,8 +47,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     run = pipeline.train_pipeline if mode == "train" else pipeline.test_pipeline
     try:
         out = run(os.getcwd(), rest)
-    except (OptionFileError, FileNotFoundError) as err:
+    except OptionFileError as err:
         print(f"basicsr {mode}: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"basicsr {mode}: error: {err}\n{_DATA_HINT}", file=sys.stderr)
         return 2
     except ValueError as err:
         if os.environ.get("PIP_ADAPTER_TRACEBACK"):
