@@ -118,24 +118,33 @@ def read_pairs_file(path: str) -> List[Tuple[str, str]]:
 
 # py-lmdb refuses to open one environment twice in a process, and several tasks often share one LMDB
 # (the clean images): one read-only environment per (process, path), opened on first use
-_ENVS: Dict[str, Tuple[int, Any]] = {}
+_ENVS: Dict[str, Tuple[int, Any, Tuple[int, int]]] = {}
 
 
 def _shared_env(path: str):
     import lmdb  # local: only LMDB users need the package at import time
 
     key = os.path.realpath(path)
-    pid, env = _ENVS.get(key, (None, None))
-    if env is None or pid != os.getpid():
-        # a handle inherited through fork is unusable; open a fresh one in this process
+    st = os.stat(os.path.join(key, "data.mdb"))
+    ident = (st.st_dev, st.st_ino)
+    pid, env, old_ident = _ENVS.get(key, (None, None, None))
+    if env is None or pid != os.getpid() or old_ident != ident:
+        if env is not None:
+            # inherited through fork (a DataLoader worker) it is unusable here, and a replaced LMDB (same
+            # path, new file) must not be served from the old mapping; py-lmdb also refuses a second open
+            # of a path while the first handle lives.  Closing only unmaps this process's copy (no lock file)
+            try:
+                env.close()
+            except lmdb.Error:  # pragma: no cover
+                pass
         env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=1024)
-        _ENVS[key] = (os.getpid(), env)
+        _ENVS[key] = (os.getpid(), env, ident)
     return env
 
 
 def _close_env(path: str) -> None:
     key = os.path.realpath(path)
-    pid, env = _ENVS.pop(key, (None, None))
+    pid, env, _ = _ENVS.pop(key, (None, None, None))
     if env is not None and pid == os.getpid():
         env.close()
 
@@ -161,9 +170,10 @@ class LmdbReader:
         return state
 
     def _open(self):
-        if self._env is None or self._pid != os.getpid():
-            self._env = _shared_env(self.path)
-            self._pid = os.getpid()
+        # always through the shared table: a reader must follow a replaced LMDB and must not keep using a
+        # handle another reader of the same path has closed
+        self._env = _shared_env(self.path)
+        self._pid = os.getpid()
         return self._env
 
     def read_bytes(self, key: str) -> bytes:
