@@ -1,0 +1,166 @@
+"""Skip detection and insertion across U-Net shapes: the wrapper equals a hand-written forward with PIP on
+the skip branch (NAFNet, Restormer, the release's Restormer, a concat U-Net, a functional U-Net with cropped
+skips, an encoder returning a feature list, gated skips), and a network without skips is refused."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pip_adapter.backbones import NAFNet, Restormer, RestormerPIPRelease
+from pip_adapter.backbones.restormer import pad_to_multiple
+from pip_adapter.wrap import probe_skips, wrap_with_pip
+from pip_adapter.wrap.detect import parse_level_spec
+from tests.fixtures_wrap import FunctionalUNet, GatedUNet, ListUNet, PlainNet, TinyCatUNet, TinyNAF
+
+SMALL = dict(prompt_dims=8, prompt_sizes=4)
+
+
+def tiny_nafnet():
+    torch.manual_seed(0)
+    return NAFNet(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1, 1], dec_blk_nums=[1, 1, 1])
+
+
+def tiny_restormer(cls=Restormer):
+    torch.manual_seed(0)
+    return cls(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 2, 2, 2])
+
+
+def nafnet_reference(net, inp, pips, w):
+    """NAFNet's forward with PIP applied to the skip right before ``up(x) + skip``."""
+    h, wd = inp.shape[-2:]
+    inp = net.check_image_size(inp)
+    x = net.intro(inp)
+    skips = []
+    for enc, down in zip(net.encoders, net.downs):
+        x = enc(x)
+        skips.append(x)
+        x = down(x)
+    x = net.middle_blks(x)
+    n = len(skips)
+    for j, (dec, up, skip) in enumerate(zip(net.decoders, net.ups, skips[::-1])):
+        x = up(x) + pips[n - 1 - j](skip, w)
+        x = dec(x)
+    x = net.ending(x) + inp
+    return x[:, :, :h, :wd]
+
+
+def restormer_reference(net, img, pips, w):
+    """Restormer's (or the release variant's) forward with PIP applied to each skip right before the concat."""
+    h, wd = img.shape[-2:]
+    img = pad_to_multiple(img, net.pad_multiple)
+    e1 = net.encoder_level1(net.patch_embed(img))
+    e2 = net.encoder_level2(net.down1_2(e1))
+    e3 = net.encoder_level3(net.down2_3(e2))
+    lat = net.latent(net.down3_4(e3))
+    if hasattr(net, "chnl_reduce3"):
+        lat = net.chnl_reduce3(lat)
+    x = net.decoder_level3(net.reduce_chan_level3(torch.cat([net.up4_3(lat), pips[2](e3, w)], 1)))
+    x = net.decoder_level2(net.reduce_chan_level2(torch.cat([net.up3_2(x), pips[1](e2, w)], 1)))
+    x = net.refinement(net.decoder_level1(torch.cat([net.up2_1(x), pips[0](e1, w)], 1)))
+    return (net.output(x) + img)[:, :, :h, :wd]
+
+
+def _check(model, wrapped, reference, sizes=((2, 3, 32, 48), (1, 3, 24, 40), (3, 3, 40, 16))):
+    for shape in sizes:
+        x = torch.rand(*shape)
+        labels = torch.arange(shape[0]) % 5
+        w = F.one_hot(labels, 5).float()
+        with torch.no_grad():
+            got = wrapped(x, labels)
+            ref = reference(x, wrapped.pip_levels, w)
+            base = model(x)
+        assert (got - ref).abs().max().item() <= 1e-6, shape
+        assert (got - base).abs().max().item() > 1e-4   # PIP really changed something
+
+
+def test_nafnet_matches_hand_written_forward():
+    net = tiny_nafnet().eval()
+    wrapped = wrap_with_pip(net, **SMALL).eval()
+    assert [i["module"] for i in wrapped.skip_info] == ["encoders.0", "encoders.1", "encoders.2"]
+    assert [i["merge"] for i in wrapped.skip_info] == ["add"] * 3
+    assert [i["channels"] for i in wrapped.skip_info] == [8, 16, 32]
+    assert [i["reduction"] for i in wrapped.skip_info] == [1, 2, 4]
+    # odd sizes go through NAFNet's padding and cropping
+    _check(net, wrapped, lambda x, p, w: nafnet_reference(net, x, p, w),
+           sizes=((2, 3, 32, 48), (1, 3, 30, 45), (3, 3, 40, 16)))
+
+
+@pytest.mark.parametrize("cls", [Restormer, RestormerPIPRelease])
+def test_restormer_matches_hand_written_forward(cls):
+    net = tiny_restormer(cls).eval()
+    wrapped = wrap_with_pip(net, **SMALL).eval()
+    info = wrapped.skip_info
+    assert [i["module"] for i in info] == ["encoder_level1", "encoder_level2", "encoder_level3"]
+    assert [i["merge"] for i in info] == ["concat"] * 3
+    assert [i["reduction"] for i in info] == [1, 2, 4]
+    assert all(i["other_consumers"] == [n] for i, n in zip(info, ["down1_2", "down2_3", "down3_4"]))
+    _check(net, wrapped, lambda x, p, w: restormer_reference(net, x, p, w),
+           sizes=((2, 3, 32, 48), (1, 3, 20, 36)))
+
+
+@pytest.mark.parametrize("cls,merge,strategy", [
+    (TinyNAF, "add", "producer"),
+    (TinyCatUNet, "concat", "producer"),
+    (FunctionalUNet, "concat", "intercept"),
+    (ListUNet, "concat", "consumer"),
+    (GatedUNet, "other", "consumer"),
+])
+def test_unet_matrix(cls, merge, strategy):
+    torch.manual_seed(0)
+    net = cls().eval()
+    wrapped = wrap_with_pip(net, **SMALL).eval()
+    info = wrapped.skip_info
+    assert len(info) >= 2 and len(wrapped.pip_levels) == len(info)
+    assert {i["merge"] for i in info} == {merge}
+    assert {i["strategy"] for i in info} == {strategy}
+    assert [i["reduction"] for i in info] == sorted(i["reduction"] for i in info)   # shallowest first
+    ref = net.reference if cls is TinyNAF else (lambda x, p, w: net(x, p, w))
+    _check(net, wrapped, ref)
+
+
+def test_list_encoder_levels_are_list_elements():
+    wrapped = wrap_with_pip(ListUNet(), **SMALL)
+    assert [i["module"] for i in wrapped.skip_info] == ["encoder[0]", "encoder[1]"]
+    assert [i["channels"] for i in wrapped.skip_info] == [4, 8]
+
+
+def test_gated_skip_goes_through_the_gate():
+    info = wrap_with_pip(GatedUNet(), **SMALL).skip_info
+    assert [i["merge_module"] for i in info] == ["gate1", "gate2"]
+    assert [i["skip_consumers"] for i in info] == [["gate1"], ["gate2"]]
+
+
+def test_plain_network_is_refused_with_advice():
+    with pytest.raises(ValueError) as err:
+        wrap_with_pip(PlainNet())
+    msg = str(err.value)
+    assert "no U-Net skip" in msg and "levels=" in msg and "global residual" in msg
+
+
+def test_levels_override_and_bad_names():
+    net = tiny_nafnet()
+    wrapped = wrap_with_pip(net, levels=["encoders.1"], **SMALL)
+    assert [i["module"] for i in wrapped.skip_info] == ["encoders.1"]
+    x = torch.rand(1, 3, 16, 24)
+    ident = [lambda z, w: z, wrapped.pip_levels[0], lambda z, w: z]
+    with torch.no_grad():
+        ref = nafnet_reference(net, x, ident, F.one_hot(torch.tensor([2]), 5).float())
+        assert (wrapped(x, [2]) - ref).abs().max().item() <= 1e-6
+    with pytest.raises(ValueError, match="not a sub-module"):
+        wrap_with_pip(tiny_nafnet(), levels=["encoders.9"])
+    # forcing a level on a plain network: PIP replaces that module's output
+    forced = wrap_with_pip(PlainNet(), levels=["body.0"], **SMALL)
+    assert forced.skip_info[0]["channels"] == 4
+    assert parse_level_spec("encoder[1]") == ("encoder", (1,))
+    assert parse_level_spec("a.b['x'][0]") == ("a.b", ("x", 0))
+
+
+def test_probe_restores_training_mode_and_keeps_no_tensors():
+    net = tiny_nafnet().train()
+    res = probe_skips(net)
+    assert all(m.training for m in net.modules())
+    assert len(res.levels) == 3 and res.input_shape == (1, 3, 64, 96)
+
+
+def test_probe_failure_is_explained():
+    with pytest.raises(ValueError, match="example_input"):
+        wrap_with_pip(tiny_nafnet(), example_input=torch.rand(1, 5, 32, 32))
