@@ -103,9 +103,12 @@ def _analytic_init(existing: torch.Tensor, k: int, gen: torch.Generator) -> Opti
     return v / v.norm(dim=1, keepdim=True)
 
 
-def _optimised_init(existing: torch.Tensor, k: int, gen: torch.Generator,
+def _optimised_init(existing: torch.Tensor, k: int, gen: torch.Generator, start: Optional[torch.Tensor] = None,
                     restarts: int = 4, steps: int = 300) -> torch.Tensor:
-    """Unit new prompts maximising the smallest angle to the old prompts and to each other."""
+    """Unit new prompts maximising the smallest angle to the old prompts and to each other.
+
+    ``start`` (k×D) is refined as the first candidate; the other restarts begin at random.
+    """
     t, d = existing.shape
     old = existing / existing.norm(dim=1, keepdim=True).clamp_min(1e-12) if t else existing
     iu = torch.triu_indices(k, k, offset=1)
@@ -118,15 +121,19 @@ def _optimised_init(existing: torch.Tensor, k: int, gen: torch.Generator,
         return torch.cat(parts)
 
     best, best_val = None, float("inf")
-    for _ in range(restarts):
-        x = torch.randn(k, d, generator=gen, dtype=existing.dtype).requires_grad_(True)
+    if start is not None:
+        best, best_val = start.clone(), float(max_cos(start).max())
+    for r in range(restarts):
+        x0 = start if (start is not None and r == 0) else torch.randn(k, d, generator=gen, dtype=existing.dtype)
+        x = x0.clone().requires_grad_(True)
         opt = torch.optim.Adam([x], lr=0.05)
-        for step in range(steps):
-            temp = 0.1 * (0.05 ** (step / max(1, steps - 1)))   # anneal the soft max towards max
-            loss = temp * torch.logsumexp(max_cos(x) / temp, dim=0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        with torch.enable_grad():  # callers may hold torch.no_grad()
+            for step in range(steps):
+                temp = 0.1 * (0.05 ** (step / max(1, steps - 1)))   # anneal the soft max towards max
+                loss = temp * torch.logsumexp(max_cos(x) / temp, dim=0)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
         with torch.no_grad():
             val = float(max_cos(x).max())
             if val < best_val:
@@ -149,7 +156,11 @@ def orthogonal_prompt_init(existing: torch.Tensor, k: int, generator: Optional[t
     ex = existing.detach().to("cpu", torch.float64)
     t, d = ex.shape
     unit = _analytic_init(ex, k, gen) if t + k <= d else None
-    if unit is None:
+    if unit is not None:
+        # the construction guarantees > 90°; a short optimisation from it widens the margin so that
+        # fine-tuning does not push a new prompt back under 90° at the first steps
+        unit = _optimised_init(ex, k, gen, start=unit, restarts=2)
+    else:
         unit = _optimised_init(ex, k, gen)
         angle = min_prompt_angle(torch.cat([ex, unit]), from_index=t)
         msg = (f"prompt width D={d} is smaller than old+new types T+k={t + k} (or the old prompts fill "
@@ -254,23 +265,37 @@ def _migration_pre_hook(module: nn.Module, state_dict: dict, prefix: str, local_
         return
     current = [p.detach() for p in module.added_prompts]
     missing = list(range(n_state, n_model))
-    placeholders = all(float(current[i].abs().max()) == 0.0 for i in missing)
-    if placeholders:
-        # a model rebuilt from its config holds zero placeholders: initialise them against the
-        # prompts being loaded, as extend_degradations would have done
-        loaded = [got.detach().to(torch.float64)] + [state_dict[prefix + f"added_prompts.{i}"].detach()
-                                                    .reshape(1, -1).to(torch.float64) for i in range(n_state)]
-        init = orthogonal_prompt_init(torch.cat(loaded, 0), len(missing))
-        for j, i in enumerate(missing):
-            state_dict[prefix + f"added_prompts.{i}"] = init[j:j + 1].to(current[i])
-        what = "initialised at >= 90° to the loaded prompts"
-    else:
+    loaded = torch.cat([got.detach().to(torch.float64)] + [
+        state_dict[prefix + f"added_prompts.{i}"].detach().reshape(1, -1).to(torch.float64)
+        for i in range(n_state)], 0)
+    mine = torch.cat([current[i].to(torch.float64).reshape(1, -1) for i in missing], 0)
+    if _fits(loaded, mine):
         for i in missing:
             state_dict[prefix + f"added_prompts.{i}"] = current[i].clone()
-        what = "kept the model's values"
+        what = "kept the model's prompts (at >= 90° to the loaded ones)"
+    else:
+        # zero placeholders (a model rebuilt from its config) or prompts chosen against other old
+        # prompts (a PIPNet built with added_degradations before its checkpoint was loaded): start
+        # them over against the prompts being loaded, as extend_degradations would have done
+        init = orthogonal_prompt_init(loaded, len(missing))
+        for j, i in enumerate(missing):
+            state_dict[prefix + f"added_prompts.{i}"] = init[j:j + 1].to(current[i])
+        what = "initialised their prompts at >= 90° to the loaded ones"
     logger.info("%s: checkpoint has %d degradation types, model has %d: loaded the old ones, %s for the "
                 "%d added type(s)", prefix.rstrip(".") or "PIP level", trained + n_state, trained + n_model,
                 what, len(missing))
+
+
+def _fits(old: torch.Tensor, new: torch.Tensor) -> bool:
+    """True when every row of ``new`` is non-zero and at >= 90° to every other row of old+new."""
+    if bool((new.norm(dim=1) == 0).any()):
+        return False
+    allp = torch.cat([old, new], 0)
+    n = allp.norm(dim=1).clamp_min(1e-12)
+    cos = (allp @ allp.t()) / (n[:, None] * n[None, :])
+    t = old.shape[0]
+    cos.fill_diagonal_(-1.0)
+    return bool((cos[t:] <= 1e-6).all())
 
 
 def install_migration_hooks(model: nn.Module) -> nn.Module:

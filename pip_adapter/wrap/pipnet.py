@@ -42,12 +42,15 @@ class PIPNet(PIPWrappedModel):
         levels: module names of the skips (overrides detection).
         backbone_builder: turns the backbone dict into a module (default
             :func:`pip_adapter.backbones.build_backbone`; the BasicSR glue passes one using ``ARCH_REGISTRY``).
+        added_degradations: types added after training ``degradations`` (``[snow]``): see
+            :func:`pip_adapter.wrap.extend.extend_degradations`; a checkpoint of the un-extended model loads.
         **pip_options: PIPLevel options, ``patch_size`` / ``max_prompt_dim`` for sizing.
     """
 
     def __init__(self, backbone: Any, degradations: Any = None, prompt_dims: Any = None, prompt_sizes: Any = None,
                  example_input_size: Optional[Any] = None, levels: Optional[Sequence[Any]] = None,
-                 backbone_builder: Optional[BackboneBuilder] = None, **pip_options: Any) -> None:
+                 backbone_builder: Optional[BackboneBuilder] = None,
+                 added_degradations: Optional[Sequence[str]] = None, **pip_options: Any) -> None:
         pip_options.pop("type", None)   # BasicSR leaves the arch name in the option dict
         if isinstance(backbone, Mapping):
             cfg = copy.deepcopy(dict(backbone))
@@ -70,6 +73,11 @@ class PIPNet(PIPWrappedModel):
         super().__init__(net, degradations=degradations, example_input=example, levels=levels,
                          prompt_dims=prompt_dims, prompt_sizes=prompt_sizes, backbone_config=cfg,
                          example_input_size=list(size) if size is not None else None, **pip_options)
+        from .extend import extend_degradations, install_migration_hooks
+        if added_degradations:
+            extend_degradations(self, added_degradations)
+        elif any(level.config().get("num_added_types") for level in self.pip_levels):
+            install_migration_hooks(self)   # rebuilt extended models still load pre-extension checkpoints
 
 
 def build_pipnet(config: Mapping[str, Any], backbone_builder: Optional[BackboneBuilder] = None,
