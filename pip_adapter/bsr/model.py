@@ -298,6 +298,20 @@ class PIPModel(SRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
+    def model_ema(self, decay: float = 0.999) -> None:
+        """BasicSR's EMA update, skipping frozen parameters (``train.trainable``).
+
+        ``ema·d + x·(1−d)`` is not bit-exact even when ``ema == x``, and ``params_ema`` may differ from
+        ``params``: updating frozen parameters would move the EMA model's old degradation types.
+        """
+        net_g_params = dict(self.get_bare_model(self.net_g).named_parameters())
+        for name, param in self.net_g_ema.named_parameters():
+            src = net_g_params[name]
+            if decay == 0:
+                param.data.copy_(src.data)
+            elif src.requires_grad:
+                param.data.mul_(decay).add_(src.data, alpha=1 - decay)
+
     # ------------------------------------------------------------------ inference
     def test(self) -> None:
         """Restore ``self.lq`` with ω, padding to ``val.pad_multiple`` (default 16) and cropping back."""
