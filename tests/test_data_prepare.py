@@ -108,6 +108,20 @@ def test_cli_prepare_data(tmp_path, capsys):
     assert main(args + ["--overwrite"]) == 0
     assert main(["prepare-data", "--from-standard", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
+    # a plugin named on the command line registers its synthesiser before the data is made
+    plugin = tmp_path / "cli_plugin_dots.py"
+    plugin.write_text("import numpy as np\n"
+                      "from pip_adapter.degradations import register_synthesizer\n"
+                      "@register_synthesizer('test_cli_dots')\n"
+                      "def dots(img, rng):\n"
+                      "    out = img.copy(); out[::4, ::4] = 255\n"
+                      "    return out\n")
+    try:
+        assert main(args[:2] + [str(tmp_path / "cli2")] + args[3:] +
+                    ["--plugin", str(plugin), "--degradations", "rain", "test_cli_dots"]) == 0
+        assert sorted(os.listdir(tmp_path / "cli2" / "val")) == ["gt", "rain", "test_cli_dots"]
+    finally:
+        unregister_synthesizer("test_cli_dots")
 
 
 def test_standard_layout_read_in_place(standard_layout_dir):

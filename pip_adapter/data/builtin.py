@@ -20,6 +20,7 @@ import yaml
 from pip_adapter.degradations import Synthesizer, depth_prior, get_synthesizer
 from pip_adapter.omega import DEFAULT_DEGRADATIONS, normalise_names
 
+from .dataset import variant_tag
 from .lmdb_io import LmdbWriter, read_image_file, write_image_file
 from .outdir import read_manifest, staged_dir, write_manifest
 
@@ -107,15 +108,6 @@ def _depth_for(name: str, shape: Tuple[int, int], rng: np.random.Generator) -> n
 def _seed(*parts: Any) -> List[int]:
     # stable across runs and independent of which other degradations are requested
     return [zlib.crc32(str(p).encode()) for p in parts]
-
-
-def variant_tag(params: Mapping[str, Any]) -> str:
-    """Folder-safe tag of a parameter set: ``{"sigma": 15}`` → ``sigma15``."""
-    parts = []
-    for k, v in sorted(params.items()):
-        v = f"{v:g}" if isinstance(v, (int, float)) else str(v)
-        parts.append(f"{k}{v}".replace(".", "p").replace("-", "m").replace(" ", ""))
-    return "_".join(parts)
 
 
 def _synth(s: Synthesizer, img: np.ndarray, rng: np.random.Generator, params: Mapping[str, Any],

@@ -385,8 +385,7 @@ class MixedDegradationDataset(Dataset):
             rng = np.random.default_rng([task.seed, j])
         if lq is None:
             lq = task.synth(np.ascontiguousarray(gt), rng, **variant)
-            vdesc = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in variant.items())
-            lq_path = gt_path if not vdesc else _tag_path(gt_path, vdesc)
+            lq_path = _tag_path(gt_path, variant_tag(variant)) if variant else gt_path
         else:
             lq_path = task.lq_store.path(lq_key)
         return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "label": task.label, "lq_path": lq_path,
@@ -397,9 +396,18 @@ class MixedDegradationDataset(Dataset):
         return "\n".join(t.describe() for t in self.tasks)
 
 
+def variant_tag(params: Mapping[str, Any]) -> str:
+    """File-name-safe tag of a parameter set: ``{"sigma": 15}`` → ``sigma15``, 0.5 → ``0p5``."""
+    parts = []
+    for k, v in sorted(params.items()):
+        v = f"{v:g}" if isinstance(v, (int, float)) else str(v)
+        parts.append(f"{k}{v}".replace(".", "p").replace("-", "m").replace(" ", ""))
+    return "_".join(parts)
+
+
 def _tag_path(path: str, tag: str) -> str:
     root, ext = os.path.splitext(path)
-    return f"{root}_{tag.replace('=', '').replace(',', '_')}{ext}"
+    return f"{root}_{tag}{ext}"
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
