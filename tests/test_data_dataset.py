@@ -178,16 +178,15 @@ def test_custom_degradation_list_and_labels(tmp_path):
 
 
 def test_basicsr_dataloader_iterates(builtin_data_dir):
-    """BasicSR's build_dataloader (worker seeding, sampler-less shuffle) with one worker process."""
-    from pip_adapter._compat import ensure_torchvision_functional_tensor
+    """BasicSR's build_dataset (registry, via the glue) and build_dataloader (worker seeding, one worker)."""
+    import pip_adapter.bsr  # noqa: F401  (registers MixedDegradationDataset in DATASET_REGISTRY)
+    from basicsr.data import build_dataloader, build_dataset
     from pip_adapter.data import builtin_dataset_options
-
-    ensure_torchvision_functional_tensor()
-    from basicsr.data import build_dataloader
 
     opts = builtin_dataset_options(builtin_data_dir, batch_size=4, num_workers=1)
     train_opt = dict(opts["train"], phase="train", gt_size=16)
-    ds = MixedDegradationDataset(train_opt)
+    ds = build_dataset(train_opt)
+    assert isinstance(ds, MixedDegradationDataset)
     loader = build_dataloader(ds, train_opt, num_gpu=0, dist=False, sampler=None, seed=0)
     n = 0
     for batch in loader:
@@ -196,6 +195,6 @@ def test_basicsr_dataloader_iterates(builtin_data_dir):
         n += 1
     assert n == len(ds) // 4  # drop_last
     val_opt = dict(opts["val_4"], phase="val", num_worker_per_gpu=0, batch_size_per_gpu=1)
-    vds = MixedDegradationDataset(val_opt)
+    vds = build_dataset(val_opt)
     batches = list(build_dataloader(vds, val_opt, num_gpu=0, dist=False, sampler=None, seed=0))
     assert len(batches) == len(vds) and batches[0]["label"].item() == 1  # val_4 = rain

@@ -125,8 +125,6 @@ def test_cli_prepare_data(tmp_path, capsys):
 
 
 def test_standard_layout_read_in_place(standard_layout_dir):
-    from tests.fixtures_data import make_standard_layout  # noqa: F401  (documents where the layout comes from)
-
     for deg, n in (("rain", 2), ("haze", 4), ("blur", 2), ("low_light", 1)):
         ds = MixedDegradationDataset(dict(phase="train", gt_size=16, tasks=[
             {"degradation": deg, "source": "standard", "dataroot": standard_layout_dir}]))

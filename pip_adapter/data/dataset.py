@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pip_adapter.degradations import Synthesizer, get_synthesizer
-from pip_adapter.omega import DEFAULT_DEGRADATIONS, canonical_name, name_to_index, normalise_names
+from pip_adapter.omega import canonical_name, name_to_index, normalise_names
 
 from .lmdb_io import PAIRS_FILE, LmdbReader, is_lmdb, read_image_file, read_pairs_file
 from .standard import find_standard, list_images, pair_folders
