@@ -31,7 +31,7 @@ def _type_hint(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor
     def count(sd):
         t = {}
         for k, v in sd.items():
-            parts = k.split(".")
+            parts = k[len(PREFIX):].split(".") if k.startswith(PREFIX) else k.split(".")
             if len(parts) >= 2 and parts[1] == "degradation_prompt":
                 t[parts[0]] = t.get(parts[0], 0) + int(v.shape[0])
             elif len(parts) >= 3 and parts[1] == "added_prompts":
@@ -39,7 +39,9 @@ def _type_hint(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor
         return sorted(set(t.values()))
     a, b = count(own), count(given)
     if a and b and a != b:
-        return (f" The adapter has T={b} degradation types and this model T={a}: build the model with the "
+        def fmt(v):
+            return "/".join(str(i) for i in v)
+        return (f" The adapter has T={fmt(b)} degradation types and this model T={fmt(a)}: build the model with the "
                 "adapter's degradations, or extend it (pip_adapter.wrap.extend.extend_degradations) first.")
     return ""
 

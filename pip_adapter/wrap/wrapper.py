@@ -286,9 +286,9 @@ class PIPWrappedModel(nn.Module):
                                  "arguments (p2p_heads, p2f_heads, ffn_expansion, prompt_reduce, prompt_divisor, "
                                  "use_degradation_prompt, use_basic_prompt, selective) plus patch_size and "
                                  "max_prompt_dim for sizing") from None
-        self._param = next(self.backbone.parameters(), None)
-        if self._param is not None:
-            self.pip_levels.to(device=self._param.device)
+        ref = next(self.backbone.parameters(), None)
+        if ref is not None:
+            self.pip_levels.to(device=ref.device)
         self._notes = list(probe.notes)
         self._install_hooks()
         logger.info("wrapped %s with PIP on %d skip levels (%s)", type(backbone).__name__, len(self.pip_levels),
