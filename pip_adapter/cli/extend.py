@@ -1,0 +1,51 @@
+"""``pip-adapter extend``: add degradation types to a trained PIP checkpoint (new prompts at >= 90°)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extend ``--ckpt`` with every ``--add`` type and write ``--out``; prints what was done."""
+    from pip_adapter.cli.export import cli_builder, load_cli_plugins
+    from pip_adapter.wrap.extend import extend_checkpoint
+
+    load_cli_plugins(args, (args.opt,))
+    info = extend_checkpoint(args.ckpt, args.add, args.out, opt=args.opt, builder=cli_builder,
+                             overwrite=args.overwrite, seed=args.seed)
+    print(f"wrote {info['out']} ({info['format']} checkpoint)")
+    print(f"  degradations: {', '.join(info['degradations'])}  (added: {', '.join(info['added'])})")
+    for lv in info["levels"]:
+        print(f"  level {lv['level']}: D={lv['prompt_dim']}, T={lv['types']}, smallest angle of a new prompt: "
+              f"{lv['min_angle_new']}°")
+    if info.get("dropped_classifier"):
+        print("  note: the bundled degradation classifier was left out (it does not know the new types)")
+    if info["format"] == "basicsr":
+        print("fine-tune the new prompts only (old types stay bit-identical) with an option file whose network_g "
+              f"is the old one plus 'added_degradations: [{', '.join(info['network_g'].get('added_degradations') or info['added'])}]', "
+              "path.pretrain_network_g pointing here and 'train: {trainable: new_prompts}' "
+              "(example: plugins/snow/extend_snow.yml)")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``extend`` sub-command."""
+    from pip_adapter.plugins import add_plugin_argument
+
+    p = subparsers.add_parser(
+        "extend", help="add degradation types (one new prompt per PIP level each) to a trained checkpoint",
+        description="Add degradation types to a trained PIP model: every PIP level gets one new degradation "
+                    "prompt per type, initialised at >= 90° to all existing prompts (so L_ddl starts at 0). "
+                    "Outputs for the old types do not change. Fine-tune the new prompts afterwards with "
+                    "'train: {trainable: new_prompts}' (see docs/EXTEND.md).")
+    p.add_argument("--ckpt", required=True,
+                   help="BasicSR net_g_<iter>.pth (with --opt, unless it carries its network) or an exported file")
+    p.add_argument("--opt", default=None, help="the option YAML the checkpoint was trained with (its network_g)")
+    p.add_argument("--add", action="append", required=True, metavar="NAME",
+                   help="degradation type to add (repeatable: --add snow --add jpeg)")
+    p.add_argument("--out", required=True,
+                   help="output file; .pth keeps the input's format, .safetensors writes an exported file")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new prompts' initialisation (default 0)")
+    add_plugin_argument(p)
+    p.set_defaults(func=run)
