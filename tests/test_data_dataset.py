@@ -166,6 +166,9 @@ def test_clear_errors_name_the_task_and_path(tmp_path):
         MixedDegradationDataset(_opt([{"degradation": "rain", "dataroot_lqq": lq_dir, "dataroot_gt": gt_dir}]))
     with pytest.raises(ValueError, match=r"task 'rain'.*repeat must be a positive integer"):
         MixedDegradationDataset(_opt([{"degradation": "rain", "dataroot_gt": gt_dir, "repeat": 0}]))
+    with pytest.raises(ValueError, match=r"task 'rain'.*sigmas only apply to synthetic"):
+        MixedDegradationDataset(_opt([{"degradation": "rain", "dataroot_lq": lq_dir, "dataroot_gt": gt_dir,
+                                       "sigmas": [15]}]))
     with pytest.raises(ValueError, match="non-empty list"):
         MixedDegradationDataset(_opt([]))
 

@@ -326,7 +326,8 @@ def _readme(man: Mapping[str, Any], synths: Mapping[str, Synthesizer]) -> str:
     for n in man["degradations"]:
         s = synths[n]
         how = ("synthesised on the fly during training" if s.online else f"stored in `train/{n}.lmdb`")
-        lines.append(f"- **{n}** ({s.description}): {how}; variants {man['variants'][n]}")
+        vs = man["variants"][n]
+        lines.append(f"- **{n}** ({s.description}): {how}" + (f"; variants {vs}" if vs != [{}] else ""))
     lines += ["", "Haze depth: `motorcycle_disp.npz` disparity for the motorcycle photos (right view by forward "
               "warping), a smooth prior (vertical gradient + low-frequency noise) for the others.", "",
               "## Layout", "",

@@ -245,10 +245,14 @@ class MixedDegradationDataset(Dataset):
                                           list_file=topt.get("list_file"), task=f"task {name!r}")
             store = _AbsStore()
             if pairs[0][0] is None:
-                synth = get_synthesizer(topt.get("synthesizer", deg))
+                try:
+                    synth = get_synthesizer(topt.get("synthesizer", deg))
+                except ValueError as err:
+                    raise ValueError(f"task {name!r}: {err}") from None
                 variants = _variants(topt, synth, name)
                 kind = f"standard clean-only {folder}"
             else:
+                self._no_synth_keys(topt, name, f"its images under {folder} are already degraded")
                 kind = f"standard {folder}"
             return _Task(name, deg, label, list(pairs), store, store, synth, variants, repeat, gt_size, seed,
                          kind)
@@ -273,6 +277,7 @@ class MixedDegradationDataset(Dataset):
         if "dataroot_lq" not in topt:
             raise ValueError(f"task {name!r}: source {source!r} needs 'dataroot_lq' (degraded images); for clean "
                              "images only use source 'synthetic'")
+        self._no_synth_keys(topt, name, f"source {source!r} reads degraded images")
         lq_store = _Store(topt["dataroot_lq"], name, "lq")
         if source == "lmdb" and not (lq_store.lmdb and gt_store.lmdb):
             raise ValueError(f"task {name!r}: source 'lmdb' needs two LMDBs, got lq={lq_store.root} "
@@ -280,6 +285,13 @@ class MixedDegradationDataset(Dataset):
         entries = self._pair(topt, lq_store, gt_store, name)
         return _Task(name, deg, label, entries, lq_store, gt_store, None, [{}], repeat, gt_size, seed,
                      f"paired {lq_store.root} -> {gt_store.root}")
+
+    @staticmethod
+    def _no_synth_keys(topt: Mapping[str, Any], name: str, why: str) -> None:
+        given = [k for k in ("sigmas", "synth_params", "synthesizer") if k in topt]
+        if given:
+            raise ValueError(f"task {name!r}: {', '.join(given)} only apply to synthetic tasks, but {why}; "
+                             "remove them or use source 'synthetic' with clean images")
 
     def _check_lmdb_keys(self, store: _Store, keys: Sequence[str], task: str) -> None:
         missing = store.reader.missing_keys(keys)
