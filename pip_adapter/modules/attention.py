@@ -89,14 +89,49 @@ class TransposedCrossAttention(nn.Module):
         return (probs * scalars).sum(0)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Attend from ``x`` (B×dim×H×W, or 1×dim×H×W shared by the batch) to ``y`` (B×dim×H×W)."""
+        """Attend from ``x`` (B×dim×H×W, or 1×dim×H×W shared by the batch) to ``y`` (B×dim×H×W).
+
+        Channels-last inputs run token-major (B×HW×dim views, no copies) and fold the per-head mixing and
+        the output projection into one dim×dim matrix per sample; other layouts run head-major.  Both give
+        the same numbers up to rounding.  When hooks watch ``project_out`` (e.g. counting) it is called as a
+        module instead of being folded in.
+        """
         b, _, h, w = y.shape
         if x.shape[-2:] != y.shape[-2:] or x.shape[0] not in (1, b):
             raise ValueError(f"query and key/value maps must share batch and size, got {tuple(x.shape)} "
                              f"and {tuple(y.shape)}")
+        q = self.q_dwconv(self.q(x))
+        kv = self.kv_dwconv(self.kv(y))
+        if kv.is_contiguous(memory_format=torch.channels_last):
+            return self._forward_tokens(q, kv)
         heads, c = self.num_heads, self.head_dim
-        q = self.q_dwconv(self.q(x)).reshape(x.shape[0], heads, c, h * w)
-        k, v = self.kv_dwconv(self.kv(y)).reshape(b, 2, heads, c, h * w).unbind(1)
+        q = q.reshape(x.shape[0], heads, c, h * w)
+        k, v = kv.reshape(b, 2, heads, c, h * w).unbind(1)
         mix = self.mix_weights(self.attention_map(q, k))
         out = (mix @ v).reshape(b, self.dim, h, w)
         return self.project_out(out)
+
+    def _forward_tokens(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = kv.shape
+        n, dim, heads, c = h * w, self.dim, self.num_heads, self.head_dim
+        qt = q.permute(0, 2, 3, 1).reshape(q.shape[0], n, dim)      # views for channels-last maps
+        kvt = kv.permute(0, 2, 3, 1).reshape(b, n, 2 * dim)
+        kt, vt = kvt[..., :dim], kvt[..., dim:]
+        # per-head q kᵀ as batched products over the head-major views (B×heads×c×N, strided, no copy)
+        qh = qt.unflatten(-1, (heads, c)).permute(0, 2, 3, 1)
+        kh = kt.unflatten(-1, (heads, c)).permute(0, 2, 1, 3)
+        # sum of squares over tokens: a vectorised reduction over the outer axis (linalg.vector_norm takes
+        # a slow path there, ~10x slower on CPU)
+        qn = qt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
+        kn = kt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(b, heads, c)
+        attn = (qh @ kh) / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
+        mix = self.mix_weights(attn)                                    # B×heads×c×c
+        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
+        block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
+        proj = self.project_out
+        fold = not (proj._forward_hooks or proj._forward_pre_hooks or nn.modules.module._global_forward_hooks
+                    or nn.modules.module._global_forward_pre_hooks)
+        if fold:
+            block = proj.weight.view(dim, dim) @ block
+        out = (vt @ block.transpose(-1, -2)).view(b, h, w, dim).permute(0, 3, 1, 2)
+        return out if fold else proj(out)

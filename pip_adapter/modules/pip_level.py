@@ -18,6 +18,19 @@ logger = logging.getLogger(__name__)
 _REDUCES = ("mean", "sum")
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    # the level computes channels-last: LayerNorm over channels becomes a contiguous reduction, the convs
+    # take their fast CPU path and the attention reads B×HW×D views without copies
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _like(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``out`` in ``ref``'s memory format, so callers get back the layout they gave."""
+    if ref.is_contiguous(memory_format=torch.channels_last) and not ref.is_contiguous():
+        return out
+    return out.contiguous()
+
+
 class PIPLevel(nn.Module):
     """PIP on one skip connection: ``Ẑ = PIP(Z, ω)`` for ``Z`` B×C×H×W and ``ω`` B×T.
 
@@ -193,6 +206,8 @@ class PIPLevel(nn.Module):
         if self.basic_prompt is not None:
             # the query path does not depend on the sample: run it once and broadcast over the batch
             query = self.basic_prompt.unsqueeze(0)
+            if zs.is_contiguous(memory_format=torch.channels_last):
+                query = query.contiguous(memory_format=torch.channels_last)
             x = query + self.p2p_attn(self.p2p_norm_query(query), kv)
         else:
             x = zs + self.p2p_attn(self.p2p_norm_query(zs), kv)
@@ -203,7 +218,8 @@ class PIPLevel(nn.Module):
 
     def universal_prompt(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         """U, B×D×H×W: the universal restoration prompt after the 3×3 out-conv."""
-        return self._universal_prompt(z, self._check_inputs(z, omega))
+        omega = self._check_inputs(z, omega)
+        return _like(self._universal_prompt(_channels_last(z), omega), z)
 
     # ---- P2F ---------------------------------------------------------------------------------------
     def prompt_to_feature(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -217,17 +233,21 @@ class PIPLevel(nn.Module):
             query, rest = F.pad(zn, (0, 0, 0, 0, 0, dim - c)), None
         else:
             query, rest = zn, None
-        a = query + self.p2f_attn(query, un)
+        inference = not torch.is_grad_enabled()
+        a = self.p2f_attn(query, un)
+        a = a.add_(query) if inference else a + query
         if self.reduce_channel is not None:
             a = self.reduce_channel(a)
         elif rest is not None:
             a = torch.cat([a, rest], dim=1)
-        return a + self.p2f_ffn(self.p2f_norm_ffn(a))
+        out = self.p2f_ffn(self.p2f_norm_ffn(a))
+        return out.add_(a) if inference else out + a
 
     def forward(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         """``Ẑ`` (B×C×H×W) from the skip feature ``z`` and ``omega`` (B×T float weights or B int labels)."""
         omega = self._check_inputs(z, omega)
-        return self.prompt_to_feature(z, self._universal_prompt(z, omega))
+        zc = _channels_last(z)
+        return _like(self.prompt_to_feature(zc, self._universal_prompt(zc, omega)), z)
 
     def extra_repr(self) -> str:
         return (f"C={self.channels}, D={self.prompt_dim}, s={self.prompt_size}, T={self.num_types}, "
