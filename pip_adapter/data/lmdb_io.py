@@ -208,12 +208,13 @@ class LmdbReader:
 class LmdbWriter:
     """Write a BasicSR-format LMDB: ``with LmdbWriter(path) as w: w.put(key, img_rgb)``.
 
-    Keys must be ASCII without dots or white space (use ``lmdb_key``); repeated keys raise.  The map grows
-    on demand, and data is committed every ``batch`` images.  ``meta_info.txt`` is written on close.
+    Keys must be ASCII without dots or white space (use ``lmdb_key``); repeated keys raise.  The map starts
+    small (some platforms preallocate it on disk) and doubles on demand; data is committed every ``batch``
+    images.  ``meta_info.txt`` is written on close.
     """
 
     def __init__(self, path: str, compress_level: int = 1, batch: int = 500,
-                 map_size: int = 1 << 28):
+                 map_size: int = 1 << 24):
         import lmdb
 
         self.path = os.fspath(path).rstrip("/\\")
