@@ -184,3 +184,66 @@ def test_value_errors_name_expected_and_given():
     # one ω row is broadcast to the batch
     with torch.no_grad():
         torch.testing.assert_close(level(z + 1, torch.tensor([[0.0, 1.0, 0.0]])), level(z + 1, torch.tensor([1, 1])))
+
+
+# ---- fast paths compute the same function ---------------------------------------------------------
+CL = torch.channels_last
+
+
+@pytest.mark.parametrize("topm", [False, True])
+def test_attention_layouts_agree(topm):
+    torch.manual_seed(3)
+    m = TransposedCrossAttention(8, 2, topm=topm)
+    x = torch.randn(3, 8, 5, 6, generator=_gen(12))
+    y = torch.randn(3, 8, 5, 6, generator=_gen(13))
+    with torch.no_grad():
+        ref = m(x, y)
+        torch.testing.assert_close(m(x.contiguous(memory_format=CL), y.contiguous(memory_format=CL)), ref,
+                                   rtol=1e-5, atol=1e-5)
+        # a shared query (batch 1) broadcasts in both layouts
+        shared = m(x[:1], y)
+        torch.testing.assert_close(shared[1], m(x[:1], y[1:2])[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(m(x[:1].contiguous(memory_format=CL), y.contiguous(memory_format=CL)), shared,
+                                   rtol=1e-5, atol=1e-5)
+        # fewer query channels = zero padding, without building the padded map
+        padded = F.pad(x[:, :5], (0, 0, 0, 0, 0, 3))
+        torch.testing.assert_close(m(x[:, :5], y), m(padded, y), rtol=1e-5, atol=1e-5)
+        # a hook on project_out disables the folded projection: same numbers
+        seen = []
+        h = m.project_out.register_forward_hook(lambda *a: seen.append(1))
+        try:
+            torch.testing.assert_close(m(x.contiguous(memory_format=CL), y.contiguous(memory_format=CL)), ref,
+                                       rtol=1e-5, atol=1e-5)
+        finally:
+            h.remove()
+        assert seen
+
+
+def test_ffn_layouts_agree():
+    torch.manual_seed(4)
+    for ffn in (GDFN(12), DualGateFFN(12)):
+        x = torch.randn(2, 12, 6, 5, generator=_gen(14))
+        with torch.no_grad():
+            ref = ffn(x)
+            torch.testing.assert_close(ffn(x.contiguous(memory_format=CL)), ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ffn(x.contiguous(memory_format=CL)), ref, rtol=1e-5, atol=1e-6)  # grad mode
+
+
+@pytest.mark.parametrize("c", [5, 8, 11])
+def test_level_modes_and_layouts_agree(c):
+    level = _small(c)
+    z = torch.randn(2, c, 9, 7, generator=_gen(15))
+    omega = torch.tensor([[0.2, 0.0, 1.0], [0.0, 3.0, 0.5]])
+    with torch.no_grad():
+        ref = level(z, omega)
+        out_cl = level(z.contiguous(memory_format=CL), omega)
+    assert ref.is_contiguous() and out_cl.is_contiguous(memory_format=CL)  # the caller's layout comes back
+    torch.testing.assert_close(out_cl, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(level(z, omega), ref, rtol=1e-5, atol=1e-5)  # autograd path (no in-place)
+    handles = [m.register_forward_hook(lambda *a: None) for m in level.modules()]
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(level(z, omega), ref, rtol=1e-5, atol=1e-5)  # module-by-module path
+    finally:
+        for h in handles:
+            h.remove()

@@ -13,6 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def watched(*modules: nn.Module) -> bool:
+    """True when forward hooks observe one of ``modules`` (or all modules): fast paths that fold a module's
+    work into another op must then call it as a module, so counters and profilers still see it."""
+    from torch.nn.modules import module as _m
+
+    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def topm_ks(c: int) -> Tuple[int, int, int, int]:
     """The four top-k sizes for per-head width ``c``: int(c/2), int(2c/3), int(3c/4), int(4c/5)."""
     # integer floor division equals int() of the float quotient for positive ints, without float rounding
@@ -91,6 +101,9 @@ class TransposedCrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Attend from ``x`` (B×dim×H×W, or 1×dim×H×W shared by the batch) to ``y`` (B×dim×H×W).
 
+        ``x`` may have fewer than ``dim`` channels: it is then taken as zero-padded up to ``dim`` (the padded
+        channels add nothing to the 1×1 query conv, so they are never built).
+
         Channels-last inputs run token-major (B×HW×dim views, no copies) and fold the per-head mixing and
         the output projection into one dim×dim matrix per sample; other layouts run head-major.  Both give
         the same numbers up to rounding.  When hooks watch ``project_out`` (e.g. counting) it is called as a
@@ -100,7 +113,15 @@ class TransposedCrossAttention(nn.Module):
         if x.shape[-2:] != y.shape[-2:] or x.shape[0] not in (1, b):
             raise ValueError(f"query and key/value maps must share batch and size, got {tuple(x.shape)} "
                              f"and {tuple(y.shape)}")
-        q = self.q_dwconv(self.q(x))
+        if x.shape[1] > self.dim:
+            raise ValueError(f"query has {x.shape[1]} channels, more than the attention width {self.dim}")
+        if x.shape[1] == self.dim:
+            q = self.q(x)
+        elif watched(self.q):
+            q = self.q(F.pad(x, (0, 0, 0, 0, 0, self.dim - x.shape[1])))
+        else:
+            q = F.conv2d(x, self.q.weight[:, :x.shape[1]])
+        q = self.q_dwconv(q)
         kv = self.kv_dwconv(self.kv(y))
         if kv.is_contiguous(memory_format=torch.channels_last):
             return self._forward_tokens(q, kv)
@@ -124,13 +145,17 @@ class TransposedCrossAttention(nn.Module):
         # a slow path there, ~10x slower on CPU)
         qn = qt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
         kn = kt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(b, heads, c)
-        attn = (qh @ kh) / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
+        if b == 1:
+            gram = qh @ kh
+        else:
+            # per sample: a batched matmul over (B, heads) would first copy both strided operands
+            gram = torch.stack([qh[i if qh.shape[0] > 1 else 0] @ kh[i] for i in range(b)])
+        attn = gram / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
         mix = self.mix_weights(attn)                                    # B×heads×c×c
         eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
         block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
         proj = self.project_out
-        fold = not (proj._forward_hooks or proj._forward_pre_hooks or nn.modules.module._global_forward_hooks
-                    or nn.modules.module._global_forward_pre_hooks)
+        fold = not watched(proj)
         if fold:
             block = proj.weight.view(dim, dim) @ block
         out = (vt @ block.transpose(-1, -2)).view(b, h, w, dim).permute(0, 3, 1, 2)

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import watched
+
 
 def hidden_width(dim: int, expansion: float) -> int:
     """Hidden width ``int(dim * expansion)`` (2.66 → 48 gives 127, 64 gives 170), as in Restormer."""
@@ -28,12 +30,19 @@ class _GatedFFN(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        if x1.stride(1) == 1 and x1.shape[1] > 1 and x1.shape[-1] * x1.shape[-2] > 1:
-            # channel halves of a channels-last map are interleaved; element-wise kernels on them run
-            # several times slower than one copy into two dense maps plus the dense kernels
-            x1 = x1.contiguous(memory_format=torch.channels_last)
-            x2 = x2.contiguous(memory_format=torch.channels_last)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        if channels_last and not watched(self.project_in, self.dwconv):
+            # the two halves of a channels-last map would be interleaved (element-wise kernels on them run
+            # several times slower); computing each half with its slice of the weights gives dense maps
+            h = self.hidden
+            w_in, w_dw = self.project_in.weight, self.dwconv.weight
+            x1 = F.conv2d(F.conv2d(x, w_in[:h]), w_dw[:h], padding=1, groups=h)
+            x2 = F.conv2d(F.conv2d(x, w_in[h:]), w_dw[h:], padding=1, groups=h)
+        else:
+            x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+            if channels_last:
+                x1 = x1.contiguous(memory_format=torch.channels_last)
+                x2 = x2.contiguous(memory_format=torch.channels_last)
         return self.project_out(self.gate(x1, x2))
 
 

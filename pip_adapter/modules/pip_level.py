@@ -227,15 +227,20 @@ class PIPLevel(nn.Module):
         c, dim = self.channels, self.prompt_dim
         zn = self.p2f_norm_feature(z)
         un = self.p2f_norm_prompt(u)
+        inference = not torch.is_grad_enabled()
+        rest = None
         if c > dim:
             query, rest = zn[:, :dim], zn[:, dim:]
-        elif c < dim:
-            query, rest = F.pad(zn, (0, 0, 0, 0, 0, dim - c)), None
         else:
-            query, rest = zn, None
-        inference = not torch.is_grad_enabled()
+            query = zn  # C < D: the attention zero-pads the query implicitly
         a = self.p2f_attn(query, un)
-        a = a.add_(query) if inference else a + query
+        if c < dim:
+            if inference:
+                a[:, :c].add_(zn)
+            else:
+                a = a + F.pad(zn, (0, 0, 0, 0, 0, dim - c))
+        else:
+            a = a.add_(query) if inference else a + query
         if self.reduce_channel is not None:
             a = self.reduce_channel(a)
         elif rest is not None:
