@@ -97,11 +97,13 @@ def _pip_omega(num_types: int) -> torch.Tensor:
     return omega
 
 
-def _wrap(backbone: nn.Module, size_key: Optional[str] = None, example: int = 64) -> nn.Module:
+def _wrap(backbone: nn.Module, size_key: Optional[str] = None, **kwargs) -> nn.Module:
     from pip_adapter.wrap import wrap_with_pip
 
-    kwargs = dict(PIP_SIZES[size_key]) if size_key else {}
-    model = wrap_with_pip(backbone, example_input=torch.zeros(1, 3, example, example), **kwargs)
+    if size_key:
+        kwargs.update(PIP_SIZES[size_key])
+    # the wrapper's default probe input (non-square, random) finds the skips; see the report on square probes
+    model = wrap_with_pip(backbone, **kwargs)
     return WithOmega(model, _pip_omega(len(model.degradations)))
 
 
@@ -150,10 +152,10 @@ def quick_specs() -> List[ModelSpec]:
     small_restormer = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1)
     return [
         ModelSpec("NAFNet-8", "nafnet8", lambda: _nafnet(8, **small_nafnet)),
-        ModelSpec("PIP-NAFNet-8", "nafnet8", lambda: _wrap(_nafnet(8, **small_nafnet), example=32), True,
+        ModelSpec("PIP-NAFNet-8", "nafnet8", lambda: _wrap(_nafnet(8, **small_nafnet), prompt_dims=8, prompt_sizes=8), True,
                   "NAFNet-8"),
         ModelSpec("Restormer-8", "restormer8", lambda: _restormer(**small_restormer)),
-        ModelSpec("Restormer-8 + PIP", "restormer8", lambda: _wrap(_restormer(**small_restormer), example=32), True,
+        ModelSpec("Restormer-8 + PIP", "restormer8", lambda: _wrap(_restormer(**small_restormer), prompt_dims=16, prompt_sizes=8), True,
                   "Restormer-8"),
     ]
 

@@ -178,6 +178,9 @@ class RunConfig:
     lr: float = 1e-3
     seed: int = 0
     ddl_alpha: float = 0.002
+    # the paper's NAFNet-64 sizes (D 64/96/128/128, s 64/32/16/16 for 128² patches) scaled to width 16, 64² patches
+    prompt_dims: Tuple[int, ...] = (16, 24, 32, 32)
+    prompt_sizes: Tuple[int, ...] = (32, 16, 8, 8)
     tasks: Tuple[str, ...] = TASK_NAMES
 
 
@@ -193,8 +196,9 @@ def build_model(cfg: RunConfig, pip: Optional[Mapping[str, bool]]) -> nn.Module:
     from pip_adapter.wrap import wrap_with_pip
 
     torch.manual_seed(cfg.seed + 1)
-    return wrap_with_pip(net, degradations=list(cfg.tasks), example_input=torch.zeros(1, 3, cfg.patch, cfg.patch),
-                         **dict(pip))
+    n = len(cfg.enc_blk_nums)
+    return wrap_with_pip(net, degradations=list(cfg.tasks), prompt_dims=list(cfg.prompt_dims[:n]),
+                         prompt_sizes=list(cfg.prompt_sizes[:n]), **dict(pip))
 
 
 def is_pip(model: nn.Module) -> bool:
@@ -234,7 +238,7 @@ def train(model: nn.Module, pool: Pool, order: torch.Tensor, cfg: RunConfig,
         loss.backward()
         opt.step()
         sched.step()
-        run += float(loss)
+        run += float(loss.detach())
         if (step + 1) % log_every == 0 or step + 1 == order.shape[0]:
             n = (step % log_every) + 1
             curve.append(run / n)

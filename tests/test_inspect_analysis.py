@@ -11,6 +11,8 @@ from pip_adapter.analysis.prompts import random_crops
 from pip_adapter.analysis.wrong_prompt import matrix_markdown
 from pip_adapter.modules.pip_level import PIPLevel
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class ToyPIP(nn.Module):
     """Two skip levels with PIP, the smallest U-shape that calls PIPLevel(z, omega)."""
