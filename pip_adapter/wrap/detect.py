@@ -111,9 +111,25 @@ def _iter_tensors(obj: Any, path: Path = ()) -> Iterator[Tuple[Path, torch.Tenso
             yield from _iter_tensors(o, path + (k,))
 
 
+_FUNCTIONAL_NAMES: Optional[Dict[int, str]] = None
+
+
+def _functional_name(func: Any) -> Optional[str]:
+    """Public name of a ``torch.nn.functional`` function built by a factory (``max_pool2d`` is ``fn``)."""
+    global _FUNCTIONAL_NAMES
+    if _FUNCTIONAL_NAMES is None:
+        import torch.nn.functional as F
+        _FUNCTIONAL_NAMES = {id(v): k for k, v in vars(F).items() if callable(v) and not k.startswith("_")}
+    return _FUNCTIONAL_NAMES.get(id(func))
+
+
 def _func_name(func: Any) -> Tuple[str, str]:
     name = getattr(func, "__name__", None) or type(func).__name__
     qual = getattr(func, "__qualname__", None) or name
+    if "<locals>" in qual:
+        public = _functional_name(func)
+        if public is not None:
+            name, qual = public, f"F.{public}"
     qual = qual.replace("_VariableFunctionsClass", "torch").replace("TensorBase", "Tensor")
     return name, qual
 
