@@ -13,7 +13,9 @@ Three numbers per model (spec §7):
   counted.  A module's parameters count once, its MACs once per call;
 * **all MACs** (``all_macs``) — every multiply-accumulate of convolutions, linear layers and matrix
   products (``mm``/``bmm``/``matmul``/SDPA, so the attention products too), read at the ATen level with
-  the per-op formulas of ``torch.utils.flop_counter`` (FLOPs / 2).  Element-wise work is not counted.
+  the per-op formulas of ``torch.utils.flop_counter`` (FLOPs / 2).  Element-wise work is not counted.  This
+  pass runs without module hooks, so it counts the code that really runs, fast paths included (for PIP: the
+  output projection folded into the attention's mixing matrix, the query conv on the unpadded feature).
 
 Counting runs one forward pass without gradients in eval mode (the mode is restored afterwards), two when
 ``all_macs`` is on.  It also works on the ``meta`` device (shapes only, no memory, no compute): build the
