@@ -133,3 +133,50 @@ def test_net_g_with_saved_meta_needs_no_yaml(tmp_path):
     torch.save({"params": net.state_dict(), "meta": {"network_g": dict(TOY_NETWORK)}}, ckpt)
     loaded = load_checkpoint(str(ckpt))
     assert loaded.meta["network"] == TOY_NETWORK and loaded.meta["source"]["key"] == "params"
+
+
+def _tiny_pipnet():
+    from pip_adapter.wrap.pipnet import PIPNet
+    torch.manual_seed(0)
+    return PIPNet({"type": "NAFNet", "img_channel": 3, "width": 8, "middle_blk_num": 1, "enc_blk_nums": [1, 1],
+                   "dec_blk_nums": [1, 1]}, prompt_dims=[16, 16], prompt_sizes=[8, 4]).eval()
+
+
+def test_pipnet_round_trip_in_memory(tmp_path):
+    net = _tiny_pipnet()
+    path = str(tmp_path / "pip.safetensors")
+    save_checkpoint(path, net, make_meta(net))
+    loaded = load_checkpoint(path)
+    assert loaded.meta["pip_config"]["backbone"]["type"] == "NAFNet" and loaded.multiple == 4
+    img = rand_image(20, 27)  # not a multiple of 4: padded and cropped back
+    a = Restorer(net, net.degradations, multiple=4, device="cpu")(img, omega={"rain": 0.6, "blur": 0.4})
+    b = Restorer.from_checkpoint(path, device="cpu")(img, omega={"rain": 0.6, "blur": 0.4})
+    np.testing.assert_array_equal(a, b)
+
+
+def test_trained_experiment_export_and_restore(tiny_pip_experiment, tmp_path, capsys):
+    """basicsr-trained net_g + YAML → export (CLI) → restore (CLI) = the in-memory model's output."""
+    from pip_adapter.cli import main
+    from pip_adapter.restore.checkpoint import network_from_options, select_params
+    from pip_adapter.restore.image_io import read_image
+    from pip_adapter.wrap.pipnet import PIPNet
+    from tests.fixtures_restore import write_png
+
+    out = str(tmp_path / "tiny.safetensors")
+    assert main(["export", "--ckpt", tiny_pip_experiment.net_path, "--opt", tiny_pip_experiment.opt_path,
+                 "--out", out]) == 0
+    meta = load_checkpoint(out).meta
+    assert meta["network"]["type"] == "PIPNet" and meta["pip_config"]["levels"]
+    # the in-memory reference, built the way BasicSR builds network_g
+    opt = network_from_options(tiny_pip_experiment.opt_path)
+    opt.pop("type")
+    ref = PIPNet(**opt)
+    ref.load_state_dict(select_params(torch.load(tiny_pip_experiment.net_path, weights_only=True),
+                                      tiny_pip_experiment.net_path))
+    img = rand_image(24, 30, seed=7)
+    src = write_png(tmp_path / "in" / "x.png", img)
+    assert main(["restore", src, "-m", out, "-o", str(tmp_path / "o"), "-d", "rain", "--no-progress"]) == 0
+    expected = Restorer(ref, ref.degradations, multiple=4, device="cpu")(img, degradation="rain")
+    from pip_adapter.restore.image_io import float_to_array
+    got_rgb, info = read_image(str(tmp_path / "o" / "x.png"))
+    np.testing.assert_array_equal(float_to_array(got_rgb, info), expected)

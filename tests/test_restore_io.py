@@ -132,3 +132,11 @@ def test_bad_arrays_refused():
     with pytest.raises(ValueError, match="pixel type"):
         array_to_float(np.zeros((4, 4, 3), np.int32))
     assert not os.path.exists("never_written.png")
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    path = str(tmp_path / "p.png")
+    write_image(path, np.zeros((4, 4, 3), np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

@@ -400,6 +400,8 @@ def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
             torch.save({META_KEY: text, "params": tensors}, tmp)
         else:
             raise ValueError(f"{path}: unknown checkpoint extension {ext!r}; use .safetensors or .pth")
+    from pip_adapter.restore.image_io import _default_permissions
+    _default_permissions(path)
     logger.info("wrote %s (%s, %d tensors)", path, meta.get("kind"), len(tensors))
     return path
 

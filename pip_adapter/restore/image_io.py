@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 _EXIF_ORIENTATION = 0x0112
+_ROWS = 256  # rows converted at a time between integer and float images
 
 
 @dataclasses.dataclass
@@ -138,15 +139,20 @@ def array_to_float(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndar
         alpha = np.ascontiguousarray(arr[:, :, -1])
         arr = arr[:, :, :-1]
     gray = arr.shape[2] == 1
-    rgb = arr.astype(np.float32) * np.float32(1.0 / scale) if scale != 1.0 else arr.astype(np.float32)
-    if dtype == "float32":
-        if not np.isfinite(rgb).all():
-            raise ValueError(f"{name}: float image contains NaN or infinite values")
-        rgb = np.clip(rgb, 0.0, 1.0)
-    if gray:
-        rgb = np.repeat(rgb, 3, axis=2)
+    if dtype == "float32" and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: float image contains NaN or infinite values")
+    rgb = np.empty((arr.shape[0], arr.shape[1], 3), dtype=np.float32)
+    inv = np.float32(1.0 / scale)
+    # row blocks: a large image never gets a second full-size float temporary
+    for r0 in range(0, arr.shape[0], _ROWS):
+        block = arr[r0:r0 + _ROWS].astype(np.float32)
+        if scale != 1.0:
+            block *= inv
+        else:
+            np.clip(block, 0.0, 1.0, out=block)
+        rgb[r0:r0 + _ROWS] = block  # a gray block broadcasts to the three channels
     info = ImageInfo(dtype=dtype, gray=gray, alpha=alpha, squeeze_channel=squeeze, path=path)
-    return np.ascontiguousarray(rgb), info
+    return rgb, info
 
 
 def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
@@ -170,18 +176,20 @@ def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
 
 def float_to_array(rgb: np.ndarray, info: ImageInfo) -> np.ndarray:
     """Inverse of :func:`array_to_float`: back to the original dtype and channels (alpha re-attached)."""
-    rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
-    if info.gray:
-        # the model may restore the three channels slightly differently: write their luminance
-        out = (0.299 * rgb[:, :, 0] + 0.587 * rgb[:, :, 1] + 0.114 * rgb[:, :, 2])[:, :, None]
-    else:
-        out = rgb
-    if info.dtype == "uint8":
-        out = np.round(out * 255.0).astype(np.uint8)
-    elif info.dtype == "uint16":
-        out = np.round(out * 65535.0).astype(np.uint16)
-    else:
-        out = out.astype(np.float32)
+    rgb = np.asarray(rgb, dtype=np.float32)
+    h, w = rgb.shape[:2]
+    channels = 1 if info.gray else 3
+    dtype = {"uint8": np.uint8, "uint16": np.uint16}.get(info.dtype, np.float32)
+    peak = {"uint8": 255.0, "uint16": 65535.0}.get(info.dtype, 1.0)
+    out = np.empty((h, w, channels), dtype=dtype)
+    for r0 in range(0, h, _ROWS):
+        block = np.clip(rgb[r0:r0 + _ROWS], 0.0, 1.0)
+        if info.gray:
+            # the model may restore the three channels slightly differently: write their luminance
+            block = (0.299 * block[:, :, 0] + 0.587 * block[:, :, 1] + 0.114 * block[:, :, 2])[:, :, None]
+        if dtype is not np.float32:
+            block = np.round(block * np.float32(peak))
+        out[r0:r0 + _ROWS] = block.astype(dtype)
     if info.alpha is not None:
         alpha = info.alpha
         if alpha.shape != out.shape[:2]:
@@ -226,3 +234,14 @@ def write_image(path: str, arr: np.ndarray, overwrite: bool = False) -> None:
         raise ValueError(f"{path}: OpenCV could not encode a {arr.dtype} image of shape {arr.shape} as {ext}")
     with atomic_path(path) as tmp:
         data.tofile(tmp)
+    _default_permissions(path)
+
+
+def _default_permissions(path: str) -> None:
+    """Give a file written through a private temporary file the permissions a plain ``open`` would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(path, 0o666 & ~umask)
+    except OSError:  # not ours to change (another owner, odd file system): keep what we have
+        pass
