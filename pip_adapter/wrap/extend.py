@@ -45,12 +45,9 @@ def min_prompt_angle(prompts: torch.Tensor, from_index: int = 0) -> float:
     """Smallest angle (degrees) of any pair that involves a row ``>= from_index``; 180 if no pair."""
     t = prompts.shape[0]
     ang = prompt_angles(prompts)
-    best = 180.0
-    for i in range(t):
-        for j in range(i + 1, t):
-            if j >= from_index:
-                best = min(best, float(ang[i, j]))
-    return best
+    pair = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)
+    pair[:, :from_index] = False  # (i, j) with i < j counts when j >= from_index
+    return float(ang[pair].min()) if bool(pair.any()) else 180.0
 
 
 def _target_norm(existing: torch.Tensor) -> float:
@@ -179,9 +176,7 @@ def orthogonal_prompt_init(existing: torch.Tensor, k: int, generator: Optional[t
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module inside DataParallel / DistributedDataParallel wrappers."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) or (
-            hasattr(model, "module") and isinstance(getattr(model, "module"), nn.Module)
-            and type(model).__name__ in ("DataParallel", "DistributedDataParallel")):
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
     return model
 
