@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python bench/train_cost.py                       # NAFNet width 16, batch 4, 128² patches, CPU
+    python bench/train_cost.py                       # NAFNet width 32 (official blocks), batch 4, 128², CPU
     python bench/train_cost.py --quick               # tiny sizes (seconds)
 
 Both models are built by BasicSR's ``build_model`` from option dicts that differ only in ``model_type``,
@@ -38,15 +38,16 @@ def backbone_option(width: int, quick: bool) -> Dict[str, Any]:
     if quick:
         return {"type": "NAFNet", "img_channel": 3, "width": width, "middle_blk_num": 1,
                 "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1]}
-    return {"type": "NAFNet", "img_channel": 3, "width": width, "middle_blk_num": 1,
-            "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1]}
+    # the official NAFNet block layout (SIDD models: enc 2,2,4,8 / mid 12 / dec 2,2,2,2)
+    return {"type": "NAFNet", "img_channel": 3, "width": width, "middle_blk_num": 12,
+            "enc_blk_nums": [2, 2, 4, 8], "dec_blk_nums": [2, 2, 2, 2]}
 
 
 def model_options(kind: str, backbone: Dict[str, Any], root: str, device: str = "cpu") -> Dict[str, Any]:
     """A BasicSR training option dict for ``kind`` "SRModel" (bare) or "PIPModel" (PIPNet around ``backbone``)."""
     if kind not in ("SRModel", "PIPModel"):
         raise ValueError(f"kind must be 'SRModel' or 'PIPModel', got {kind!r}")
-    network = copy.deepcopy(backbone)
+    network = copy.deepcopy(backbone)  # PIP sizes: the wrapper's defaults (the paper's NAFNet table)
     train: Dict[str, Any] = {
         "ema_decay": 0,
         "optim_g": {"type": "Adam", "lr": 2e-4, "weight_decay": 0, "betas": [0.9, 0.99]},
@@ -95,7 +96,7 @@ def step_fn(model, data: Dict[str, torch.Tensor]):
     return run
 
 
-def measure(width: int = 16, batch: int = 4, patch: int = 128, repeats: int = 5, warmup: int = 2,
+def measure(width: int = 32, batch: int = 4, patch: int = 128, repeats: int = 3, warmup: int = 1,
             quick: bool = False, device: str = "cpu") -> Dict[str, Any]:
     """Median step time of SRModel and PIPModel on the same backbone and batch; their ratio."""
     backbone = backbone_option(width, quick)
@@ -130,11 +131,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line options of this script."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny NAFNet, batch 2, 32² patches, 2 steps")
-    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--width", type=int, default=32)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--patch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--cuda", action="store_true", help="run on the GPU")
     p.add_argument("--out", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
