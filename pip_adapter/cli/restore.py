@@ -159,8 +159,15 @@ def run(args: argparse.Namespace) -> int:
                     if gt is None:
                         bar.write(f"warning: no ground truth named {stem}.* in {args.gt}; no PSNR/SSIM for {src}")
                 targets.add(os.path.abspath(dst))
-                result = restorer.restore_file(src, dst, degradation=args.degradation, omega=omega,
-                                               auto_mode=args.auto_mode, overwrite=args.overwrite, gt=gt)
+                with tqdm(total=0, desc="  tiles", unit="tile", leave=False, file=sys.stderr,
+                          disable=not show or not args.tile) as tiles:
+                    def _steps(n: int, bar=tiles) -> None:
+                        bar.total = n
+                        bar.refresh()
+
+                    result = restorer.restore_file(src, dst, degradation=args.degradation, omega=omega,
+                                                   auto_mode=args.auto_mode, overwrite=args.overwrite, gt=gt,
+                                                   progress=tiles.update, on_steps=_steps)
                 rows.append(result)
                 if args.degradation is not None and args.degradation.strip().lower() == "auto":
                     bar.write(f"{os.path.basename(src)}: {result.chosen}")

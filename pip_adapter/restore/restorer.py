@@ -260,12 +260,18 @@ class Restorer:
     def restore_file(self, src: str, dst: str, degradation: Any = None, omega: Any = None,
                      auto_mode: str = "weights", tile: Optional[int] = None, tile_overlap: Optional[int] = None,
                      overwrite: bool = False, gt: Optional[str] = None,
-                     progress: Optional[Callable[[int], None]] = None) -> RestoreResult:
-        """Read ``src``, restore it, write ``dst`` in the same bit depth and channels; PSNR/SSIM against ``gt``."""
+                     progress: Optional[Callable[[int], None]] = None,
+                     on_steps: Optional[Callable[[int], None]] = None) -> RestoreResult:
+        """Read ``src``, restore it, write ``dst`` in the same bit depth and channels; PSNR/SSIM against ``gt``.
+
+        ``on_steps(n)`` is told how many network runs (tiles) the image takes; ``progress(1)`` follows each.
+        """
         if os.path.exists(dst) and not overwrite:
             raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
         start = time.perf_counter()
         rgb, info = read_image(src)
+        if on_steps is not None:
+            on_steps(self.num_steps(rgb.shape[0], rgb.shape[1], tile, tile_overlap))
         restored, weights, desc = self.restore_array(rgb, degradation=degradation, omega=omega,
                                                      auto_mode=auto_mode, tile=tile, tile_overlap=tile_overlap,
                                                      progress=progress)
