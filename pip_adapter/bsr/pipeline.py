@@ -79,6 +79,9 @@ def init_dist_from_env(num_gpu: Any = "auto", backend: Optional[str] = None, loc
     use_cuda = torch.cuda.is_available() and num_gpu != 0
     if use_cuda:
         torch.cuda.set_device(local % torch.cuda.device_count())
+    if backend == "nccl" and not use_cuda:
+        logger.warning("dist_params asks for nccl but this process runs on the CPU: using gloo")
+        backend = "gloo"
     backend = backend or ("nccl" if use_cuda else "gloo")
     dist.init_process_group(backend=backend, init_method="env://", **kwargs)
     logger.info("joined process group: rank %d of %d, backend %s", dist.get_rank(), dist.get_world_size(), backend)
@@ -188,7 +191,10 @@ def parse_options(root_path: str, is_train: bool = True,
         opt["dist"] = False
     else:
         opt["dist"] = True
-        init_dist_from_env(num_gpu=num_gpu, local_rank=args.local_rank, **(opt.get("dist_params") or {}))
+        dist_params = dict(opt.get("dist_params") or {})
+        dist_params.pop("port", None)  # BasicSR's slurm setting; torchrun provides MASTER_PORT
+        init_dist_from_env(num_gpu=num_gpu, local_rank=args.local_rank, backend=dist_params.pop("backend", None),
+                           **dist_params)
         if num_gpu > 0:
             num_gpu = 1  # one device per process
     opt["num_gpu"] = num_gpu
