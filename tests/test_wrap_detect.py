@@ -164,3 +164,14 @@ def test_probe_restores_training_mode_and_keeps_no_tensors():
 def test_probe_failure_is_explained():
     with pytest.raises(ValueError, match="example_input"):
         wrap_with_pip(tiny_nafnet(), example_input=torch.rand(1, 5, 32, 32))
+
+
+def test_square_and_padded_probe_inputs_give_the_same_levels():
+    # square inputs make channel×channel attention maps look like feature maps by size alone
+    for shape in [(1, 3, 32, 32), (1, 3, 16, 16)]:
+        info = wrap_with_pip(tiny_restormer(), example_input=torch.rand(*shape), **SMALL).skip_info
+        assert [(i["module"], i["reduction"]) for i in info] == [
+            ("encoder_level1", 1), ("encoder_level2", 2), ("encoder_level3", 4)], shape
+    # NAFNet pads 30×45 to 32×48 inside forward: reductions are still whole powers of two
+    info = wrap_with_pip(tiny_nafnet(), example_input=torch.rand(1, 3, 30, 45), **SMALL).skip_info
+    assert [(i["module"], i["reduction"]) for i in info] == [("encoders.0", 1), ("encoders.1", 2), ("encoders.2", 4)]

@@ -247,6 +247,7 @@ class LevelPlan:
     skip_modules: List[str]       # consumer/intercept: module calls that must receive Ẑ
     restore_modules: List[str]    # producer: module calls that must receive Z back
     skip_op_indices: List[int]    # intercept: indices among the ops reading Z that must read Ẑ
+    hooked_calls: int             # pre-hooked calls reading Z in one forward (after them the run drops Z)
     channels: int
     reduction: float
     shape: Tuple[int, ...]
@@ -514,7 +515,7 @@ def _plan_level(g: _Graph, z: int, merges: List[Tuple[int, int, int]], producers
             producer, path = max(ok, key=lambda cp: cp[0].end)
             strategy = "consumer"
             plan_kw = dict(skip_modules=sorted({g.calls[k[1]].name for k in skip_keys}), restore_modules=[],
-                           skip_op_indices=[])
+                           skip_op_indices=[], hooked_calls=len(skip_keys))
     if strategy is None and skip_keys:
         for c, p in sorted(producers, key=lambda cp: -cp[0].end):
             if any(k_time(k) < c.end for k in skip_keys):
@@ -523,7 +524,7 @@ def _plan_level(g: _Graph, z: int, merges: List[Tuple[int, int, int]], producers
             if all(k[0] == "call" for k in later_other):
                 producer, path, strategy = c, p, "producer"
                 plan_kw = dict(skip_modules=[], restore_modules=sorted({g.calls[k[1]].name for k in later_other}),
-                               skip_op_indices=[])
+                               skip_op_indices=[], hooked_calls=len(later_other))
                 break
     if strategy is None and skip_keys:
         first = min(k_time(k) for k in skip_keys)
@@ -537,7 +538,7 @@ def _plan_level(g: _Graph, z: int, merges: List[Tuple[int, int, int]], producers
                    if g.ops[e].time > producer.end and not (set(g.ops[e].stack) & skip_calls)]
             strategy = "intercept"
             plan_kw = dict(skip_modules=sorted({g.calls[c].name for c in skip_calls}), restore_modules=[],
-                           skip_op_indices=[i for i, e in enumerate(seq) if e in skip_ops])
+                           skip_op_indices=[i for i, e in enumerate(seq) if e in skip_ops], hooked_calls=0)
     if strategy is None:
         raise _Unplaceable(f"the skip tensor of shape {list(node.shape)} is not the output of a sub-module "
                            "that returns before its skip-branch use")

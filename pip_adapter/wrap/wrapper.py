@@ -43,9 +43,9 @@ _WRAPPER_KEYS = ("patch_size", "max_prompt_dim", "backbone_config", "level_confi
 class _Run:
     """Everything one forward needs; cleared at its end."""
 
-    __slots__ = ("uid", "omega", "levels", "z", "zhat", "applied", "counts", "seq", "paused")
+    __slots__ = ("uid", "omega", "levels", "z", "zhat", "applied", "counts", "seq", "paused", "pending")
 
-    def __init__(self, uid: str, omega: torch.Tensor, levels: nn.ModuleList):
+    def __init__(self, uid: str, omega: torch.Tensor, levels: nn.ModuleList, pending: Sequence[int] = ()):
         n = len(levels)
         self.uid = uid
         self.omega = omega
@@ -56,6 +56,8 @@ class _Run:
         self.counts: Dict[int, int] = {}
         self.seq = [0] * n
         self.paused = False
+        # hooked consumer calls still to come per level; at 0 the run lets go of Z (no extra memory held)
+        self.pending = list(pending) if pending else [0] * n
 
     def zhat_of(self, i: int) -> torch.Tensor:
         zh = self.zhat[i]
@@ -180,6 +182,13 @@ class _SwapPreHook:
                 table[id(run.z[level])] = run.zhat_of(level)
         table = {k: v for k, v in table.items() if k in present and v is not None}
         (new_args, new_kwargs), _ = _swap((args, kwargs), table)
+        for level, kind in self.entries:
+            z = run.z[level]
+            key = id(z) if kind == "skip" else id(run.zhat[level])
+            if z is not None and key in present:
+                run.pending[level] -= 1
+                if run.pending[level] == 0:
+                    run.z[level] = None
         return tuple(new_args), dict(new_kwargs)
 
 
@@ -357,7 +366,8 @@ class PIPWrappedModel(nn.Module):
             raise RuntimeError("this wrapper was unwrapped (its hooks are gone); use the backbone directly")
         if self._pip_disabled:
             return self.backbone(x, *args, **kwargs)
-        run = _Run(self._uid, self._omega_for(omega, x), self.pip_levels)
+        run = _Run(self._uid, self._omega_for(omega, x), self.pip_levels,
+                   [p.get("hooked_calls", 0) for p in self._plans])
         token = _ACTIVE.set(run)
         try:
             if self._watch:
