@@ -34,7 +34,9 @@ def test_auto_uses_classifier_probabilities(toy_net):
     class FixedClassifier(torch.nn.Module):
         degradations = NAMES
 
-        def predict_proba(self, image):
+        def predict_proba(self, image, scale=1.0):
+            seen = image.float() * scale
+            assert image.shape == (1, 3, 8, 8) and 0 <= seen.min() and seen.max() <= 1  # the image, in [0, 1]
             return torch.tensor([0.1, 0.6, 0.1, 0.1, 0.1])
 
     r = Restorer(toy_net, NAMES, multiple=2, device="cpu", classifier=FixedClassifier())

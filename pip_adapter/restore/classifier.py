@@ -76,13 +76,18 @@ class DegradationClassifier(nn.Module):
         return torch.stack([image[:, t:t + s, l:l + s] for t, l in boxes])
 
     @torch.no_grad()
-    def predict_proba(self, image: torch.Tensor) -> torch.Tensor:
-        """Probabilities (T,) for one image 3×H×W in [0, 1], averaged over its crops."""
+    def predict_proba(self, image: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Probabilities (T,) for one image 3×H×W (or 1×3×H×W) in [0, 1] — or stored values times ``scale``
+        (e.g. uint8 with 1/255) — averaged over its crops."""
         was_training = self.training
         self.eval()
         try:
             param = next(self.parameters())
-            crops = self.crops(image).to(device=param.device, dtype=param.dtype)
-            return torch.softmax(self(crops).float(), dim=1).mean(dim=0)
+            if image.dim() == 4:
+                image = image[0]
+            if not image.is_floating_point() and (image.shape[-2] < self.crop_size or image.shape[-1] < self.crop_size):
+                image, scale = image.float() * scale, 1.0  # padding needs floats; small images are cheap
+            crops = self.crops(image).to(device=param.device, dtype=torch.float32) * scale
+            return torch.softmax(self(crops.to(param.dtype)).float(), dim=1).mean(dim=0)
         finally:
             self.train(was_training)

@@ -111,8 +111,11 @@ def _read_raw(path: str) -> np.ndarray:
         raise ImageReadError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
 
 
-def array_to_float(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndarray, ImageInfo]:
-    """Split an H×W[×C] array (RGB order) into float32 RGB in [0, 1] and its :class:`ImageInfo`."""
+def split_array(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndarray, ImageInfo]:
+    """Check an H×W[×C] array (RGB order) and split it into colour pixels H×W×(1|3), as stored, and its info.
+
+    The colour pixels keep their dtype (no float copy): large images are converted tile by tile later.
+    """
     name = path or "image"
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
@@ -120,13 +123,15 @@ def array_to_float(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndar
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name}: empty image of shape {arr.shape}")
     if arr.dtype == np.uint8:
-        dtype, scale = "uint8", 255.0
+        dtype = "uint8"
     elif arr.dtype == np.uint16:
-        dtype, scale = "uint16", 65535.0
+        dtype = "uint16"
     elif arr.dtype == np.bool_:
-        arr, dtype, scale = arr.astype(np.uint8) * 255, "uint8", 255.0
+        arr, dtype = arr.astype(np.uint8) * 255, "uint8"
     elif np.issubdtype(arr.dtype, np.floating):
-        dtype, scale = "float32", 1.0
+        dtype = "float32"
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: float image contains NaN or infinite values")
     elif np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name}: unsupported integer pixel type {arr.dtype}; give uint8, uint16 or float")
     else:
@@ -138,25 +143,33 @@ def array_to_float(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndar
     if arr.shape[2] in (2, 4):
         alpha = np.ascontiguousarray(arr[:, :, -1])
         arr = arr[:, :, :-1]
-    gray = arr.shape[2] == 1
-    if dtype == "float32" and not np.isfinite(arr).all():
-        raise ValueError(f"{name}: float image contains NaN or infinite values")
+    info = ImageInfo(dtype=dtype, gray=arr.shape[2] == 1, alpha=alpha, squeeze_channel=squeeze, path=path)
+    return arr, info
+
+
+def pixel_scale(info: ImageInfo) -> float:
+    """Factor that maps stored pixel values to [0, 1]."""
+    return {"uint8": 1.0 / 255.0, "uint16": 1.0 / 65535.0}.get(info.dtype, 1.0)
+
+
+def array_to_float(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndarray, ImageInfo]:
+    """Split an H×W[×C] array (RGB order) into float32 RGB in [0, 1] and its :class:`ImageInfo`."""
+    arr, info = split_array(arr, path)
     rgb = np.empty((arr.shape[0], arr.shape[1], 3), dtype=np.float32)
-    inv = np.float32(1.0 / scale)
+    scale = np.float32(pixel_scale(info))
     # row blocks: a large image never gets a second full-size float temporary
     for r0 in range(0, arr.shape[0], _ROWS):
         block = arr[r0:r0 + _ROWS].astype(np.float32)
-        if scale != 1.0:
-            block *= inv
+        if info.dtype != "float32":
+            block *= scale
         else:
             np.clip(block, 0.0, 1.0, out=block)
         rgb[r0:r0 + _ROWS] = block  # a gray block broadcasts to the three channels
-    info = ImageInfo(dtype=dtype, gray=gray, alpha=alpha, squeeze_channel=squeeze, path=path)
     return rgb, info
 
 
-def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
-    """Read ``path`` as float32 RGB H×W×3 in [0, 1], upright (EXIF applied); see :class:`ImageInfo`."""
+def read_image_raw(path: str) -> Tuple[np.ndarray, ImageInfo]:
+    """Read ``path`` upright (EXIF applied) as its colour pixels in the stored dtype (H×W×1 or ×3) and info."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"image not found: {path}")
@@ -169,9 +182,16 @@ def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
     if orientation != 1:
         arr = np.ascontiguousarray(apply_exif_orientation(arr, orientation))
     try:
-        return array_to_float(arr, path)
+        return split_array(arr, path)
     except ValueError as err:
         raise ImageReadError(str(err)) from err
+
+
+def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
+    """Read ``path`` as float32 RGB H×W×3 in [0, 1], upright (EXIF applied); see :class:`ImageInfo`."""
+    raw, info = read_image_raw(path)
+    rgb, _ = array_to_float(raw, path)
+    return rgb, info
 
 
 def float_to_array(rgb: np.ndarray, info: ImageInfo) -> np.ndarray:

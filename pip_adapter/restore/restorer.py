@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from pip_adapter.omega import canonical_name, to_omega
-from pip_adapter.restore.image_io import ImageInfo, array_to_float, float_to_array, read_image, write_image
+from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
+                                          read_image_raw, split_array, write_image)
 from pip_adapter.restore.tiling import count_tiles, run_padded, tiled_forward
 
 logger = logging.getLogger(__name__)
@@ -152,8 +153,11 @@ class Restorer:
 
     # ------------------------------------------------------------------------------------------ ω
     def omega_for(self, image: torch.Tensor, degradation: Any = None, omega: Any = None,
-                  auto_mode: str = "weights") -> Tuple[torch.Tensor, str]:
-        """(ω as 1×T on the device, a short description of the choice) for one 1×3×H×W image."""
+                  auto_mode: str = "weights", scale: float = 1.0) -> Tuple[torch.Tensor, str]:
+        """(ω as 1×T on the device, a short description of the choice) for one 1×3×H×W image.
+
+        ``image`` holds values in [0, 1], or stored values that ``scale`` maps there (only ``auto`` looks).
+        """
         if degradation is not None and omega is not None:
             raise ValueError("give either degradation or omega, not both")
         spec = omega if omega is not None else degradation
@@ -165,7 +169,7 @@ class Restorer:
                                  "{'rain': 0.7, 'noise': 0.3} or 'auto' "
                                  f"(this model knows: {', '.join(self.degradations)})")
         if isinstance(spec, str) and spec.strip().lower() == AUTO:
-            return self._auto_omega(image, auto_mode)
+            return self._auto_omega(image, auto_mode, scale)
         if isinstance(spec, str) and "=" in spec:
             spec = parse_omega_spec(spec)
         w = to_omega(spec, self.degradations, batch_size=1)
@@ -173,13 +177,13 @@ class Restorer:
             raise ValueError(f"one image takes one ω row, got {w.shape[0]}")
         return w.to(self.device), _describe(w[0], self.degradations)
 
-    def _auto_omega(self, image: torch.Tensor, auto_mode: str) -> Tuple[torch.Tensor, str]:
+    def _auto_omega(self, image: torch.Tensor, auto_mode: str, scale: float = 1.0) -> Tuple[torch.Tensor, str]:
         if auto_mode not in AUTO_MODES:
             raise ValueError(f"unknown auto mode {auto_mode!r}; use one of {AUTO_MODES}")
         if self.classifier is None:
             raise ValueError("degradation 'auto' needs a degradation classifier: pass --classifier FILE or "
                              "export the model with one (pip-adapter export --classifier ...)")
-        probs = self.classifier.predict_proba(image.to(self.device)).float().cpu()
+        probs = self.classifier.predict_proba(image, scale=scale).float().cpu()
         if auto_mode == "argmax":
             w = torch.zeros_like(probs)
             w[int(probs.argmax())] = 1.0
@@ -202,18 +206,26 @@ class Restorer:
 
     @torch.inference_mode()
     def restore_tensor(self, x: torch.Tensor, omega: torch.Tensor, tile: Optional[int] = None,
-                       tile_overlap: Optional[int] = None,
-                       progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-        """Restore a 1×3×H×W float image (on any device) with ω (1×T); returns 1×3×H×W on the CPU."""
+                       tile_overlap: Optional[int] = None, progress: Optional[Callable[[int], None]] = None,
+                       scale: float = 1.0) -> torch.Tensor:
+        """Restore a 1×3×H×W image (on any device) with ω (1×T); returns float 1×3×H×W in [0, 1] on the CPU.
+
+        ``x`` is float in [0, 1], or stored values (uint8, uint16) that ``scale`` maps there: with tiles only
+        one tile at a time is converted to float.
+        """
         tile = self.tile if tile is None else int(tile or 0)
         overlap = self.tile_overlap if tile_overlap is None else int(tile_overlap)
         fn = self._forward(omega.to(self.device))
         h, w = x.shape[-2:]
         if tile and (h > tile or w > tile):
             out = tiled_forward(fn, x.cpu(), tile=tile, overlap=overlap, multiple=self.multiple,
-                                device=self.device, progress=progress)
+                                device=self.device, progress=progress, scale=scale)
         else:
-            out = run_padded(fn, x.to(self.device, torch.float32), self.multiple).float().cpu()
+            xf = x.to(self.device, torch.float32)
+            if scale != 1.0:
+                xf = xf * scale
+            out = run_padded(fn, xf, self.multiple).float().cpu()
+            del xf
             if progress is not None:
                 progress(1)
         return out.clamp_(0.0, 1.0)
@@ -233,13 +245,33 @@ class Restorer:
                       auto_mode: str = "weights", tile: Optional[int] = None, tile_overlap: Optional[int] = None,
                       progress: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, Dict[str, float], str]:
         """Float RGB H×W×3 in [0, 1] → (restored float RGB, ω as {name: weight}, description)."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-        w, desc = self.omega_for(x, degradation=degradation, omega=omega, auto_mode=auto_mode)
-        out = self.restore_tensor(x, w, tile=tile, tile_overlap=tile_overlap, progress=progress)
+        return self._restore_pixels(np.ascontiguousarray(rgb, dtype=np.float32), 1.0, degradation, omega,
+                                    auto_mode, tile, tile_overlap, progress)
+
+    def _restore_pixels(self, pixels: np.ndarray, scale: float, degradation: Any, omega: Any, auto_mode: str,
+                        tile: Optional[int], tile_overlap: Optional[int],
+                        progress: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, Dict[str, float], str]:
+        """Restore H×W×(1|3) pixels as stored (values × ``scale`` in [0, 1]); gray is used as three channels."""
+        x = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a view: no copy of the image
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        w, desc = self.omega_for(x, degradation=degradation, omega=omega, auto_mode=auto_mode, scale=scale)
+        out = self.restore_tensor(x, w, tile=tile, tile_overlap=tile_overlap, progress=progress, scale=scale)
         restored = out[0].permute(1, 2, 0).numpy()
         weights = {n: float(v) for n, v in zip(self.degradations, w[0].cpu().tolist())}
         self.last_omega, self.last_choice = weights, desc
         return restored, weights, desc
+
+    def _restore_split(self, pixels: np.ndarray, info: ImageInfo, **kwargs: Any) -> Tuple[np.ndarray, Dict[str, float], str]:
+        if info.dtype == "float32":  # floats need clipping to [0, 1]: convert once (they are float already)
+            pixels, _ = array_to_float(pixels)
+            scale = 1.0
+        else:
+            scale = pixel_scale(info)
+        return self._restore_pixels(np.ascontiguousarray(pixels), scale, kwargs.pop("degradation", None),
+                                    kwargs.pop("omega", None), kwargs.pop("auto_mode", "weights"),
+                                    kwargs.pop("tile", None), kwargs.pop("tile_overlap", None),
+                                    kwargs.pop("progress", None))
 
     def __call__(self, image: Union[np.ndarray, str, os.PathLike], degradation: Any = None, omega: Any = None,
                  auto_mode: str = "weights", tile: Optional[int] = None,
@@ -250,11 +282,11 @@ class Restorer:
         :func:`pip_adapter.omega.to_omega` accepts.  ``self.last_omega`` holds the ω used.
         """
         if isinstance(image, (str, os.PathLike)):
-            rgb, info = read_image(os.fspath(image))
+            pixels, info = read_image_raw(os.fspath(image))
         else:
-            rgb, info = array_to_float(image)
-        restored, _, _ = self.restore_array(rgb, degradation=degradation, omega=omega, auto_mode=auto_mode,
-                                            tile=tile, tile_overlap=tile_overlap)
+            pixels, info = split_array(image)
+        restored, _, _ = self._restore_split(pixels, info, degradation=degradation, omega=omega,
+                                             auto_mode=auto_mode, tile=tile, tile_overlap=tile_overlap)
         return float_to_array(restored, info)
 
     def restore_file(self, src: str, dst: str, degradation: Any = None, omega: Any = None,
@@ -269,17 +301,18 @@ class Restorer:
         if os.path.exists(dst) and not overwrite:
             raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
         start = time.perf_counter()
-        rgb, info = read_image(src)
+        pixels, info = read_image_raw(src)
         if on_steps is not None:
-            on_steps(self.num_steps(rgb.shape[0], rgb.shape[1], tile, tile_overlap))
-        restored, weights, desc = self.restore_array(rgb, degradation=degradation, omega=omega,
-                                                     auto_mode=auto_mode, tile=tile, tile_overlap=tile_overlap,
-                                                     progress=progress)
-        del rgb
+            on_steps(self.num_steps(pixels.shape[0], pixels.shape[1], tile, tile_overlap))
+        restored, weights, desc = self._restore_split(pixels, info, degradation=degradation, omega=omega,
+                                                      auto_mode=auto_mode, tile=tile, tile_overlap=tile_overlap,
+                                                      progress=progress)
+        del pixels
         out = float_to_array(restored, info)
+        del restored
         write_image(dst, _writable(out, dst, info), overwrite=overwrite)
         result = RestoreResult(input=src, output=dst, omega=weights, chosen=desc,
-                               seconds=time.perf_counter() - start, size=(restored.shape[0], restored.shape[1]))
+                               seconds=time.perf_counter() - start, size=(out.shape[0], out.shape[1]))
         if gt is not None:
             gt_rgb, gt_info = read_image(gt)
             # compare what was written (its bit depth and channels) with the ground truth the same way

@@ -110,10 +110,11 @@ def _windows(spans: List[Tuple[int, int]]) -> List[torch.Tensor]:
 
 def tiled_forward(fn: TensorFn, x: torch.Tensor, tile: int, overlap: int = 32, multiple: int = 1,
                   device: Optional[torch.device] = None, out_channels: Optional[int] = None,
-                  progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """Apply ``fn`` to 1×C×H×W ``x`` tile by tile and blend the tiles; the result stays on ``x``'s device.
+                  progress: Optional[Callable[[int], None]] = None, scale: float = 1.0) -> torch.Tensor:
+    """Apply ``fn`` to 1×C×H×W ``x`` tile by tile and blend the tiles; the float32 result stays on ``x``'s device.
 
-    ``fn`` receives each tile (padded to ``multiple``) on ``device`` and returns a same-size tensor.
+    ``fn`` receives each tile (padded to ``multiple``) on ``device`` as float32 times ``scale`` — so ``x`` may
+    stay in its stored integer dtype and only one tile at a time is converted — and returns a same-size tensor.
     ``tile`` is rounded up to ``multiple``.  ``progress(n)`` is called after each tile.
     """
     if x.dim() != 4 or x.shape[0] != 1:
@@ -136,6 +137,8 @@ def tiled_forward(fn: TensorFn, x: torch.Tensor, tile: int, overlap: int = 32, m
     for (top, th), wy in zip(rows, wys):
         for (left, tw), wx in zip(cols, wxs):
             patch = x[:, :, top:top + th, left:left + tw].to(device=device, dtype=torch.float32)
+            if scale != 1.0:
+                patch = patch * scale
             out = run_padded(fn, patch, multiple).to(device=x.device, dtype=torch.float32)
             if out.shape[1] != c_out:
                 raise ValueError(f"the network returned {out.shape[1]} channels, expected {c_out}")
