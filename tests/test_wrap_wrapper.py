@@ -68,7 +68,7 @@ def test_repeated_sizes_and_no_state_survives_forward():
     seen = []
     net.encoders[0].register_forward_hook(lambda m, a, o: seen.append(weakref.ref(o)))
     hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules())
-    for shape in [(1, 3, 16, 16), (3, 3, 24, 40), (2, 3, 33, 17)]:
+    for shape in [(1, 3, 16, 16), (3, 3, 8, 24), (2, 3, 13, 9)]:
         out = model(torch.rand(*shape), torch.zeros(shape[0], dtype=torch.long))
         assert out.shape == shape
         out.sum().backward()
