@@ -56,11 +56,14 @@ def sync(device: torch.device) -> None:
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 1,
-                     device: torch.device = torch.device("cpu")) -> Dict[str, List[float]]:
+                     device: torch.device = torch.device("cpu"),
+                     cpu_out: Optional[Dict[str, List[float]]] = None) -> Dict[str, List[float]]:
     """Time every callable ``repeats`` times, round-robin, after ``warmup`` untimed rounds.
 
-    Returns seconds per call for each name.  The order inside a round rotates so that no model is
-    always measured right after the same other model (caches, thermal state).
+    Returns wall-clock seconds per call for each name; ``cpu_out`` (if given) receives the process CPU
+    seconds of the same calls.  On a shared machine CPU time is the steadier of the two: time spent
+    waiting for a core that another process holds is not counted.  The order inside a round rotates so
+    that no model is always measured right after the same other model (caches, thermal state).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -70,14 +73,18 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], repeats: int, warm
             fns[name]()
     sync(device)
     times: Dict[str, List[float]] = {name: [] for name in names}
+    if cpu_out is not None:
+        cpu_out.update({name: [] for name in names})
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             sync(device)
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fns[name]()
             sync(device)
             times[name].append(time.perf_counter() - t0)
+            if cpu_out is not None:
+                cpu_out[name].append(time.process_time() - c0)
     return times
 
 
@@ -99,18 +106,40 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process's memory map (Linux ``VmHWM``; ``ru_maxrss`` elsewhere).
+
+    ``ru_maxrss`` is not used on Linux: it survives ``exec`` and so starts at the parent's size in a child
+    process started by a big parent (it would hide every smaller peak).
+    """
+    try:
+        with open("/proc/self/status", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def run_json_subprocess(code: str, timeout: float = 1800.0) -> dict:
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux: write 5 to /proc/self/clear_refs); False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_json_subprocess(code: str, timeout: float = 1800.0, env_extra: Optional[Mapping[str, str]] = None) -> dict:
     """Run ``python -c code`` from the repository root in a fresh interpreter; parse its last stdout line as JSON.
 
     Used for CPU peak memory: ru_maxrss only grows, so each model needs a process of its own.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(env_extra or {})
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
     if proc.returncode != 0:

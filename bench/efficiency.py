@@ -15,8 +15,9 @@ What is measured (per model, batch 1, 3x``size``x``size`` input, ``torch.inferen
   its PIP versions run interleaved (A, B, C, B, C, A, ...) in the same process so that they see the same
   machine load; CUDA readings are bracketed by ``torch.cuda.synchronize``;
 * peak memory — CUDA: ``torch.cuda.max_memory_allocated`` during one forward, minus the memory held before
-  it; CPU: growth of the peak resident set size during one forward, measured in a fresh interpreter per
-  model (``ru_maxrss`` only ever grows, so a shared process would hide the smaller models).
+  it; CPU: growth of the peak resident set size (``VmHWM``, reset just before the forward) during one
+  forward, measured in a fresh interpreter per model (in a shared process the allocator would serve the
+  activations from memory that earlier models freed, and RSS would not move).
 """
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ class Row:
     all_macs: Optional[float] = None
     latency_s: Optional[float] = None
     latency_all_s: List[float] = field(default_factory=list)
+    cpu_time_s: Optional[float] = None
     peak_mem_bytes: Optional[int] = None
 
 
@@ -183,24 +185,33 @@ def _cuda_peak(model: nn.Module, x: torch.Tensor) -> int:
 
 def memory_child(spec_set: str, name: str, size: int, threads: int) -> dict:
     """Body of the fresh interpreter that measures one model's CPU peak memory (see module docstring)."""
-    from bench.common import current_rss_bytes, peak_rss_bytes
+    from bench.common import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
     torch.set_num_threads(threads)
     spec = {s.name: s for s in SPEC_SETS[spec_set]()}[name]
     model = spec.build().eval()
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        model(x)  # warm-up: one-time buffers (kernel caches, thread pools) are not activations
     gc.collect()
-    before = max(current_rss_bytes(), peak_rss_bytes())
+    # without a reset, the peak of building the model would hide a smaller forward peak
+    before = current_rss_bytes() if reset_peak_rss() else max(current_rss_bytes(), peak_rss_bytes())
     with torch.inference_mode():
         model(x)
     return {"peak_mem_bytes": max(0, peak_rss_bytes() - before)}
+
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 def _cpu_peak_subprocess(spec_set: str, name: str, size: int) -> Optional[int]:
     code = ("import json; from bench.efficiency import memory_child; "
             f"print(json.dumps(memory_child({spec_set!r}, {name!r}, {size}, {torch.get_num_threads()})))")
     try:
-        return int(run_json_subprocess(code)["peak_mem_bytes"])
+        # a fixed mmap threshold: every tensor above 64 KiB gets its own mapping, returned to the system when
+        # freed, so RSS follows the live tensors (glibc's default adapts the threshold and then keeps freed
+        # memory resident, which hides the second forward's activations)
+        return int(run_json_subprocess(code, env_extra=MALLOC_ENV)["peak_mem_bytes"])
     except (RuntimeError, OSError, ValueError, KeyError) as err:
         logger.warning("peak memory of %s not measured: %s", name, err)
         return None
@@ -236,10 +247,13 @@ def measure(specs: Sequence[ModelSpec], size: int = 256, repeats: int = 3, warmu
                         return m(x)
                 return run
             logger.info("group %s: timing (%d warm-up, %d timed rounds)", group, warmup, repeats)
-            times = time_interleaved({n: _call(m) for n, m in models.items()}, repeats, warmup, device)
+            cpu: Dict[str, List[float]] = {}
+            times = time_interleaved({n: _call(m) for n, m in models.items()}, repeats, warmup, device, cpu)
             for n, ts in times.items():
                 group_rows[n].latency_s = median(ts)
                 group_rows[n].latency_all_s = ts
+                if device.type == "cpu":
+                    group_rows[n].cpu_time_s = median(cpu[n])
         if memory:
             for s in members:
                 if device.type == "cuda":
@@ -358,7 +372,8 @@ def ratio_rows(rows: Sequence[Row]) -> List[dict]:
         b = by_name[r.baseline]
         out.append({"name": r.name, "baseline": b.name,
                     "params": ratio(r.params, b.params), "thop_params": ratio(r.thop_params, b.thop_params),
-                    "macs": ratio(r.macs, b.macs), "all_macs": ratio(r.all_macs, b.all_macs), "latency": ratio(r.latency_s, b.latency_s),
+                    "macs": ratio(r.macs, b.macs), "all_macs": ratio(r.all_macs, b.all_macs),
+                    "latency": ratio(r.latency_s, b.latency_s), "cpu_time": ratio(r.cpu_time_s, b.cpu_time_s),
                     "peak_mem": ratio(r.peak_mem_bytes, b.peak_mem_bytes)})
     return out
 
@@ -373,31 +388,35 @@ def render(rows: Sequence[Row], size: int, repeats: int, warmup: int, info: Dict
     parts = [f"Command: `{command}`", "",
              "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()), "",
              f"Input 1×3×{size}×{size}, batch 1, `torch.inference_mode`. Latency: median of {repeats} timed "
-             f"forwards after {warmup} warm-up, bare and PIP models interleaved in one process. MACs and "
-             "thop-style parameters: `pip_adapter.utils.counting.count_model` (weights of standard layers only, "
-             "as the paper's table); all MACs: the same counter's ATen-level count, attention matrix products "
-             "included. Peak memory: CUDA `max_memory_allocated` growth during one forward; CPU "
-             "growth of peak RSS during one forward in a fresh process."]
+             f"forwards after {warmup} warm-up, bare and PIP models interleaved in one process (on CPU also the "
+             "median process CPU time of the same calls, which waiting for a busy core does not inflate). MACs "
+             "and thop-style parameters: `pip_adapter.utils.counting.count_model` (weights of standard layers "
+             "only, as the paper's table); all MACs: the same counter's ATen-level count, attention matrix "
+             "products included. Peak memory: CUDA `max_memory_allocated` growth during one forward; CPU growth "
+             "of the peak RSS during a second forward in a fresh process with a fixed 64 KiB mmap threshold."]
     parts += [""] + [f"- {n}" for n in notes]
     for dev in sorted({r.device for r in rows}):
         drows = [r for r in rows if r.device == dev]
+        cpu = dev == "cpu"
         parts += ["", f"### {dev.upper()}", ""]
-        parts.append(markdown_table(
-            ["model", "true params", "thop-style params", "MACs thop-style (G)", "all MACs (G)", "latency (ms)",
-             "peak memory (MiB)"],
-            [[r.name, fmt_int(r.params), fmt_int(r.thop_params),
-              fmt_float(None if r.macs is None else r.macs / 1e9),
-              fmt_float(None if r.all_macs is None else r.all_macs / 1e9),
-              fmt_float(None if r.latency_s is None else r.latency_s * 1e3, 1),
-              fmt_float(_mib(r.peak_mem_bytes), 0)] for r in drows]))
+        header = ["model", "true params", "thop-style params", "MACs thop-style (G)", "all MACs (G)",
+                  "latency (ms)"] + (["CPU time (ms)"] if cpu else []) + ["peak memory (MiB)"]
+        parts.append(markdown_table(header, [
+            [r.name, fmt_int(r.params), fmt_int(r.thop_params),
+             fmt_float(None if r.macs is None else r.macs / 1e9),
+             fmt_float(None if r.all_macs is None else r.all_macs / 1e9),
+             fmt_float(None if r.latency_s is None else r.latency_s * 1e3, 1)]
+            + ([fmt_float(None if r.cpu_time_s is None else r.cpu_time_s * 1e3, 1)] if cpu else [])
+            + [fmt_float(_mib(r.peak_mem_bytes), 0)] for r in drows]))
         rr = ratio_rows(drows)
         if rr:
             parts += ["", f"Ratios PIP / bare ({dev.upper()}):", ""]
             parts.append(markdown_table(
-                ["model", "vs", "params", "thop params", "MACs thop-style", "all MACs", "latency", "peak memory"],
+                ["model", "vs", "params", "thop params", "MACs thop-style", "all MACs", "latency"]
+                + (["CPU time"] if cpu else []) + ["peak memory"],
                 [[d["name"], d["baseline"], fmt_float(d["params"], 3), fmt_float(d["thop_params"], 3),
-                  fmt_float(d["macs"], 3), fmt_float(d["all_macs"], 3), fmt_float(d["latency"], 3),
-                  fmt_float(d["peak_mem"], 3)]
+                  fmt_float(d["macs"], 3), fmt_float(d["all_macs"], 3), fmt_float(d["latency"], 3)]
+                 + ([fmt_float(d["cpu_time"], 3)] if cpu else []) + [fmt_float(d["peak_mem"], 3)]
                  for d in rr]))
     return "\n".join(parts) + "\n"
 

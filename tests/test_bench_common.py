@@ -82,5 +82,22 @@ def test_render_has_every_model_and_the_ratio():
     assert "python bench/efficiency.py --quick" in text and "- a note" in text
     for name in ("| bare |", "| pip |", "| other |"):
         assert name in text
-    assert "| pip | bare | 1.250 | 1.100 | 1.100 | — | 1.080 | 1.500 |" in text
+    assert "| pip | bare | 1.250 | 1.100 | 1.100 | — | 1.080 | — | 1.500 |" in text
     assert "10.8" in text  # latency in ms
+
+
+def test_cpu_times_are_recorded_beside_wall_times():
+    cpu = {}
+    wall = common.time_interleaved({"spin": lambda: sum(range(20000))}, repeats=2, warmup=0, cpu_out=cpu)
+    assert len(cpu["spin"]) == 2 and all(c > 0 for c in cpu["spin"])
+    assert all(c <= w * 1.5 + 0.01 for c, w in zip(cpu["spin"], wall["spin"]))
+
+
+def test_peak_rss_reset_and_growth():
+    import numpy as np
+
+    common.reset_peak_rss()
+    before = common.current_rss_bytes()
+    block = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+    assert common.peak_rss_bytes() - before >= 48 * 2 ** 20
+    del block
