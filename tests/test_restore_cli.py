@@ -156,3 +156,13 @@ def test_corrupt_model_named(inputs, tmp_path, capsys):
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
     assert main(["restore", str(inputs), "-m", str(bad), "-o", str(tmp_path / "o"), "-d", "rain"]) == 2
     assert "model.safetensors" in capsys.readouterr().err
+
+
+def test_same_names_in_several_folders_do_not_collide(model_file, tmp_path):
+    for folder in ("rain", "haze"):
+        write_png(tmp_path / folder / "cat.png", rand_image(8, 8))
+    out = tmp_path / "out"
+    rc = main(["restore", str(tmp_path / "rain"), str(tmp_path / "haze"), "-m", model_file, "-o", str(out),
+               "-d", "rain", "--no-progress"])
+    assert rc == 0
+    assert os.path.isfile(out / "rain" / "cat.png") and os.path.isfile(out / "haze" / "cat.png")

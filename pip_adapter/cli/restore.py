@@ -46,6 +46,20 @@ def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
     return files, problems
 
 
+def output_paths(files: List[str], output: str, suffix: str = "") -> List[str]:
+    """Output path per input: ``output/<name>``; names that occur in several folders go to
+    ``output/<folder name>/<name>`` so that nothing collides."""
+    from collections import Counter
+
+    def _name(src: str) -> str:
+        stem, ext = os.path.splitext(os.path.basename(src))
+        return f"{stem}{suffix}{ext if ext else '.png'}"
+
+    counts = Counter(_name(f) for f in files)
+    return [os.path.join(output, os.path.basename(os.path.dirname(os.path.abspath(f))), _name(f))
+            if counts[_name(f)] > 1 else os.path.join(output, _name(f)) for f in files]
+
+
 def find_gt(gt_dir: str, src: str) -> Optional[str]:
     """The ground truth of ``src`` in ``gt_dir``: the same file name, else the same stem with any image extension."""
     from pip_adapter.restore.image_io import IMAGE_EXTENSIONS
@@ -144,9 +158,8 @@ def run(args: argparse.Namespace) -> int:
     targets = set()
     show = not args.no_progress
     with tqdm(total=len(files), desc="restoring", unit="img", disable=not show, file=sys.stderr) as bar:
-        for src in files:
-            stem, ext = os.path.splitext(os.path.basename(src))
-            dst = os.path.join(args.output, f"{stem}{args.suffix}{ext if ext else '.png'}")
+        for src, dst in zip(files, output_paths(files, args.output, args.suffix)):
+            stem = os.path.splitext(os.path.basename(src))[0]
             bar.set_postfix_str(os.path.basename(src))
             try:
                 if os.path.abspath(dst) in targets:
