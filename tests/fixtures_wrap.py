@@ -1,4 +1,4 @@
-"""Tiny networks and a stand-in PIP level for the wrapper tests (tests/test_wrap*.py).
+"""Tiny networks for the wrapper tests (tests/test_wrap*.py).
 
 The networks cover the shapes of U-Net the probe must handle: additive merges (NAFNet-like), concatenation
 + 1×1 conv (Restormer-like), a functional U-Net (max-pool and cat in forward), an encoder returning a list of
@@ -10,19 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-class ScalePIP(nn.Module):
-    """Stand-in for a PIP level with the same call signature: a 1×1 conv scaled by ω·a (B×T)."""
-
-    def __init__(self, channels: int, num_types: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 1)
-        self.a = nn.Parameter(torch.linspace(0.5, 1.5, num_types))
-
-    def forward(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
-        s = (omega * self.a).sum(1).view(-1, 1, 1, 1)
-        return z + s * self.conv(z)
 
 
 class Block(nn.Module):

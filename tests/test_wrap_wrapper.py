@@ -2,8 +2,8 @@
 deepcopy/pickle, eval/no_grad, DataParallel/DDP, gradients, PEFT-like helpers, adapter I/O, sizing."""
 import copy
 import gc
-import io
 import json
+import pickle
 import weakref
 
 import pytest
@@ -127,10 +127,7 @@ def test_state_dict_deepcopy_pickle_eval_no_grad():
         twin.pip_levels[0].out_conv.weight.add_(1.0)      # the copy's hooks use the copy's levels
         assert not torch.allclose(twin(x, [0, 2]), want)
         assert torch.equal(model(x, [0, 2]), want)
-        buf = io.BytesIO()
-        torch.save(model, buf)
-        buf.seek(0)
-        loaded = torch.load(buf, weights_only=False)
+        loaded = pickle.loads(pickle.dumps(model))          # hooks are plain picklable objects
         assert torch.equal(loaded(x, [0, 2]), want)
     model.eval()
     assert not any(m.training for m in model.modules())
@@ -146,7 +143,9 @@ def test_data_parallel_and_ddp(tmp_path):
     with torch.no_grad():
         want = model(x, [1, 2])
         assert torch.equal(nn.DataParallel(model)(x, [1, 2]), want)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:
         ddp = nn.parallel.DistributedDataParallel(model)
         out = ddp(x, torch.tensor([1, 2]))
@@ -154,7 +153,8 @@ def test_data_parallel_and_ddp(tmp_path):
         out.mean().backward()
         assert all(p.grad is not None for p in model.pip_levels.parameters())
     finally:
-        dist.destroy_process_group()
+        if owns_group:
+            dist.destroy_process_group()
 
 
 def test_peft_helpers(capsys):
