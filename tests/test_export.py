@@ -180,3 +180,17 @@ def test_trained_experiment_export_and_restore(tiny_pip_experiment, tmp_path, ca
     from pip_adapter.restore.image_io import float_to_array
     got_rgb, info = read_image(str(tmp_path / "o" / "x.png"))
     np.testing.assert_array_equal(float_to_array(got_rgb, info), expected)
+
+
+def test_model_that_cannot_be_rebuilt_is_refused_at_export():
+    with pytest.raises(CheckpointError, match="network option"):
+        make_meta(torch.nn.Conv2d(3, 3, 3))
+
+
+def test_device_choice():
+    from pip_adapter.restore.restorer import resolve_device
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -103,7 +103,7 @@ def default_builder(network: Mapping[str, Any]) -> nn.Module:
 def _build_from_meta(meta: Mapping[str, Any], builder: Optional[Builder]) -> nn.Module:
     """Rebuild the network a document describes (``pip_config`` first: it is exact; else ``network``)."""
     pip_config = meta.get("pip_config")
-    if pip_config:
+    if pip_config and pip_config.get("backbone"):
         from pip_adapter.wrap.pipnet import build_pipnet
         backbone_builder = None
         if builder is not None:
@@ -356,9 +356,11 @@ def make_meta(model: nn.Module, network: Optional[Mapping[str, Any]] = None,
                 "network": {"type": CLASSIFIER_TYPE, **config}, "pip_config": None,
                 "degradations": list(model.degradations), "multiple": 1, "source": dict(source or {})}
     pip_config, names, multiple = describe_network(model)
-    if network is None and pip_config is None:
-        raise CheckpointError(f"cannot describe a {type(model).__name__} without its network option "
-                              "({'type': ..., **kwargs}) or a pip_config()")
+    if network is None and not (pip_config and pip_config.get("backbone")):
+        raise CheckpointError(
+            f"cannot describe a {type(model).__name__} so that it can be rebuilt: give its network option "
+            "({'type': ..., **kwargs}); for a model wrapped from a module, wrap it with "
+            "backbone_config={'type': ..., **kwargs} (a registered backbone) or use PIPNet")
     if not names:
         names = normalise_names(None)
         logger.warning("%s has no degradation names; recording the defaults %s", type(model).__name__, names)
