@@ -348,11 +348,6 @@ def render_profile(prof: dict) -> str:
     return "\n".join(lines) + "\n\n" + prof["top_ops"]
 
 
-def indent_block(text: str) -> str:
-    """Indent text as a markdown code block inside a list item."""
-    return "\n".join("    " + ln for ln in text.splitlines())
-
-
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     """a / b, or None when either is missing or b is zero."""
     if a is None or b is None or b == 0:
@@ -433,8 +428,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
     p.add_argument("--no-cuda", action="store_true", help="CPU only even when a GPU is present")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile the PIP models (time per PIP sub-module and top operators)")
+    p.add_argument("--profile-only", action="store_true",
+                   help="instead of the table: profile the (PIP) models chosen with --models — time per PIP level "
+                        "and sub-module, top operators — and write the 'efficiency profile' section")
     p.add_argument("--out", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
     p.add_argument("--no-doc", action="store_true", help="print the section instead of writing the file")
     p.add_argument("--json", default=None, help="also write raw measurements to this JSON file")
@@ -461,18 +457,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     devices = [torch.device("cpu")]
     if torch.cuda.is_available() and not args.no_cuda:
         devices.append(torch.device("cuda"))
+    if args.profile_only:
+        return _profile_main(args, [s for s in specs if s.pip], size, devices[-1])
     for dev in devices:
         repeats = args.repeats or (1 if args.quick else (50 if dev.type == "cuda" else 3))
         warmup = args.warmup * (10 if dev.type == "cuda" else 1)
         t0 = time.time()
         rows += measure(specs, size, repeats, warmup, dev, memory=not args.no_memory, spec_set=spec_set)
         notes.append(f"{dev.type.upper()}: {repeats} timed rounds, {warmup} warm-up, {time.time() - t0:.0f} s total.")
-    if args.profile:
-        for s in specs:
-            if s.pip:
-                prof = profile_pip(s.build().eval().to(devices[-1]),
-                                   torch.rand(1, 3, size, size, device=devices[-1]), repeats=max(1, min(repeats, 3)))
-                notes.append(f"Profile of {s.name} ({devices[-1].type}):\n\n" + indent_block(render_profile(prof)))
     info = machine_info(devices[-1])
     text = render(rows, size, repeats, warmup, info, command_line(), notes)
     if args.json:
@@ -484,6 +476,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         update_doc_section("efficiency", text, path=args.out or os.path.join(
             os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "BENCHMARKS.md"),
             title="Efficiency: parameters, MACs, latency, memory")
+        print(text)
+    return 0
+
+
+def _profile_main(args: argparse.Namespace, specs: Sequence[ModelSpec], size: int, device: torch.device) -> int:
+    if not specs:
+        raise SystemExit("--profile-only needs PIP models (choose them with --models)")
+    repeats = args.repeats or 1
+    parts = [f"Command: `{command_line()}`", "",
+             "Machine: " + "; ".join(f"{k}: {v}" for k, v in machine_info(device).items()), "",
+             f"Input 1×3×{size}×{size}; wall time per module from forward hooks (mean of {repeats} forward(s) after "
+             "one warm-up), then one forward under `torch.profiler` for the top operators of the whole model."]
+    for s in specs:
+        prof = profile_pip(s.build().eval().to(device), torch.rand(1, 3, size, size, device=device), repeats=repeats)
+        parts += ["", f"**{s.name}** ({device.type}):", "", "```", render_profile(prof).rstrip(), "```"]
+    text = "\n".join(parts) + "\n"
+    if args.no_doc:
+        print(text)
+    else:
+        update_doc_section("efficiency_profile", text, path=args.out or os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "BENCHMARKS.md"),
+            title="Where PIP's time goes (profile)")
         print(text)
     return 0
 
