@@ -129,3 +129,12 @@ def test_checkpoint_round_trip_and_validation_logging(tmp_path):
     assert tb.scalars["metrics/average/psnr"] == (pytest.approx(avg), 7)
     assert model.last_validation["tasks"]["set0"]["input_psnr"] > 0
     assert os.path.isfile(tmp_path / "validation_latest.json")
+
+
+def test_zero_init_starts_from_identity(tmp_path):
+    model = _model(tmp_path, zero_init=["ending"])
+    model.feed_data(_batch([3]))
+    model.test()
+    assert torch.allclose(model.output, model.lq, atol=1e-6)  # NAFNet adds its input back
+    with pytest.raises(ValueError, match="nothere"):
+        _model(tmp_path, zero_init="nothere")

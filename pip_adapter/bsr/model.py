@@ -9,7 +9,8 @@ What it adds to ``SRModel``:
   levels (``ddl_opt: {form: paper|release, theta_thre: 90, loss_weight: 0.002}``);
 * every ``torch.optim`` optimizer by name (``Adam``, ``AdamW``, ...) and the ``LinearWarmupCosine`` schedule;
 * optional Degradation-Mix on training batches (``train.dmix: {prob: 0.5}``), gradient clipping
-  (``train.grad_clip: max_norm``) and ``train.trainable: new_prompts|pip|all``;
+  (``train.grad_clip: max_norm``), ``train.trainable: new_prompts|pip|all`` and ``train.zero_init: [ending]``
+  (zero a residual network's output layer so training starts from the identity);
 * CPU-safe DDP placement, ``weights_only`` loading, atomic checkpoint and training-state writes;
 * validation per task (each val set is one task with its own ω), PSNR/SSIM of the degraded input beside the
   restored one, and the average across tasks, to the log, TensorBoard and ``validation_latest.json``.
@@ -166,7 +167,25 @@ class PIPModel(SRModel):
             raise ValueError(f"train.dmix.prob must lie in [0, 1], got {self.dmix_prob}")
         self._dmix_gen = torch.Generator().manual_seed(int(self.opt.get("manual_seed") or 0) + self.opt["rank"])
         self.grad_clip = float(train_opt.get("grad_clip", 0) or 0)
+        if train_opt.get("zero_init") and self.opt["path"].get("pretrain_network_g") is None:
+            self._zero_init(train_opt["zero_init"])
         super().init_training_settings()
+
+    def _zero_init(self, names: Any) -> None:
+        """Zero the weights and biases of the named modules (e.g. ``ending``, the output conv of a
+        residual network, so that training starts from the identity mapping)."""
+        names = [names] if isinstance(names, str) else list(names)
+        found = []
+        for qual, module in self.bare_net.named_modules():
+            if any(qual == n or qual.endswith("." + n) for n in names):
+                with torch.no_grad():
+                    for p in module.parameters(recurse=False):
+                        p.zero_()
+                found.append(qual)
+        missing = [n for n in names if not any(q == n or q.endswith("." + n) for q in found)]
+        if missing:
+            raise ValueError(f"train.zero_init: no module named {missing} in network_g")
+        get_root_logger().info(f"Zero-initialised: {', '.join(found)}")
 
     def setup_optimizers(self) -> None:
         """One optimizer over the parameters that require gradients (one log line for the frozen ones)."""

@@ -58,7 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"basicsr {mode}: error: {err}\n(set PIP_ADAPTER_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 2
-    print(f"basicsr {mode}: done, results in {out}")
+    if os.environ.get("RANK", "0") == "0":  # one line per run, not one per torchrun process
+        print(f"basicsr {mode}: done, results in {out}")
     return 0
 
 
