@@ -189,8 +189,9 @@ def build_model(cfg: RunConfig, pip: Optional[Mapping[str, bool]]) -> nn.Module:
     from pip_adapter.backbones import NAFNet
 
     torch.manual_seed(cfg.seed)
-    net = NAFNet(img_channel=3, width=cfg.width, middle_blk_num=cfg.middle_blk_num,
-                 enc_blk_nums=list(cfg.enc_blk_nums), dec_blk_nums=list(cfg.dec_blk_nums))
+    backbone = dict(img_channel=3, width=cfg.width, middle_blk_num=cfg.middle_blk_num,
+                    enc_blk_nums=list(cfg.enc_blk_nums), dec_blk_nums=list(cfg.dec_blk_nums))
+    net = NAFNet(**backbone)
     if pip is None:
         return net
     from pip_adapter.wrap import wrap_with_pip
@@ -198,7 +199,15 @@ def build_model(cfg: RunConfig, pip: Optional[Mapping[str, bool]]) -> nn.Module:
     torch.manual_seed(cfg.seed + 1)
     n = len(cfg.enc_blk_nums)
     return wrap_with_pip(net, degradations=list(cfg.tasks), prompt_dims=list(cfg.prompt_dims[:n]),
-                         prompt_sizes=list(cfg.prompt_sizes[:n]), **dict(pip))
+                         prompt_sizes=list(cfg.prompt_sizes[:n]), backbone_config={"type": "NAFNet", **backbone},
+                         **dict(pip))
+
+
+def save_pip_checkpoint(model: nn.Module, path: str) -> str:
+    """Export a trained PIP model as a self-describing checkpoint (for ``pip-adapter inspect`` / ``restore``)."""
+    from pip_adapter.restore.checkpoint import make_meta, save_checkpoint
+
+    return save_checkpoint(path, model, make_meta(model, source={"made_by": "bench/quality_small.py"}))
 
 
 def is_pip(model: nn.Module) -> bool:
@@ -334,6 +343,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-eval-images", type=int, default=None, help="use only the first N evaluation images")
     p.add_argument("--ablations", action="store_true", help="also train the three ablation variants")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--save-pip", default=None, help="export the trained PIP-NAFNet here (.safetensors)")
     p.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
     p.add_argument("--out", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
     p.add_argument("--no-doc", action="store_true", help="print the section instead of writing the file")
@@ -406,6 +416,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         info_rows.append([name, f"{n_params:,}", f"{tr['seconds'] / 60:.1f}", f"{tr['curve'][-1]:.4f}"])
         if name == "PIP-NAFNet":
             wrong = wrong_prompt(model, eval_set)
+            if args.save_pip:
+                save_pip_checkpoint(model, args.save_pip)
     text = render(args, cfg, results, info_rows, wrong, len(train_imgs), len(eval_imgs), time.time() - t_start)
     if args.no_doc:
         print(text)

@@ -90,3 +90,17 @@ def test_quality_table_delta():
     t = q.quality_table(res, "NAFNet (bare)")
     assert "| PIP-NAFNet | 21.00 / 0.600 | 30.50 / 0.700 | 25.75 / 0.650 | +0.75 |" in t
     assert "| NAFNet (bare) | 20.00 / 0.500 | 30.00 / 0.700 | 25.00 / 0.600 | — |" in t
+
+
+def test_saved_pip_checkpoint_reloads_identically(tmp_path):
+    from pip_adapter.restore.checkpoint import load_checkpoint
+
+    cfg = q.RunConfig(width=8, enc_blk_nums=(1, 1), dec_blk_nums=(1, 1), patch=32, prompt_dims=(8, 8),
+                      prompt_sizes=(8, 4))
+    model = q.build_model(cfg, {}).eval()
+    path = q.save_pip_checkpoint(model, str(tmp_path / "pip.safetensors"))
+    loaded = load_checkpoint(path)
+    assert loaded.degradations == list(q.TASK_NAMES)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x, torch.tensor([2])), model(x, torch.tensor([2])))
