@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..modules.pip_level import PIPLevel
 from ..omega import normalise_names, to_omega
-from .detect import LevelPlan, _iter_tensors, probe_skips
+from .detect import _iter_tensors, probe_skips
 from .sizing import DEFAULT_MAX_PROMPT_DIM, DEFAULT_PATCH_SIZE, level_sizes
 
 logger = logging.getLogger(__name__)
