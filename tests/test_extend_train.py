@@ -19,7 +19,7 @@ from tests.fixtures_extend import one_hot, tiny_pipnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNOW_PLUGIN = os.path.join(ROOT, "plugins", "snow")
-PRETRAIN_STEPS, FINETUNE_STEPS = int(os.environ.get("PT", 4)), int(os.environ.get("FT", 20))
+PRETRAIN_STEPS, FINETUNE_STEPS = 8, 30
 
 
 def _crops(n, size, seed):
@@ -98,7 +98,7 @@ def test_finetune_new_prompt_only_plain_loop():
     # what PIPModel does: an optimiser over the parameters that require grad (weight decay included)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=3e-2, weight_decay=0.05)
     assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in params}
-    ddl = DirectionalDecoupledLoss()
+    ddl = DirectionalDecoupledLoss(theta_thre=95.0)  # the recipe's margin (plugins/snow/extend_snow.yml)
     net.train()
     for step in range(FINETUNE_STEPS):
         idx = torch.arange(4) + 4 * (step % 2)
@@ -116,8 +116,7 @@ def test_finetune_new_prompt_only_plain_loop():
     for k, v in net.state_dict().items():
         if "added_prompts" not in k:
             assert torch.equal(v, frozen_before[k]), k
-    print(f"snow val PSNR before {psnr_before:.3f} after {psnr_after:.3f}")
-    assert psnr_after > psnr_before, (psnr_before, psnr_after)
+    assert psnr_after > psnr_before + 0.02, (psnr_before, psnr_after)  # measured: 17.04 -> 17.15 dB
     for level in net.pip_levels:  # every pair, old and new
         ang = prompt_angles(level.all_degradation_prompts())
         assert float(ang[~torch.eye(len(names), dtype=torch.bool)].min()) >= 90.0
