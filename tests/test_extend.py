@@ -8,10 +8,9 @@ import yaml
 
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
 from pip_adapter.wrap.extend import (apply_trainable, extend_checkpoint, extend_degradations, min_prompt_angle,
-                                     orthogonal_prompt_init, pip_levels_of, prompt_angles)
+                                     orthogonal_prompt_init, prompt_angles)
 from tests.fixtures_extend import TINY_NET, one_hot, tiny_pipnet
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _max_cos_new(all_prompts, t_old):

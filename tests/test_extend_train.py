@@ -7,7 +7,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 import yaml
@@ -122,7 +121,7 @@ def test_finetune_new_prompt_only_plain_loop():
         assert float(ang[~torch.eye(len(names), dtype=torch.bool)].min()) >= 90.0
 
 
-def test_finetune_through_basicsr_train_with_snow_plugin(tiny_pip_experiment, tmp_path, capsys):
+def test_finetune_through_basicsr_train_with_snow_plugin(tiny_pip_experiment, tmp_path):
     from pip_adapter.cli import main
     from pip_adapter.restore.checkpoint import default_builder
     from tests.fixtures_train import read_train_log, run_basicsr

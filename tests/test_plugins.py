@@ -1,6 +1,5 @@
 """Plugin loading (pip_adapter.plugins) and the two example plugins in plugins/."""
 import os
-import sys
 import textwrap
 
 import numpy as np
