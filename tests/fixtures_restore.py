@@ -84,3 +84,13 @@ def rand_image(h, w, c=3, dtype=np.uint8, seed=0):
     hi = 256 if dtype == np.uint8 else 65536
     shape = (h, w) if c == 1 else (h, w, c)
     return rng.integers(0, hi, size=shape).astype(dtype)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: on a shared, loaded CPU, OpenMP threads spinning at barriers
+    make small ops many times slower than one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

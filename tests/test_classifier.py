@@ -9,12 +9,14 @@ import torch
 from pip_adapter.restore.checkpoint import load_checkpoint, make_meta, save_checkpoint
 from pip_adapter.restore.classifier import DegradationClassifier
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NAMES = ["noise", "rain", "haze", "blur", "low_light"]
 
 
 def _small(**kw):
     torch.manual_seed(0)
-    return DegradationClassifier("resnet10t", NAMES, crop_size=32, num_crops=4, **kw)
+    return DegradationClassifier("test_resnet", NAMES, crop_size=32, num_crops=4, **kw)
 
 
 def test_forward_crops_and_probabilities():
@@ -34,7 +36,7 @@ def test_forward_crops_and_probabilities():
 
 def test_never_pretrained():
     with pytest.raises(ValueError, match="pretrained"):
-        DegradationClassifier("resnet10t", NAMES, pretrained=True)
+        DegradationClassifier("test_resnet", NAMES, pretrained=True)
 
 
 def test_export_round_trip(tmp_path):
@@ -43,7 +45,7 @@ def test_export_round_trip(tmp_path):
     save_checkpoint(path, cls, make_meta(cls))
     loaded = load_checkpoint(path)
     assert loaded.kind == "classifier" and loaded.classifier is loaded.model
-    assert loaded.meta["network"]["arch"] == "resnet10t" and loaded.degradations == NAMES
+    assert loaded.meta["network"]["arch"] == "test_resnet" and loaded.degradations == NAMES
     x = torch.rand(3, 40, 40)
     assert torch.allclose(loaded.classifier.predict_proba(x), cls.predict_proba(x), atol=1e-6)
 
@@ -52,7 +54,7 @@ def _model_opt(tmp_path):
     return {
         "name": "cls_unit", "model_type": "DegradationClassifierModel", "num_gpu": 0, "is_train": True,
         "dist": False, "rank": 0, "world_size": 1, "manual_seed": 0,
-        "network_g": {"type": "DegradationClassifier", "arch": "resnet10t", "degradations": NAMES[:3],
+        "network_g": {"type": "DegradationClassifier", "arch": "test_resnet", "degradations": NAMES[:3],
                       "crop_size": 16, "num_crops": 1},
         "path": {"pretrain_network_g": None, "strict_load_g": True, "models": str(tmp_path / "models"),
                  "log": str(tmp_path), "training_states": str(tmp_path / "states")},
@@ -119,11 +121,11 @@ def test_train_with_basicsr_export_and_auto_restore(tiny_pip_experiment, tiny_bu
     opt = yaml.safe_load(text)
     opt["name"] = "cls_tiny"
     opt["num_gpu"] = 0
-    opt["network_g"].update(arch="resnet10t", crop_size=32, num_crops=1)
+    opt["network_g"].update(arch="test_resnet", crop_size=32, num_crops=1)
     opt["datasets"]["train"].update(gt_size=32, batch_size_per_gpu=5, num_worker_per_gpu=0, dataset_enlarge_ratio=2)
-    opt["train"].update(total_iter=4, scheduler={"type": "LinearWarmupCosine", "warmup_iter": 1})
-    opt["val"]["val_freq"] = 4
-    opt["logger"].update(print_freq=2, save_checkpoint_freq=4)
+    opt["train"].update(total_iter=2, scheduler={"type": "LinearWarmupCosine", "warmup_iter": 1})
+    opt["val"]["val_freq"] = 2
+    opt["logger"].update(print_freq=1, save_checkpoint_freq=2)
     opt_path = tmp_path / "cls.yml"
     opt_path.write_text(yaml.safe_dump(opt))
     proc = run_basicsr(["train", "-opt", str(opt_path)], cwd=str(tmp_path))

@@ -11,6 +11,8 @@ from pip_adapter.restore.checkpoint import (CheckpointError, export_checkpoint, 
 from pip_adapter.restore.restorer import Restorer
 from tests.fixtures_restore import TOY_NETWORK, make_toy, rand_image
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.mark.parametrize("ext", [".safetensors", ".pth"])
 def test_export_round_trip_same_output(toy_basicsr_files, tmp_path, ext):

@@ -6,6 +6,8 @@ import torch
 from pip_adapter.restore.restorer import Restorer, image_metrics, parse_omega_spec
 from tests.fixtures_restore import make_toy, rand_image
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NAMES = ["noise", "rain", "haze", "blur", "low_light"]
 
 

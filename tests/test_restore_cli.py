@@ -10,6 +10,8 @@ from pip_adapter.restore.image_io import read_image, write_image
 from pip_adapter.restore.restorer import Restorer
 from tests.fixtures_restore import TOY_NETWORK, rand_image, write_png
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture
 def model_file(toy_basicsr_files, tmp_path):
@@ -83,7 +85,7 @@ def test_restore_auto_with_bundled_classifier(toy_basicsr_files, inputs, tmp_pat
     import torch
     from pip_adapter.restore.classifier import DegradationClassifier
     torch.manual_seed(0)
-    cls = DegradationClassifier("resnet10t", TOY_NETWORK["degradations"], crop_size=32, num_crops=1)
+    cls = DegradationClassifier("test_resnet", TOY_NETWORK["degradations"], crop_size=32, num_crops=1)
     cls_file = str(tmp_path / "cls.safetensors")
     save_checkpoint(cls_file, cls, make_meta(cls))
     bundle = str(tmp_path / "bundle.safetensors")

@@ -7,6 +7,8 @@ import pytest
 from pip_adapter.restore.image_io import (ImageReadError, apply_exif_orientation, array_to_float,
                                           float_to_array, read_image, write_image)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _rng_image(shape, dtype, seed=0):
     rng = np.random.default_rng(seed)

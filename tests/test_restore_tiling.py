@@ -6,6 +6,8 @@ import torch.nn as nn
 from pip_adapter.restore.tiling import (count_tiles, pad_to_multiple, ramp_window, run_padded, tile_spans,
                                         tile_starts, tiled_forward)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _local_net(seed=0):
     torch.manual_seed(seed)
