@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 AUTO = "auto"
 AUTO_MODES = ("weights", "argmax")
+_LARGE_PIXELS = 4_000_000  # above this, whole-image restoration warns about memory
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -221,6 +222,9 @@ class Restorer:
             out = tiled_forward(fn, x.cpu(), tile=tile, overlap=overlap, multiple=self.multiple,
                                 device=self.device, progress=progress, scale=scale)
         else:
+            if h * w > _LARGE_PIXELS:
+                logger.warning("restoring a %dx%d image in one piece needs full-size feature maps; "
+                               "use tiles (--tile 512) if memory runs short", w, h)
             xf = x.to(self.device, torch.float32)
             if scale != 1.0:
                 xf = xf * scale
