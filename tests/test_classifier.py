@@ -146,3 +146,22 @@ def test_train_with_basicsr_export_and_auto_restore(tiny_pip_experiment, tiny_bu
     captured = capsys.readouterr()
     assert "auto:" in captured.out + captured.err
     assert len(os.listdir(tmp_path / "out")) == len(os.listdir(rain))
+
+
+def test_auto_omega_same_from_stored_pixels_and_floats(toy_net):
+    """Restorer passes stored uint16/gray pixels with a scale: the classifier sees the same image."""
+    from pip_adapter.restore.restorer import Restorer
+    from tests.fixtures_restore import rand_image
+
+    cls = _small().eval()
+    r = Restorer(toy_net, NAMES, multiple=2, device="cpu", classifier=cls)
+    img = rand_image(40, 36, c=1, dtype=np.uint16, seed=5)
+    out = r(img, degradation="auto")
+    assert out.shape == img.shape and out.dtype == np.uint16
+    x = torch.from_numpy(img.astype(np.float32) / 65535.0)[None].expand(3, -1, -1)
+    expected = cls.predict_proba(x)
+    got = torch.tensor([r.last_omega[n] for n in NAMES])
+    assert torch.allclose(got, expected, atol=1e-5)
+    small = rand_image(12, 10, seed=6)  # smaller than the crop: padded as floats
+    r(small, degradation="auto")
+    assert abs(sum(r.last_omega.values()) - 1) < 1e-5
