@@ -11,6 +11,8 @@ from pip_adapter.wrap.extend import (apply_trainable, extend_checkpoint, extend_
                                      orthogonal_prompt_init, prompt_angles)
 from tests.fixtures_extend import TINY_NET, one_hot, tiny_pipnet
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 
 def _max_cos_new(all_prompts, t_old):

@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 import yaml
@@ -19,6 +20,8 @@ from tests.fixtures_extend import one_hot, tiny_pipnet
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNOW_PLUGIN = os.path.join(ROOT, "plugins", "snow")
 PRETRAIN_STEPS, FINETUNE_STEPS = 8, 30
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _crops(n, size, seed):

@@ -10,6 +10,8 @@ from pip_adapter import plugins as pl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _write(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
