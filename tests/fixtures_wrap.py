@@ -243,3 +243,25 @@ class PlainNet(nn.Module):
     def forward(self, x):
         y = self.up(self.down(self.body(self.head(x))))
         return self.tail(y) + x
+
+
+class SharedPoolUNet(nn.Module):
+    """One ``nn.MaxPool2d`` instance serves every level (a module called several times per forward)."""
+
+    def __init__(self, c: int = 4):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.enc1 = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.ReLU())
+        self.enc2 = nn.Sequential(nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU())
+        self.bott = nn.Conv2d(2 * c, 2 * c, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2)
+        self.dec2 = nn.Conv2d(4 * c, c, 3, padding=1)
+        self.dec1 = nn.Conv2d(2 * c, 3, 3, padding=1)
+
+    def forward(self, x, pips=None, omega=None):
+        p = (lambda i, z: pips[i](z, omega)) if pips is not None else (lambda i, z: z)
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        b = self.bott(self.pool(e2))
+        d2 = self.dec2(torch.cat([self.up(b), p(1, e2)], 1))
+        return self.dec1(torch.cat([self.up(d2), p(0, e1)], 1))

@@ -9,7 +9,7 @@ from pip_adapter.backbones import NAFNet, Restormer, RestormerPIPRelease
 from pip_adapter.backbones.restormer import pad_to_multiple
 from pip_adapter.wrap import probe_skips, wrap_with_pip
 from pip_adapter.wrap.detect import parse_level_spec
-from tests.fixtures_wrap import FunctionalUNet, GatedUNet, ListUNet, PlainNet, TinyCatUNet, TinyNAF
+from tests.fixtures_wrap import FunctionalUNet, GatedUNet, ListUNet, PlainNet, SharedPoolUNet, TinyCatUNet, TinyNAF
 
 SMALL = dict(prompt_dims=8, prompt_sizes=4)
 
@@ -103,6 +103,7 @@ def test_restormer_matches_hand_written_forward(cls):
     (FunctionalUNet, "concat", "intercept"),
     (ListUNet, "concat", "consumer"),
     (GatedUNet, "other", "consumer"),
+    (SharedPoolUNet, "concat", "producer"),
 ])
 def test_unet_matrix(cls, merge, strategy):
     torch.manual_seed(0)
