@@ -245,4 +245,7 @@ def test_pip_config_is_json_and_wrapper_refuses_double_wrap():
     assert len(cfg["pip_levels"]) == 2 and cfg["pip_levels"][0]["channels"] == 4
     with pytest.raises(ValueError, match="already wrapped"):
         wrap_with_pip(model)
+    sized = wrap_with_pip(TinyNAF(), example_input_size=(3, 32, 40), **SMALL)
+    assert sized.pip_config()["example_input_size"] == [3, 32, 40]
+    assert [i["probe_shape"][2:] for i in sized.skip_info] == [[32, 40], [16, 20]]
     assert isinstance(model, PIPWrappedModel)

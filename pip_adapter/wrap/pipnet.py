@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from ..modules.release_keys import load_release_level, ours_to_release_prefixed, release_prefixes, split_prefixed
-from .detect import default_probe_input
 from .wrapper import PIPWrappedModel
 
 logger = logging.getLogger(__name__)
@@ -66,13 +65,9 @@ class PIPNet(PIPWrappedModel):
         else:
             raise ValueError(f"PIPNet: backbone must be a dict like {{'type': 'NAFNet', ...}} or an nn.Module, "
                              f"got {type(backbone).__name__}")
-        size = example_input_size
-        if isinstance(size, int):
-            size = [size]
-        example = default_probe_input(net, size) if size is not None else None
-        super().__init__(net, degradations=degradations, example_input=example, levels=levels,
-                         prompt_dims=prompt_dims, prompt_sizes=prompt_sizes, backbone_config=cfg,
-                         example_input_size=list(size) if size is not None else None, **pip_options)
+        super().__init__(net, degradations=degradations, levels=levels, prompt_dims=prompt_dims,
+                         prompt_sizes=prompt_sizes, backbone_config=cfg, example_input_size=example_input_size,
+                         **pip_options)
         from .extend import extend_degradations, install_migration_hooks
         if added_degradations:
             extend_degradations(self, added_degradations)

@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..modules.pip_level import PIPLevel
 from ..omega import normalise_names, to_omega
-from .detect import _iter_tensors, probe_skips
+from .detect import _iter_tensors, default_probe_input, probe_skips
 from .sizing import DEFAULT_MAX_PROMPT_DIM, DEFAULT_PATCH_SIZE, level_sizes
 
 logger = logging.getLogger(__name__)
@@ -264,8 +264,13 @@ class PIPWrappedModel(nn.Module):
         self._pip_disabled = 0
         self._unwrapped = False
         self._backbone_config = dict(backbone_config) if backbone_config is not None else None
+        if isinstance(example_input_size, int):
+            example_input_size = [example_input_size]
         self._example_input_size = list(example_input_size) if example_input_size is not None else None
 
+        if example_input is None and example_input_size is not None:
+            example_input = default_probe_input(backbone, [example_input_size] if isinstance(example_input_size, int)
+                                                else example_input_size)
         probe = probe_skips(backbone, example_input, levels)
         self._plans: List[Dict[str, Any]] = [p.to_dict() for p in probe.levels]
         channels = [p.channels for p in probe.levels]
@@ -491,7 +496,8 @@ def wrap_with_pip(model: nn.Module, degradations: Any = None, example_input: Opt
             NAFNet/Restormer, else the rule in :mod:`pip_adapter.wrap.sizing`.
         **pip_options: :class:`~pip_adapter.modules.pip_level.PIPLevel` options (``p2p_heads``,
             ``prompt_reduce``, ...), ``patch_size`` (training crop, for the sizing rule), ``max_prompt_dim``,
-            ``backbone_config`` (``{"type": ..., **kwargs}`` recorded in ``pip_config()``).
+            ``backbone_config`` (``{"type": ..., **kwargs}`` recorded in ``pip_config()``),
+            ``example_input_size`` (probe input size instead of ``example_input``, kept in ``pip_config()``).
 
     Returns a :class:`PIPWrappedModel`; ``model(x, omega)`` with ω as labels, B×T weights, names or a dict.
     Raises ``ValueError`` when no skip is found (the message says what the probe saw and how to override).
