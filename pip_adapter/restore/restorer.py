@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -256,7 +257,10 @@ class Restorer:
                         tile: Optional[int], tile_overlap: Optional[int],
                         progress: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, Dict[str, float], str]:
         """Restore H×W×(1|3) pixels as stored (values × ``scale`` in [0, 1]); gray is used as three channels."""
-        x = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a view: no copy of the image
+        with warnings.catch_warnings():
+            # read-only arrays (np.asarray of a PIL image) are fine: the view is only read
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a view: no copy of the image
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         w, desc = self.omega_for(x, degradation=degradation, omega=omega, auto_mode=auto_mode, scale=scale)
