@@ -205,6 +205,12 @@ def test_extend_basicsr_checkpoint_then_exported_file(tmp_path):
             assert _max_cos_new(allp, 3) < 0                    # obtuse to *its own* old prompts
     with pytest.raises(FileExistsError, match="--overwrite"):
         extend_checkpoint(ckpt, ["snow"], out, opt=opt)
+    # the extended file names its types: an option file with other types is refused by name
+    other_opt = str(tmp_path / "other.yml")
+    with open(other_opt, "w") as fh:
+        yaml.safe_dump({"network_g": dict(TINY_NET, degradations=["noise", "haze", "rain", "snow"])}, fh)
+    with pytest.raises(ValueError, match="not the first types"):
+        extend_checkpoint(out, ["jpeg"], str(tmp_path / "bad.pth"), opt=other_opt)
     # the file carries its network: no --opt needed for a second extension, to an exported file
     exp = str(tmp_path / "ext2.safetensors")
     info2 = extend_checkpoint(out, ["jpeg"], exp)

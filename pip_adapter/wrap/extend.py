@@ -479,6 +479,9 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
         except (TypeError, KeyError) as err:
             raise ValueError(f"{ckpt}: cannot build its network {network.get('type')!r}: {err}") from err
         state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+        if bsr_meta.get("degradations") and getattr(model, "degradations", None):
+            # an option file of another model (other types, or another order) is caught here, by name
+            check_names_extend(bsr_meta["degradations"], model.degradations)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
