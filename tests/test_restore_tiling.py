@@ -116,5 +116,6 @@ def test_tiled_with_multiple_and_progress():
     x = torch.rand(1, 3, 50, 41)
     out = tiled_forward(net, x, tile=20, overlap=6, multiple=8, progress=ticks.append)
     assert all(h % 8 == 0 and w % 8 == 0 for h, w in seen)
+    assert max(max(hw) for hw in seen) <= 24 + 8  # the network never sees more than one (padded) tile
     assert len(ticks) == count_tiles(50, 41, 24, 6, 8) == len(seen)
     assert torch.allclose(out, x + 0.5, atol=1e-6)
