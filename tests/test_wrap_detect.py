@@ -176,3 +176,15 @@ def test_square_and_padded_probe_inputs_give_the_same_levels():
     # NAFNet pads 30×45 to 32×48 inside forward: reductions are still whole powers of two
     info = wrap_with_pip(tiny_nafnet(), example_input=torch.rand(1, 3, 30, 45), **SMALL).skip_info
     assert [(i["module"], i["reduction"]) for i in info] == [("encoders.0", 1), ("encoders.1", 2), ("encoders.2", 4)]
+
+
+def test_square_probe_does_not_take_channel_attention_for_a_skip():
+    # on a square input NAFNet's global-pooled 1×1 attention vector looks like a (very coarse) feature map;
+    # being broadcast back onto the block's feature is no U-Net path, so block inputs are not skips
+    for example in [torch.zeros(1, 3, 32, 32), torch.rand(1, 3, 16, 16)]:
+        info = wrap_with_pip(tiny_nafnet(), example_input=example, **SMALL).skip_info
+        assert [(i["module"], i["reduction"]) for i in info] == [
+            ("encoders.0", 1), ("encoders.1", 2), ("encoders.2", 4)]
+    # too small a probe: the 1×1 bottleneck is not a level, and the notes say why
+    small = wrap_with_pip(tiny_nafnet(), example_input=torch.rand(1, 3, 8, 8), **SMALL)
+    assert len(small.skip_info) == 2 and "larger example_input" in small.describe()

@@ -10,10 +10,11 @@ input's (the default probe input is deliberately non-square, 64×96, so that cha
 convolution weights do not look like feature maps); its *reduction* is input size / feature size.
 
 A **skip** is found from where it ends: an operation ``M`` (the *merge*) with two spatial inputs of the same
-size, ``Y`` and ``Z'``, where ``Y`` has an ancestor at a coarser resolution (the network went down and came back
-up) and ``Z'`` does not need one.  Walking back from ``Z'`` through tensors that are not coarser gives the
+size, ``Y`` and ``Z'``, where ``Y`` was made from a coarser tensor by an up-sampling operation (one whose
+spatial inputs are all coarser than its output: interpolation, pixel shuffle, transposed convolution; a 1×1
+global-pooled tensor broadcast back does not count) and ``Z'`` need not have been.  Walking back from ``Z'`` through tensors that are not coarser gives the
 *flat ancestors* of ``Z'``; among them, the *branch point* is the latest tensor at the merge's resolution that
-also feeds, through a different operation, a tensor leading to the coarse ancestors of ``Y``.  That branch
+also feeds, through a different operation, a tensor leading to the coarse inputs of ``Y``'s up-sampling.  That branch
 point is the skip tensor ``Z``: the encoder stage output that goes both down and across.  Residual connections
 inside blocks are not branch points (both of their uses stay on the flat path), the network input and tensors
 made from it without parameters (a global residual, possibly padded) are ignored, and merges with a broadcast
@@ -342,14 +343,35 @@ class _Graph:
                 self.consumers[i].append(op.eid)
                 for o in op.outs:
                     self.children[i].append(o)
-        # highest reduction seen among each node's ancestors (itself included)
-        self.maxres = [0.0] * n
+        # up-sampling ops: every spatial input is coarser than the spatial output (interpolate, pixel
+        # shuffle, transposed conv).  A 1×1 input (global pooling broadcast back, channel attention) does not
+        # count: that is not a U-Net path.
+        self.up_ops: set = set()
+        self.global_ups = 0
+        for op in self.ops:
+            outs = [self.nodes[o] for o in op.outs if self.nodes[o].res is not None]
+            ins = [self.nodes[i] for i in op.ins if self.nodes[i].res is not None]
+            if not outs or not ins:
+                continue
+            r_out = min(o.res for o in outs)
+            if all(i.res > r_out * _SAME_LEVEL for i in ins):
+                if all(i.shape[2] * i.shape[3] > 1 for i in ins):
+                    self.up_ops.add(op.eid)
+                else:
+                    self.global_ups += 1
+        # low[n]: the coarsest reduction n's value has been to and come back up from (0: never)
+        self.low = [0.0] * n
         for nd in self.nodes:
-            m = nd.res or 0.0
+            m = 0.0
             for p in nd.parents:
-                if self.maxres[p] > m:
-                    m = self.maxres[p]
-            self.maxres[nd.nid] = m
+                if self.low[p] > m:
+                    m = self.low[p]
+            if nd.op is not None and nd.op in self.up_ops:
+                for i in self.ops[nd.op].ins:
+                    res = self.nodes[i].res
+                    if res is not None and res > m:
+                        m = res
+            self.low[nd.nid] = m
         self._fa_cache: Dict[Tuple[int, float], set] = {}
         self._rc_cache: Dict[Tuple[int, float], set] = {}
 
@@ -375,7 +397,8 @@ class _Graph:
         return seen
 
     def reaching_coarse(self, nid: int, r: float) -> set:
-        """Ancestors of ``nid`` that are coarser than ``r`` or lead to such an ancestor of ``nid``."""
+        """Ancestors of ``nid`` on its way down and back up: the coarser-than-``r`` inputs of the up-sampling
+        ops ``nid`` depends on, and every ancestor of ``nid`` leading to them."""
         key = (nid, r)
         if key in self._rc_cache:
             return self._rc_cache[key]
@@ -388,10 +411,17 @@ class _Graph:
                     anc.add(p)
                     todo.append(p)
         lim = r * _SAME_LEVEL
+        seeds = set()
+        for a in anc:
+            op = self.nodes[a].op
+            if op is not None and op in self.up_ops:
+                for i in self.ops[op].ins:
+                    res = self.nodes[i].res
+                    if res is not None and res > lim:
+                        seeds.add(i)
         rc: set = set()
         for a in sorted(anc, reverse=True):   # node ids are a topological order
-            res = self.nodes[a].res
-            if (res is not None and res > lim) or any(c in rc for c in self.children[a] if c in anc):
+            if a in seeds or any(c in rc for c in self.children[a] if c in anc):
                 rc.add(a)
         rc.discard(nid)
         self._rc_cache[key] = rc
@@ -407,8 +437,8 @@ class _Graph:
                 continue
             for y in sp:
                 ry = self.nodes[y].res
-                if self.maxres[y] <= ry * _SAME_LEVEL:
-                    continue   # y never went coarser
+                if self.low[y] <= ry * _SAME_LEVEL:
+                    continue   # y did not come back up from a coarser level
                 for zp in sp:
                     if zp == y or self.nodes[zp].shape[2:] != self.nodes[y].shape[2:]:
                         continue
@@ -610,6 +640,10 @@ def probe_skips(model: nn.Module, example_input: Optional[Any] = None,
     rec.cur.clear()
     g = _Graph(rec)
     notes: List[str] = []
+    if g.global_ups:
+        notes.append(f"{g.global_ups} operation(s) bring a 1×1 feature back to a larger size; that is taken as "
+                     "global context, not as a U-Net level (if the bottleneck is 1×1 at this probe size, give a "
+                     "larger example_input)")
     merges = g.find_merges(notes)
 
     def producers_of(nid: int) -> List[Tuple[_Call, Path]]:
