@@ -2,9 +2,14 @@
 import glob
 import os
 
-import torch
+# One thread per process: the tests use tiny tensors (thread start-up dominates) and several tests
+# start worker processes (torchrun, DataLoader workers) on CI's 2 cores, which oversubscribe otherwise.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 _here = os.path.dirname(__file__)
 pytest_plugins = sorted(
