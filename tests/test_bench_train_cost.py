@@ -25,6 +25,7 @@ def test_measure_quick_steps_both_models():
     assert res["params"]["PIPModel"] > res["params"]["SRModel"]
     text = tc.render(res, {"cpu": "x"}, "python bench/train_cost.py --quick")
     assert "| SRModel (bare NAFNet) |" in text and f"{res['ratio']:.3f}" in text
+    assert res["cpu_ratio"] == pytest.approx(res["PIPModel_cpu_s"] / res["SRModel_cpu_s"])
 
 
 def test_a_step_updates_the_weights(tmp_path):
