@@ -1,6 +1,6 @@
 """Small-scale quality: a tiny NAFNet vs. the same NAFNet with PIP, trained identically on three tasks.
 
-Run from the repository root (the default settings take about an hour on 2 CPU cores)::
+Run from the repository root (default settings: under an hour on 2 CPU cores; --ablations adds about 1.5×)::
 
     python bench/quality_small.py --eval-images DIR [--train-images DIR] [--ablations]
 
@@ -172,7 +172,7 @@ class RunConfig:
     enc_blk_nums: Tuple[int, ...] = (1, 1, 1, 1)
     middle_blk_num: int = 1
     dec_blk_nums: Tuple[int, ...] = (1, 1, 1, 1)
-    steps: int = 1500
+    steps: int = 1000
     batch: int = 8
     patch: int = 64
     lr: float = 1e-3
