@@ -1,6 +1,6 @@
 """Small-scale quality: a tiny NAFNet vs. the same NAFNet with PIP, trained identically on three tasks.
 
-Run from the repository root (default settings: under an hour on 2 CPU cores; --ablations adds about 1.5×)::
+Run from the repository root (default settings: under an hour on 2 CPU cores; --ablations makes it about 3× longer)::
 
     python bench/quality_small.py --eval-images DIR [--train-images DIR] [--ablations]
 
