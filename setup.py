@@ -26,7 +26,8 @@ setup(
         "Pillow",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout"],
+        # the test suite also draws inspect's figures, so dev includes the viz packages
+        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn"],
         "viz": ["matplotlib", "scikit-learn"],
     },
     entry_points={
