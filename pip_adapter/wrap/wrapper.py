@@ -423,14 +423,17 @@ class PIPWrappedModel(nn.Module):
         return load_pip_state_dict(self, state, strict=strict)
 
     def print_trainable_parameters(self) -> Dict[str, float]:
-        """Print (like PEFT) and log trainable / all parameters; returns the numbers."""
+        """Report trainable / all parameters like PEFT, through the logger (INFO); returns the numbers.
+
+        Library code never prints: configure logging (e.g. ``logging.basicConfig(level="INFO")``) to see
+        the line, or use the returned ``summary``.
+        """
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
         pct = 100.0 * trainable / total if total else 0.0
         msg = f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {pct:.4f}"
         logger.info(msg)
-        print(msg)  # the method's purpose (PEFT's API); library code otherwise only logs
-        return {"trainable": trainable, "all": total, "trainable_percent": pct}
+        return {"trainable": trainable, "all": total, "trainable_percent": pct, "summary": msg}
 
     # ------------------------------------------------------------------ description
     @property
