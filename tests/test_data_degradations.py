@@ -54,10 +54,17 @@ def test_physical_properties():
     # rain: screen blending only brightens (up to rounding)
     rain = get_synthesizer("rain")(img, rng).astype(int)
     assert (rain >= img.astype(int) - 1).all() and rain.mean() > img.mean()
-    # blur: a normalised kernel keeps the mean, reduces high-frequency energy
-    bl = get_synthesizer("blur")(img, rng).astype(float)
-    assert abs(bl.mean() - img.mean()) < 3.0
-    assert np.abs(np.diff(bl, axis=1)).mean() < np.abs(np.diff(img.astype(float), axis=1)).mean()
+    # blur (defocus) and motion blur: a normalised kernel keeps the mean, reduces high-frequency energy
+    for name in ("blur", "motion_blur"):
+        bl = get_synthesizer(name)(img, rng).astype(float)
+        assert abs(bl.mean() - img.mean()) < 3.0, name
+        assert np.abs(np.diff(bl, axis=1)).mean() < np.abs(np.diff(img.astype(float), axis=1)).mean(), name
+    # defocus is isotropic: a wider σ blurs more, equally along both axes
+    soft = get_synthesizer("blur")(img, np.random.default_rng(0), sigma=1.0).astype(float)
+    softer = get_synthesizer("blur")(img, np.random.default_rng(0), sigma=3.0).astype(float)
+    assert np.abs(np.diff(softer, axis=0)).mean() < np.abs(np.diff(soft, axis=0)).mean()
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        get_synthesizer("blur")(img, rng, sigma=0.0)
     k = motion_kernel(np.random.default_rng(3), 15)
     assert k.shape == (15, 15) and abs(k.sum() - 1) < 1e-5 and (k >= 0).all()
     d = depth_prior((40, 30), np.random.default_rng(0))

@@ -1,6 +1,7 @@
 """Built-in data preparation, ensure_builtin, overwrite safety, the CLI and standard-layout conversion."""
 import collections
 import json
+import logging
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from pip_adapter.data import (MixedDegradationDataset, builtin_dataset_options, convert_standard, ensure_builtin,
                               prepare_builtin)
+from pip_adapter.data.builtin import BUILTIN_VERSION
 from pip_adapter.data.lmdb_io import LmdbReader, read_pairs_file
 from pip_adapter.degradations import register_synthesizer, unregister_synthesizer
 from pip_adapter.omega import DEFAULT_DEGRADATIONS
@@ -72,6 +74,26 @@ def test_prepare_is_reproducible_and_refuses_to_clobber(builtin_data_dir, tmp_pa
     assert not [p for p in os.listdir(tmp_path) if ".partial-" in p or ".old-" in p]
     # a fresh folder is built by ensure_builtin
     assert os.path.isfile(os.path.join(ensure_builtin(str(tmp_path / "fresh"), **TINY_BUILTIN), "manifest.json"))
+
+
+def test_ensure_builtin_rebuilds_data_of_an_older_version(tmp_path, caplog):
+    out = str(tmp_path / "old")
+    prepare_builtin(out, **TINY_BUILTIN)
+    man_path = os.path.join(out, "manifest.json")
+    with open(man_path, encoding="utf-8") as fh:
+        man = json.load(fh)
+    man["version"] = BUILTIN_VERSION - 1
+    with open(man_path, "w", encoding="utf-8") as fh:
+        json.dump(man, fh)
+    open(os.path.join(out, "stale.txt"), "w").close()  # stands for the older synthesisers' files
+    with caplog.at_level(logging.WARNING, logger="pip_adapter"):
+        assert ensure_builtin(out, **TINY_BUILTIN) == os.path.abspath(out)
+    assert "rebuilding" in caplog.text
+    with open(man_path, encoding="utf-8") as fh:
+        assert json.load(fh)["version"] == BUILTIN_VERSION
+    assert not os.path.exists(os.path.join(out, "stale.txt"))
+    assert MixedDegradationDataset(dict(builtin_dataset_options(out)["train"], phase="train"))[0]["gt"].ndim == 3
+    assert not [p for p in os.listdir(tmp_path) if ".partial-" in p or ".old-" in p]
 
 
 def test_plugin_degradation_goes_through_the_registry(tmp_path):

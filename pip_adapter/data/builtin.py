@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 TRAIN_IMAGES: Tuple[str, ...] = ("astronaut.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png",
                                  "hubble_deep_field.jpg", "ihc.png", "retina.jpg")
 VAL_IMAGES: Tuple[str, ...] = ("chelsea.png", "rocket.jpg")
-BUILTIN_VERSION = 1
+BUILTIN_VERSION = 2  # 2: built-in blur is defocus (Gaussian PSF) instead of motion blur
 
 
 def skimage_data_dir() -> str:
@@ -293,10 +293,17 @@ def ensure_builtin(out_dir: str, progress: bool = True, **kwargs: Any) -> str:
     """Reuse ``out_dir`` when it holds complete built-in data, else build it with ``prepare_builtin``.
 
     A folder that exists but is not complete built-in data raises ``FileExistsError`` (nothing is deleted).
-    Different ``kwargs`` from the stored parameters only log a warning: delete the folder to rebuild.
+    Built-in data of an older ``BUILTIN_VERSION`` (other synthesisers) is rebuilt in place: it is generated,
+    and the new folder replaces it only once complete.  Different ``kwargs`` from the stored parameters only
+    log a warning: delete the folder to rebuild.
     """
     out_abs = os.path.abspath(os.fspath(out_dir))
     man = read_manifest(out_abs)
+    if (man is not None and man.get("kind") == "builtin" and man.get("complete")
+            and man.get("version") != BUILTIN_VERSION):
+        logger.warning("built-in data in %s is version %s, this pip-adapter makes version %s; rebuilding it",
+                       out_abs, man.get("version"), BUILTIN_VERSION)
+        return prepare_builtin(out_abs, overwrite=True, progress=progress, **kwargs)
     if man is not None and man.get("kind") == "builtin" and man.get("complete"):
         differ = {k: v for k, v in kwargs.items()
                   if k in man and man[k] != (list(v) if isinstance(v, tuple) else v)}

@@ -6,10 +6,11 @@ Plugins add a type with ``@register_synthesizer("snow")`` on ``f(img_uint8_HWC_R
 from .registry import (Synthesizer, check_image, get_synthesizer, list_synthesizers, register_synthesizer,
                        unregister_synthesizer)
 from . import builtin as _builtin  # noqa: F401  (registers noise, rain, haze, blur, low_light)
-from .builtin import depth_prior, gaussian_noise, haze, low_light, motion_blur, motion_kernel, rain_streaks
+from .builtin import (defocus_blur, depth_prior, gaussian_noise, haze, low_light, motion_blur, motion_kernel,
+                      rain_streaks)
 
 __all__ = [
     "Synthesizer", "check_image", "get_synthesizer", "list_synthesizers", "register_synthesizer",
-    "unregister_synthesizer", "depth_prior", "gaussian_noise", "haze", "low_light", "motion_blur",
+    "unregister_synthesizer", "defocus_blur", "depth_prior", "gaussian_noise", "haze", "low_light", "motion_blur",
     "motion_kernel", "rain_streaks",
 ]

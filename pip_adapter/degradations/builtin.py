@@ -11,8 +11,9 @@ parameters from the given ranges, so one seed reproduces one result.
 * ``haze``: atmospheric scattering ``I = J·t + A·(1 − t)``, ``t = exp(−β·d)``, ``d`` a depth map in [0, 1]
   (1 = far) rescaled to ``[d_min, 1]``; without a given depth a smooth prior is used (a vertical gradient,
   far at the top, plus low-frequency noise).
-* ``blur``: motion blur with a random camera-shake kernel (a random-walk trajectory with momentum,
-  rasterised with bilinear splatting and normalised to sum 1), reflect padding.
+* ``blur``: defocus blur, a Gaussian point-spread function of random width σ (pixels), reflect padding.
+* ``motion_blur`` (not a default type, for ``synthesizer: motion_blur``): a random camera-shake kernel (a
+  random-walk trajectory with momentum, rasterised with bilinear splatting and normalised to sum 1).
 * ``low_light``: exposure scaling and gamma ``y = e·x^γ`` on [0, 1], then Poisson shot noise at a random
   photon count and Gaussian read noise, rounded to uint8.
 """
@@ -172,7 +173,22 @@ def motion_kernel(rng: np.random.Generator, size: int, steps: int = 64, momentum
     return (k / k.sum()).astype(np.float32)
 
 
-@register_synthesizer("blur", description="motion blur with a random camera-shake kernel")
+@register_synthesizer("blur", description="defocus blur: a Gaussian point-spread function")
+def defocus_blur(img: np.ndarray, rng: np.random.Generator, sigma: Range = (1.0, 2.5)) -> np.ndarray:
+    """Defocus blur: a Gaussian PSF of standard deviation ``sigma`` pixels (drawn per image).
+
+    The built-in ``blur`` type.  An isotropic PSF is what a small network learns to invert within the
+    quickstart's minutes; blind motion deblurring (``motion_blur``) needs far longer training
+    (docs/DATA.md gives the measurements).
+    """
+    s = _draw(rng, sigma)
+    if s <= 0:
+        raise ValueError(f"blur: sigma must be > 0 pixels, got {s}")
+    out = cv2.GaussianBlur(img.astype(np.float32), (0, 0), s, borderType=cv2.BORDER_REFLECT)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@register_synthesizer("motion_blur", description="motion blur with a random camera-shake kernel")
 def motion_blur(img: np.ndarray, rng: np.random.Generator, kernel_size: Range = (0.04, 0.1),
                 min_size: int = 5, max_size: int = 31) -> np.ndarray:
     """Motion blur.
