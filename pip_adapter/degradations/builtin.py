@@ -177,9 +177,8 @@ def motion_kernel(rng: np.random.Generator, size: int, steps: int = 64, momentum
 def defocus_blur(img: np.ndarray, rng: np.random.Generator, sigma: Range = (1.0, 2.5)) -> np.ndarray:
     """Defocus blur: a Gaussian PSF of standard deviation ``sigma`` pixels (drawn per image).
 
-    The built-in ``blur`` type.  An isotropic PSF is what a small network learns to invert within the
-    quickstart's minutes; blind motion deblurring (``motion_blur``) needs far longer training
-    (docs/DATA.md gives the measurements).
+    The built-in ``blur`` type.  A small network learns to invert an isotropic PSF within the quickstart's
+    minutes; with ``motion_blur`` it did not beat the blurred input there (docs/DATA.md has the figures).
     """
     s = _draw(rng, sigma)
     if s <= 0:
