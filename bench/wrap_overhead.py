@@ -23,40 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import (command_line, machine_info, markdown_table, median, time_interleaved,  # noqa: E402
                           update_doc_section)
 from pip_adapter.backbones import NAFNet, Restormer  # noqa: E402
-from pip_adapter.backbones.restormer import pad_to_multiple  # noqa: E402
 from pip_adapter.wrap import wrap_with_pip  # noqa: E402
-
-
-def nafnet_reference(net, inp, pips, w):
-    """NAFNet's forward with ``pips[i]`` on skip i right before ``up(x) + skip``."""
-    h, wd = inp.shape[-2:]
-    inp = net.check_image_size(inp)
-    x = net.intro(inp)
-    skips = []
-    for enc, down in zip(net.encoders, net.downs):
-        x = enc(x)
-        skips.append(x)
-        x = down(x)
-    x = net.middle_blks(x)
-    n = len(skips)
-    for j, (dec, up, skip) in enumerate(zip(net.decoders, net.ups, skips[::-1])):
-        x = up(x) + pips[n - 1 - j](skip, w)
-        x = dec(x)
-    return (net.ending(x) + inp)[:, :, :h, :wd]
-
-
-def restormer_reference(net, img, pips, w):
-    """Restormer's forward with ``pips[i]`` on skip i right before the concatenation."""
-    h, wd = img.shape[-2:]
-    img = pad_to_multiple(img, net.pad_multiple)
-    e1 = net.encoder_level1(net.patch_embed(img))
-    e2 = net.encoder_level2(net.down1_2(e1))
-    e3 = net.encoder_level3(net.down2_3(e2))
-    lat = net.latent(net.down3_4(e3))
-    x = net.decoder_level3(net.reduce_chan_level3(torch.cat([net.up4_3(lat), pips[2](e3, w)], 1)))
-    x = net.decoder_level2(net.reduce_chan_level2(torch.cat([net.up3_2(x), pips[1](e2, w)], 1)))
-    x = net.refinement(net.decoder_level1(torch.cat([net.up2_1(x), pips[0](e1, w)], 1)))
-    return (net.output(x) + img)[:, :, :h, :wd]
+from tests.references import nafnet_reference, restormer_reference  # noqa: E402  (the tests' ground truth)
 
 
 def mechanism_cost(model, x, labels, repeats: int) -> dict:
