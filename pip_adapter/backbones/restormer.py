@@ -258,6 +258,10 @@ class Restormer(nn.Module):
             raise ValueError(f"{type(self).__name__} expects a B×{self.inp_channels}×H×W tensor, "
                              f"got shape {tuple(x.shape)}")
 
+    def _reduce_latent(self, latent: Tensor) -> Tensor:
+        # the official Restormer upsamples the latent as it is; the PIP release reduces it first
+        return latent
+
     def forward(self, inp_img: Tensor) -> Tensor:
         """Restore ``inp_img`` (B×inp_channels×H×W, any H, W); returns B×out_channels×H×W."""
         self._check_input(inp_img)
@@ -268,7 +272,7 @@ class Restormer(nn.Module):
         out_enc_level1 = self.encoder_level1(inp_enc_level1)
         out_enc_level2 = self.encoder_level2(self.down1_2(out_enc_level1))
         out_enc_level3 = self.encoder_level3(self.down2_3(out_enc_level2))
-        latent = self.latent(self.down3_4(out_enc_level3))
+        latent = self._reduce_latent(self.latent(self.down3_4(out_enc_level3)))
 
         x = torch.cat([self.up4_3(latent), out_enc_level3], 1)
         x = self.decoder_level3(self.reduce_chan_level3(x))

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
-from .restormer import Restormer, Upsample, pad_to_multiple
+from .restormer import Restormer, Upsample
 
 __all__ = ["RestormerPIPRelease", "RELEASE_UNUSED_CONVS", "RELEASE_PIP_PREFIXES", "release_unused_convs",
            "split_release_state_dict"]
@@ -96,28 +95,5 @@ class RestormerPIPRelease(Restormer):
         self.up4_3 = Upsample(dim * 4)
         self.reduce_chan_level3 = nn.Conv2d(dim * 2 + dim * 4, dim * 4, 1, bias=bias)
 
-    def forward(self, inp_img: Tensor) -> Tensor:
-        """Restore ``inp_img`` (B×inp_channels×H×W, any H, W); returns B×out_channels×H×W."""
-        self._check_input(inp_img)
-        h, w = inp_img.shape[-2:]
-        inp_img = pad_to_multiple(inp_img, self.pad_multiple)
-
-        inp_enc_level1 = self.patch_embed(inp_img)
-        out_enc_level1 = self.encoder_level1(inp_enc_level1)
-        out_enc_level2 = self.encoder_level2(self.down1_2(out_enc_level1))
-        out_enc_level3 = self.encoder_level3(self.down2_3(out_enc_level2))
-        latent = self.latent(self.down3_4(out_enc_level3))
-        latent = self.chnl_reduce3(latent)
-
-        x = torch.cat([self.up4_3(latent), out_enc_level3], 1)
-        x = self.decoder_level3(self.reduce_chan_level3(x))
-        x = torch.cat([self.up3_2(x), out_enc_level2], 1)
-        x = self.decoder_level2(self.reduce_chan_level2(x))
-        x = torch.cat([self.up2_1(x), out_enc_level1], 1)
-        x = self.refinement(self.decoder_level1(x))
-
-        if self.dual_pixel_task:
-            out = self.output(x + self.skip_conv(inp_enc_level1))
-        else:
-            out = self.output(x) + inp_img
-        return out[:, :, :h, :w]
+    def _reduce_latent(self, latent: Tensor) -> Tensor:
+        return self.chnl_reduce3(latent)
