@@ -370,6 +370,26 @@ def _finish_dist() -> None:
         dist.destroy_process_group()
 
 
+def _run_pipeline(module: Any, root_path: Optional[str], argv: Optional[List[str]], is_train: bool,
+                  result_key: str, **swaps: Any) -> str:
+    """Run ``module``'s BasicSR pipeline with our option parsing (and ``swaps``); return ``path[result_key]``."""
+    root_path = osp.abspath(root_path or os.getcwd())
+    seen: Dict[str, Any] = {}
+
+    def _parse(root: str, is_train: bool = is_train):
+        opt, args = parse_options(root, is_train=is_train, argv=argv)
+        seen["opt"] = opt
+        return opt, args
+
+    pipeline = module.train_pipeline if is_train else module.test_pipeline
+    try:
+        with _fresh_run_logger(), _swapped(module, parse_options=_parse, **swaps):
+            pipeline(root_path)
+    finally:
+        _finish_dist()
+    return seen["opt"]["path"][result_key]
+
+
 def train_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None) -> str:
     """Run BasicSR's training pipeline with our fixes; returns the experiment folder.
 
@@ -378,37 +398,11 @@ def train_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = 
     """
     import basicsr.train as bsr_train
 
-    root_path = osp.abspath(root_path or os.getcwd())
-    seen: Dict[str, Any] = {}
-
-    def _parse(root: str, is_train: bool = True):
-        opt, args = parse_options(root, is_train=is_train, argv=argv)
-        seen["opt"] = opt
-        return opt, args
-
-    try:
-        with _fresh_run_logger(), _swapped(bsr_train, parse_options=_parse, load_resume_state=load_resume_state):
-            bsr_train.train_pipeline(root_path)
-    finally:
-        _finish_dist()
-    return seen["opt"]["path"]["experiments_root"]
+    return _run_pipeline(bsr_train, root_path, argv, True, "experiments_root", load_resume_state=load_resume_state)
 
 
 def test_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None) -> str:
     """Run BasicSR's test pipeline with our fixes; returns the results folder (``results/<name>``)."""
     import basicsr.test as bsr_test
 
-    root_path = osp.abspath(root_path or os.getcwd())
-    seen: Dict[str, Any] = {}
-
-    def _parse(root: str, is_train: bool = False):
-        opt, args = parse_options(root, is_train=is_train, argv=argv)
-        seen["opt"] = opt
-        return opt, args
-
-    try:
-        with _fresh_run_logger(), _swapped(bsr_test, parse_options=_parse):
-            bsr_test.test_pipeline(root_path)
-    finally:
-        _finish_dist()
-    return seen["opt"]["path"]["results_root"]
+    return _run_pipeline(bsr_test, root_path, argv, False, "results_root")
