@@ -1,9 +1,7 @@
-"""The backbones reproduce the official state-dict layouts (shared/spec/state_dict_manifests.json) exactly."""
+"""The backbones reproduce the official state-dict layouts (tests/data/state_dict_manifests.json) exactly."""
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,22 +9,9 @@ import torch
 from pip_adapter.backbones import NAFNet, Restormer, RestormerPIPRelease, build_backbone
 from pip_adapter.backbones.restormer_release import (RELEASE_PIP_PREFIXES, RELEASE_UNUSED_CONVS,
                                                      release_unused_convs, split_release_state_dict)
+from tests.paths import load_manifests
 
-_ROOT = Path(__file__).resolve().parents[1]
-_CANDIDATES = [_ROOT.parent / "shared" / "spec" / "state_dict_manifests.json",
-               _ROOT / "shared" / "spec" / "state_dict_manifests.json"]
-
-
-def _load_manifests() -> dict:
-    for path in _CANDIDATES:
-        if path.is_file():
-            with open(path, encoding="utf-8") as fh:
-                return json.load(fh)
-    raise FileNotFoundError(f"state_dict_manifests.json not found in any of {[str(p) for p in _CANDIDATES]}; "
-                            "the tests need the project's shared/ folder next to the repository")
-
-
-MANIFESTS = _load_manifests()
+MANIFESTS = load_manifests()
 NAFNET_ENTRIES = sorted(k for k in MANIFESTS if k.startswith("nafnet"))
 # spec §7: the PIP modules alone, at Restormer's levels, in the release
 PIP_RESTORMER_LEVELS_PARAMS = 3_125_330

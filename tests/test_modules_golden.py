@@ -1,18 +1,17 @@
-"""PIPLevel reproduces the authors' release on the golden fixtures (spec/golden/README.md)."""
-import os
+"""PIPLevel reproduces the authors' release on the golden fixtures (tests/data/golden/README.md)."""
 
 import pytest
 import torch
 
 from pip_adapter.modules import PIPLevel, load_release_level, split_prefixed
+from tests.paths import GOLDEN_DIR
 
-GOLDEN_DIR = os.environ.get("PIP_GOLDEN_DIR", "/work/shared/spec/golden")
 CASES = {"c12_below_d": 12, "c16_equal_d": 16, "c24_above_d": 24}
 TOL = 1e-5
 
 
 def _golden(case):
-    return torch.load(os.path.join(GOLDEN_DIR, f"pip_level_{case}.pt"), weights_only=True)
+    return torch.load(GOLDEN_DIR / f"pip_level_{case}.pt", weights_only=True)
 
 
 def _level(case):

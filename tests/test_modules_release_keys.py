@@ -1,20 +1,17 @@
 """Release key mapping: whole-checkpoint prefixes, strict loading errors."""
-import json
-import os
 
 import pytest
 import torch
 
 from pip_adapter.modules import (PIPLevel, load_release_level, ours_to_release_prefixed, release_level_to_ours,
                                  release_prefixed_to_ours, release_prefixes, split_prefixed)
+from tests.paths import load_manifests
 
-SPEC = os.environ.get("PIP_SPEC_DIR", "/work/shared/spec")
 RESTORMER_LEVELS = [(48, 64, 64), (96, 128, 32), (192, 256, 16)]
 
 
 def _manifest():
-    with open(os.path.join(SPEC, "state_dict_manifests.json"), encoding="utf-8") as f:
-        return json.load(f)["pip_restormer_official"]["state_dict"]
+    return load_manifests()["pip_restormer_official"]["state_dict"]
 
 
 def test_full_release_checkpoint_maps_onto_restormer_levels():

@@ -6,9 +6,9 @@ import torch
 
 from pip_adapter.backbones import NAFNet
 from pip_adapter.wrap import PIPNet, build_pipnet, load_release_state_dict, release_state_dict
+from tests.paths import load_manifests
 from tests.test_wrap_detect import restormer_reference
 
-MANIFEST = "/work/shared/spec/state_dict_manifests.json"
 NAF = {"type": "NAFNet", "img_channel": 3, "width": 8, "middle_blk_num": 1, "enc_blk_nums": [1, 1],
        "dec_blk_nums": [1, 1]}
 
@@ -17,8 +17,7 @@ NAF = {"type": "NAFNet", "img_channel": 3, "width": 8, "middle_blk_num": 1, "enc
 def release_model_and_state():
     torch.manual_seed(0)
     model = PIPNet({"type": "RestormerPIPRelease"}, example_input_size=(16, 24)).eval()
-    with open(MANIFEST, encoding="utf-8") as fh:
-        shapes = json.load(fh)["pip_restormer_official"]["state_dict"]
+    shapes = load_manifests()["pip_restormer_official"]["state_dict"]
     gen = torch.Generator().manual_seed(1)
     state = {k: torch.randn(v, generator=gen) * 0.1 for k, v in shapes.items()}
     return model, state
