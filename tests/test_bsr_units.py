@@ -54,7 +54,27 @@ def test_warmup_cosine_release_start_and_resume():
     assert tail == pytest.approx(lrs[13:18])
 
 
-@pytest.mark.parametrize("bad", [{"total_iter": 0}, {"total_iter": 5, "warmup_iter": 6},
+def test_warmup_longer_than_a_shortened_schedule_follows_it():
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("basicsr")
+    log.addHandler(handler)
+    try:
+        lrs, _, sched = _lrs({"total_iter": 60, "warmup_iter": 100, "warmup_start_factor": 0.1}, 61)
+    finally:
+        log.removeHandler(handler)
+    assert sched.warmup_iter == 3  # 60 // 20
+    assert lrs[0] == pytest.approx(0.1) and lrs[3] == pytest.approx(1.0) and lrs[60] == pytest.approx(0.0)
+    assert any("warmup_iter=100 is longer than total_iter=60" in r.getMessage() for r in records)
+    # a warm-up that fits is kept as given, silently
+    _, _, sched = _lrs({"total_iter": 60, "warmup_iter": 60}, 1)
+    assert sched.warmup_iter == 60
+
+
+@pytest.mark.parametrize("bad", [{"total_iter": 0}, {"total_iter": 5, "warmup_iter": -1},
                                  {"total_iter": 5, "warmup_start_factor": 2}])
 def test_warmup_cosine_rejects_bad_options(bad):
     p = torch.nn.Parameter(torch.zeros(1))
