@@ -1,1 +1,2 @@
-"""Benchmark scripts (run as ``python bench/<name>.py``); they write docs/BENCHMARKS.md."""
+"""Benchmark scripts (run as ``python bench/<name>.py``); they write their section of bench_results/BENCHMARKS.md
+(``--update-docs``: of docs/BENCHMARKS.md)."""

@@ -6,6 +6,7 @@ Running A, B, A, B, ... in the same process and taking medians compares them und
 """
 from __future__ import annotations
 
+import argparse  # noqa: F401  (type hints of add_output_args)
 import json
 import os
 import platform
@@ -21,6 +22,9 @@ import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DOC = os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md")
+# where a run writes its section by default (relative to the current directory): the tracked
+# docs/BENCHMARKS.md and docs/figures change only when asked (--update-docs)
+RESULTS_DIR = "bench_results"
 
 
 def cpu_model() -> str:
@@ -203,6 +207,39 @@ def update_doc_section(tag: str, body: str, path: str = BENCH_DOC, title: Option
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
     return text
+
+
+def add_output_args(parser: "argparse.ArgumentParser") -> None:
+    """``--out FILE``, ``--update-docs`` and ``--no-doc``: where a benchmark writes its markdown section."""
+    parser.add_argument("--out", default=None,
+                        help=f"markdown file to write the section into (default {RESULTS_DIR}/BENCHMARKS.md)")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="write the section into the repository's docs/BENCHMARKS.md")
+    parser.add_argument("--no-doc", action="store_true", help="only print the section")
+
+
+def section_path(args: "argparse.Namespace") -> Optional[str]:
+    """The markdown file a run writes: ``--out``, docs/BENCHMARKS.md with ``--update-docs``, else
+    ``bench_results/BENCHMARKS.md`` in the current directory; None with ``--no-doc``."""
+    if getattr(args, "no_doc", False):
+        return None
+    if getattr(args, "out", None):
+        return args.out
+    if getattr(args, "update_docs", False):
+        return BENCH_DOC
+    return os.path.join(RESULTS_DIR, "BENCHMARKS.md")
+
+
+def write_section(args: "argparse.Namespace", tag: str, text: str, title: Optional[str] = None) -> Optional[str]:
+    """Print ``text`` and write it as section ``tag`` of :func:`section_path`; return the path written."""
+    print(text)
+    path = section_path(args)
+    if path is None:
+        return None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    update_doc_section(tag, text, path=path, title=title)
+    print(f"section {tag!r} written to {path}")
+    return path
 
 
 def command_line() -> str:

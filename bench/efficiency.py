@@ -37,8 +37,8 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (command_line, fmt_float, fmt_int, machine_info, markdown_table, median,  # noqa: E402
-                          run_json_subprocess, sync, time_interleaved, update_doc_section)
+from bench.common import (add_output_args, command_line, fmt_float, fmt_int, machine_info,  # noqa: E402
+                          markdown_table, median, run_json_subprocess, sync, time_interleaved, write_section)
 
 logger = logging.getLogger("bench.efficiency")
 
@@ -327,6 +327,10 @@ def profile_pip(model: nn.Module, x: torch.Tensor, repeats: int = 2, top: int = 
             kind = k.split(".", 1)[1]
             by_kind[kind] = by_kind.get(kind, 0.0) + v
     from torch.profiler import ProfilerActivity, profile
+    if dev.type != "cuda":
+        # a CUDA build of torch on a machine without a GPU: Kineto's device probe logs a harmless
+        # "ERROR ... gpuGetDeviceCount failed"; level 5 keeps Kineto quiet (read when profiling starts)
+        os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=acts) as prof:
         model(x)
@@ -431,8 +435,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--profile-only", action="store_true",
                    help="instead of the table: profile the (PIP) models chosen with --models — time per PIP level "
                         "and sub-module, top operators — and write the 'efficiency profile' section")
-    p.add_argument("--out", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
-    p.add_argument("--no-doc", action="store_true", help="print the section instead of writing the file")
+    add_output_args(p)
     p.add_argument("--json", default=None, help="also write raw measurements to this JSON file")
     return p.parse_args(argv)
 
@@ -470,13 +473,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump([r.__dict__ for r in rows], fh, indent=1)
-    if args.no_doc:
-        print(text)
-    else:
-        update_doc_section("efficiency", text, path=args.out or os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "BENCHMARKS.md"),
-            title="Efficiency: parameters, MACs, latency, memory")
-        print(text)
+    write_section(args, "efficiency", text, title="Efficiency: parameters, MACs, latency, memory")
     return 0
 
 
@@ -492,13 +489,7 @@ def _profile_main(args: argparse.Namespace, specs: Sequence[ModelSpec], size: in
         prof = profile_pip(s.build().eval().to(device), torch.rand(1, 3, size, size, device=device), repeats=repeats)
         parts += ["", f"**{s.name}** ({device.type}):", "", "```", render_profile(prof).rstrip(), "```"]
     text = "\n".join(parts) + "\n"
-    if args.no_doc:
-        print(text)
-    else:
-        update_doc_section("efficiency_profile", text, path=args.out or os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "BENCHMARKS.md"),
-            title="Where PIP's time goes (profile)")
-        print(text)
+    write_section(args, "efficiency_profile", text, title="Where PIP's time goes (profile)")
     return 0
 
 

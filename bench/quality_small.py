@@ -37,7 +37,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import command_line, machine_info, markdown_table, update_doc_section  # noqa: E402
+from bench.common import add_output_args, command_line, machine_info, markdown_table, write_section  # noqa: E402
 
 logger = logging.getLogger("bench.quality_small")
 
@@ -345,8 +345,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--save-pip", default=None, help="export the trained PIP-NAFNet here (.safetensors)")
     p.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
-    p.add_argument("--out", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
-    p.add_argument("--no-doc", action="store_true", help="print the section instead of writing the file")
+    add_output_args(p)
     return p.parse_args(argv)
 
 
@@ -419,13 +418,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.save_pip:
                 save_pip_checkpoint(model, args.save_pip)
     text = render(args, cfg, results, info_rows, wrong, len(train_imgs), len(eval_imgs), time.time() - t_start)
-    if args.no_doc:
-        print(text)
-    else:
-        update_doc_section("quality_small", text, path=args.out or os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "BENCHMARKS.md"),
-            title="Small-scale quality: NAFNet vs. PIP-NAFNet (three tasks)")
-        print(text)
+    write_section(args, "quality_small", text, title="Small-scale quality: NAFNet vs. PIP-NAFNet (three tasks)")
     return 0
 
 

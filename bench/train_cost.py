@@ -25,8 +25,8 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (command_line, fmt_float, fmt_int, machine_info, markdown_table, median,  # noqa: E402
-                          time_interleaved, update_doc_section)
+from bench.common import (add_output_args, command_line, fmt_float, fmt_int, machine_info,  # noqa: E402
+                          markdown_table, median, time_interleaved, write_section)
 
 logger = logging.getLogger("bench.train_cost")
 
@@ -145,8 +145,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--cuda", action="store_true", help="run on the GPU")
-    p.add_argument("--out", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
-    p.add_argument("--no-doc", action="store_true", help="print the section instead of writing the file")
+    add_output_args(p)
     return p.parse_args(argv)
 
 
@@ -163,13 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       device="cuda" if args.cuda else "cpu")
     dev = torch.device("cuda") if args.cuda else None
     text = render(res, machine_info(dev), command_line())
-    if args.no_doc:
-        print(text)
-    else:
-        update_doc_section("train_cost", text, path=args.out or os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "BENCHMARKS.md"),
-            title="Training cost: PIPModel vs. SRModel")
-        print(text)
+    write_section(args, "train_cost", text, title="Training cost: PIPModel vs. SRModel")
     return 0
 
 

@@ -111,3 +111,19 @@ def test_peak_rss_reset_and_growth():
     finally:
         gc.enable()
     assert grown >= 48 * 2 ** 20
+
+
+def test_bench_sections_go_to_an_output_folder_unless_docs_are_asked_for(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    common.add_output_args(parser)
+    assert common.section_path(parser.parse_args([])) == os.path.join("bench_results", "BENCHMARKS.md")
+    assert common.section_path(parser.parse_args(["--update-docs"])) == common.BENCH_DOC
+    assert common.section_path(parser.parse_args(["--out", "x.md", "--update-docs"])) == "x.md"
+    assert common.section_path(parser.parse_args(["--no-doc"])) is None
+    monkeypatch.chdir(tmp_path)
+    path = common.write_section(parser.parse_args([]), "demo", "numbers", title="Demo")
+    assert path == os.path.join("bench_results", "BENCHMARKS.md")
+    assert "<!-- demo:begin -->\nnumbers\n<!-- demo:end -->" in (tmp_path / path).read_text(encoding="utf-8")
+    assert "numbers" in capsys.readouterr().out
