@@ -166,7 +166,7 @@ def orphan_skip_markers(text: str) -> List[int]:
     lines = text.splitlines()
     bad = []
     for n, line in enumerate(lines):
-        if SKIP_RE.search(line):
+        if line.strip().startswith("<!--") and SKIP_RE.search(line):  # a marker line, not prose quoting one
             k = n + 1
             while k < len(lines) and lines[k].strip().startswith("<!--"):
                 k += 1
@@ -496,3 +496,36 @@ def test_documented_commands_run(file, doc_folder, request):
     blocks = [b for b in parse_blocks((REPO / file).read_text(encoding="utf-8"), file)
               if b.lang in ("bash", "sh", "shell", "python", "py")]
     assert ran + skipped == len(blocks)
+
+
+def test_test_option_file_matches_the_quickstart():
+    from pip_adapter.utils.io import safe_load_yaml
+
+    train = safe_load_yaml(str(REPO / "basicsr_options" / "quickstart.yml"))
+    test = safe_load_yaml(str(REPO / "basicsr_options" / "test_quickstart.yml"))
+    assert "train" not in test and test["network_g"] == train["network_g"]
+    vals = [v for k, v in sorted(train["datasets"].items()) if k.startswith("val_")]
+    tests = [v for k, v in sorted(test["datasets"].items()) if k.startswith("test_")]
+    assert tests == vals  # the same sets, tasks and ω order
+    assert test["path"]["pretrain_network_g"] == f"experiments/{train['name']}/models/net_g_latest.pth"
+
+
+def test_basicsr_test_reproduces_the_quickstart_validation(docs_seed, tmp_path, monkeypatch):
+    """`basicsr test -opt basicsr_options/test_quickstart.yml` on a trained (tiny) quickstart model gives the
+    numbers of the quickstart's own final validation (same EMA weights, same images)."""
+    import json
+
+    for rel in ("datasets/builtin", "experiments/quickstart_pip_nafnet"):
+        shutil.copytree(docs_seed / rel, tmp_path / rel, symlinks=True)
+    _link_repo(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rc, out, shown = DocRunner("test", tmp_path)._command("basicsr test -opt basicsr_options/test_quickstart.yml")
+    assert rc == 0, f"{shown}\n{out[-4000:]}"
+    with open(tmp_path / "experiments/quickstart_pip_nafnet/validation_latest.json", encoding="utf-8") as fh:
+        trained = json.load(fh)["tasks"]
+    with open(tmp_path / "results/quickstart_pip_nafnet_test/validation_latest.json", encoding="utf-8") as fh:
+        tested = json.load(fh)["tasks"]
+    assert list(tested) == list(trained) and len(tested) == 7
+    for task, metrics in trained.items():
+        for key in ("psnr", "ssim", "input_psnr"):
+            assert tested[task][key] == pytest.approx(metrics[key], abs=1e-6), (task, key)
