@@ -354,6 +354,9 @@ class DocRunner:
         os.environ.update(env or {})
         for lg in loggers:
             lg.addHandler(handler)
+        # what a command may change for the rest of this process: put back afterwards
+        root_level, threads, cwd = logging.getLogger().level, torch.get_num_threads(), os.getcwd()
+        logging.getLogger().setLevel(logging.INFO)  # as the console scripts do: INFO lines in failure reports
         rc = 0
         try:
             with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
@@ -368,6 +371,9 @@ class DocRunner:
             buf.write(traceback.format_exc())
             rc = 1
         finally:
+            logging.getLogger().setLevel(root_level)
+            torch.set_num_threads(threads)
+            os.chdir(cwd)
             for lg in loggers:
                 lg.removeHandler(handler)
             for k, v in saved_env.items():
@@ -529,3 +535,16 @@ def test_basicsr_test_reproduces_the_quickstart_validation(docs_seed, tmp_path, 
     for task, metrics in trained.items():
         for key in ("psnr", "ssim", "input_psnr"):
             assert tested[task][key] == pytest.approx(metrics[key], abs=1e-6), (task, key)
+
+
+def test_a_failing_block_is_reported_with_its_place_command_and_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = "# Doc\n\n```bash\necho fine\npip-adapter export --ckpt missing.pth --out m.safetensors\n```\n"
+    block = parse_blocks(text, "docs/X.md")[0]
+    with pytest.raises(BlockFailed) as err:
+        DocRunner("docs/X.md", tmp_path).run(block)
+    report = str(err.value)
+    assert report.startswith("docs/X.md:5: documented command failed (exit status 2)")
+    assert "pip-adapter export --ckpt missing.pth --out m.safetensors" in report and "missing.pth" in report
+    with pytest.raises(BlockFailed, match="doc-test: skip"):
+        DocRunner("docs/X.md", tmp_path).run(parse_blocks("```bash\npip install foo\n```\n", "docs/X.md")[0])
