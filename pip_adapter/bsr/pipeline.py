@@ -34,7 +34,7 @@ from basicsr.utils import set_random_seed
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
 
-from pip_adapter.utils.io import OptionFileError, safe_load_yaml
+from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only, safe_load_yaml
 
 from . import register_all
 
@@ -163,6 +163,35 @@ def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
     barrier()
 
 
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def check_datasets(opt: Dict[str, Any]) -> None:
+    """Build every ``MixedDegradationDataset`` of the options once, and check other datasets' data roots.
+
+    Runs before BasicSR creates (or archives) ``experiments/<name>`` or ``results/<name>``, so a run that
+    stops for missing or damaged data leaves the folders as they were.
+    """
+    from pip_adapter.data import MixedDegradationDataset
+
+    dataset_log = logging.getLogger("pip_adapter.data.dataset")
+    quiet = _Quiet()  # the datasets are built again by BasicSR, which logs them
+    dataset_log.addFilter(quiet)
+    try:
+        for phase, dataset in opt["datasets"].items():
+            if dataset.get("type") == "MixedDegradationDataset":
+                MixedDegradationDataset(dict(dataset))
+                continue
+            for key in ("dataroot_gt", "dataroot_lq"):
+                root = dataset.get(key)
+                if isinstance(root, str) and not osp.exists(root):
+                    raise FileNotFoundError(f"datasets.{phase}.{key} not found: {root}")
+    finally:
+        dataset_log.removeFilter(quiet)
+
+
 def parse_options(root_path: str, is_train: bool = True,
                   argv: Optional[List[str]] = None) -> Tuple[Dict[str, Any], argparse.Namespace]:
     """Our ``basicsr.utils.options.parse_options``: same result dict, safe parsing, CPU-aware DDP."""
@@ -264,6 +293,7 @@ def parse_options(root_path: str, is_train: bool = True,
         opt["val"].setdefault("metrics", {})
 
     prepare_builtin_if_missing(opt, opt["rank"])
+    check_datasets(opt)
     return opt, args
 
 
@@ -279,12 +309,44 @@ def _state_iters(state_dir: str) -> List[int]:
     return sorted(iters)
 
 
+def file_damage(path: str) -> Optional[str]:
+    """Why a checkpoint or state file cannot be loaded (missing, truncated, corrupt), or None when it is sound.
+
+    torch files are zip archives: every member's CRC is checked, which finds truncation and flipped bytes
+    without building any tensor; other files are loaded (weights-only).
+    """
+    import zipfile
+
+    if not osp.isfile(path):
+        return "missing"
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+            return None if bad is None else f"member {bad} fails its checksum"
+        load_weights_only(path)
+    except (zipfile.BadZipFile, OSError, EOFError, UnreadableFileError) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
 def latest_complete_state(opt: Dict[str, Any]) -> Optional[str]:
-    """The newest ``<iter>.state`` whose ``net_<x>_<iter>.pth`` files all exist, or None."""
+    """The newest ``<iter>.state`` that, with its ``net_<x>_<iter>.pth`` files, exists and reads back whole.
+
+    A damaged file (a truncated copy, a full disk) is named in the log and its iteration skipped, so the run
+    falls back to the newest complete pair; nothing is deleted.
+    """
     networks = [k[len("network_"):] for k in opt if k.startswith("network_")]
     for it in reversed(_state_iters(opt["path"]["training_states"])):
-        if all(osp.isfile(osp.join(opt["path"]["models"], f"net_{n}_{it}.pth")) for n in networks):
-            return osp.join(opt["path"]["training_states"], f"{it}.state")
+        state = osp.join(opt["path"]["training_states"], f"{it}.state")
+        nets = [osp.join(opt["path"]["models"], f"net_{n}_{it}.pth") for n in networks]
+        if not all(osp.isfile(p) for p in nets):
+            continue  # a kill between the network and the state writes: not a damaged file
+        damaged = [(p, why) for p in [state] + nets for why in [file_damage(p)] if why]
+        if not damaged:
+            return state
+        for p, why in damaged:
+            logger.warning("auto_resume: skipping iteration %d: %s is damaged (%s); the file is kept", it, p, why)
     return None
 
 
@@ -308,15 +370,20 @@ def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         path = latest_complete_state(opt)
         if path is not None:
             opt["path"]["resume_state"] = path
+            logger.info("auto_resume: resuming from %s", path)
+        elif _state_iters(opt["path"]["training_states"]):
+            logger.warning("auto_resume: no complete training state in %s; training starts at iteration 0 "
+                           "(BasicSR archives the old experiment folder, nothing is deleted)",
+                           opt["path"]["training_states"])
     else:
         path = opt["path"].get("resume_state")
     if not path:
         return None
     if not osp.isfile(path):
         raise FileNotFoundError(f"resume state not found: {path} (path.resume_state)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path, "training state (path.resume_state)")
     for key in ("iter", "epoch", "optimizers", "schedulers"):
-        if key not in state:
+        if not isinstance(state, dict) or key not in state:
             raise ValueError(f"{path} is not a training state: it lacks {key!r}")
     set_resume_paths(opt, int(state["iter"]))
     return state
