@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
 import random
@@ -104,22 +105,40 @@ def _force_value(text: str) -> Any:
 
 
 def apply_force_yml(opt: Dict[str, Any], entries: Sequence[str]) -> None:
-    """Apply ``a:b:c=value`` overrides to ``opt`` (the parent keys must exist)."""
+    """Apply ``a:b:c=value`` overrides to ``opt`` (the parent keys must exist).
+
+    A last key that does not exist but is close to one that does (``train:total_iters`` for ``total_iter``)
+    is refused naming it — a typo would otherwise add an unused key and train with the old value.  A new
+    key far from every existing one is added with a log line; ``+a:b=value`` adds one without either check.
+    """
     for entry in entries:
         if "=" not in entry:
             raise ValueError(f"--force_yml entries look like train:total_iter=100, got {entry!r}")
         keys, value = entry.split("=", 1)
-        path = [k.strip() for k in keys.strip().split(":") if k.strip()]
+        keys = keys.strip()
+        add = keys.startswith("+")
+        path = [k.strip() for k in keys.lstrip("+").split(":") if k.strip()]
         if not path:
             raise ValueError(f"--force_yml: empty key in {entry!r}")
         node = opt
         for key in path[:-1]:
             if not isinstance(node, dict) or key not in node:
-                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {key!r} here")
+                close = difflib.get_close_matches(key, [str(k) for k in node], n=1, cutoff=0.6) \
+                    if isinstance(node, dict) else []
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {key!r} here{hint}")
             node = node[key]
         if not isinstance(node, dict):
             raise ValueError(f"--force_yml: {':'.join(path[:-1])} is not a mapping")
-        node[path[-1]] = _force_value(value.strip())
+        leaf = path[-1]
+        if leaf not in node and not add:
+            close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.8)
+            if close:
+                parent = ":".join(path[:-1] + [close[0]])
+                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {leaf!r} here; did you "
+                                 f"mean {parent!r}? (to add {leaf!r} as a new key, write +{':'.join(path)}=...)")
+            logger.info("--force_yml: %s adds a new key (not in the option file)", ":".join(path))
+        node[leaf] = _force_value(value.strip())
 
 
 def read_option_file(path: str) -> Dict[str, Any]:
@@ -293,7 +312,6 @@ def parse_options(root_path: str, is_train: bool = True,
         opt["val"].setdefault("metrics", {})
 
     prepare_builtin_if_missing(opt, opt["rank"])
-    check_datasets(opt)
     return opt, args
 
 
@@ -364,8 +382,34 @@ def set_resume_paths(opt: Dict[str, Any], resume_iter: int) -> None:
             opt["path"][key] = "params"
 
 
+# utils.io.atomic_path names its temporaries "<target>.<mkstemp random>.tmp"
+_OUR_TMP = re.compile(r"(net_\w+_(\d+|latest)\.pth|\d+\.state|\w*validation_latest\.json)\.\w+\.tmp")
+
+
+def clean_stale_temporaries(opt: Dict[str, Any]) -> List[str]:
+    """Remove temporary files of checkpoint/state writes that a killed run left in this experiment.
+
+    Only names of our own making (``net_g_200.pth.<random>.tmp``, ``200.state.<random>.tmp``) in the
+    experiment's ``models/``, ``training_states/`` and root are touched; each removal is logged.
+    """
+    removed = []
+    for folder in (opt["path"].get("models"), opt["path"].get("training_states"),
+                   opt["path"].get("experiments_root")):
+        if not folder or not osp.isdir(folder):
+            continue
+        for entry in sorted(os.listdir(folder)):
+            path = osp.join(folder, entry)
+            if _OUR_TMP.fullmatch(entry) and osp.isfile(path) and not osp.islink(path):
+                os.remove(path)
+                removed.append(path)
+                logger.info("removed %s, left by an interrupted checkpoint write", path)
+    return removed
+
+
 def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Our ``basicsr.train.load_resume_state``: CPU map, ``weights_only=True``, complete states only."""
+    if opt.get("rank", 0) == 0:
+        clean_stale_temporaries(opt)
     if opt["auto_resume"]:
         path = latest_complete_state(opt)
         if path is not None:
@@ -446,6 +490,7 @@ def _run_pipeline(module: Any, root_path: Optional[str], argv: Optional[List[str
     def _parse(root: str, is_train: bool = is_train):
         opt, args = parse_options(root, is_train=is_train, argv=argv)
         seen["opt"] = opt
+        check_datasets(opt)  # before BasicSR creates or archives experiments/<name> (results/<name>)
         return opt, args
 
     pipeline = module.train_pipeline if is_train else module.test_pipeline
