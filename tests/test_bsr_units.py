@@ -204,9 +204,9 @@ def test_latest_complete_state_skips_incomplete(tmp_path):
     models.mkdir()
     states.mkdir()
     for it in (5, 10, 15):
-        (states / f"{it}.state").write_bytes(b"x")
+        torch.save({"iter": it}, states / f"{it}.state")
     for it in (5, 10):
-        (models / f"net_g_{it}.pth").write_bytes(b"x")
+        torch.save({"params": {}}, models / f"net_g_{it}.pth")
     (states / "20.state.abc.tmp").write_bytes(b"half")  # a kill during a save leaves at most this
     opt = {"network_g": {}, "path": {"models": str(models), "training_states": str(states)}}
     assert pipeline.latest_complete_state(opt) == str(states / "10.state")
@@ -225,8 +225,7 @@ def test_save_network_is_atomic(tmp_path, monkeypatch):
     real_save = torch.save
 
     def dying_save(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
+        f.write(b"partial")  # atomic_torch_save hands torch an open file (so OS errors keep their reason)
         raise KeyboardInterrupt("killed during save")
 
     monkeypatch.setattr(torch, "save", dying_save)

@@ -54,9 +54,11 @@ def test_prepare_is_reproducible_and_refuses_to_clobber(builtin_data_dir, tmp_pa
     a = LmdbReader(os.path.join(builtin_data_dir, "train", "haze.lmdb"))
     b = LmdbReader(os.path.join(out, "train", "haze.lmdb"))
     assert all(np.array_equal(a.read(k), b.read(k)) for k in a.keys)  # same seed, same data
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        prepare_builtin(out, **TINY_BUILTIN)
     mtime = os.path.getmtime(os.path.join(out, "manifest.json"))
+    assert prepare_builtin(out, **TINY_BUILTIN) == os.path.abspath(out)  # identical and complete: a no-op
+    assert os.path.getmtime(os.path.join(out, "manifest.json")) == mtime
+    with pytest.raises(FileExistsError, match=r"other settings \(seed=0\).*--overwrite"):
+        prepare_builtin(out, **dict(TINY_BUILTIN, seed=1))
     assert ensure_builtin(out, **TINY_BUILTIN) == os.path.abspath(out)  # reused, not rebuilt
     assert os.path.getmtime(os.path.join(out, "manifest.json")) == mtime
     prepare_builtin(out, overwrite=True, **dict(TINY_BUILTIN, seed=1))
@@ -126,7 +128,9 @@ def test_cli_prepare_data(tmp_path, capsys):
             "--val-size", "32", "--max-train-images", "1", "--max-val-images", "1", "--no-progress"]
     assert main(args) == 0
     assert "data ready" in capsys.readouterr().out
-    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main(args) == 0  # the same data again: a no-op (docs/DATA.md's quick start after the quickstart)
+    capsys.readouterr()
+    assert main(args + ["--seed", "3"]) == 2 and "--overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
     assert main(["prepare-data", "--from-standard", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err

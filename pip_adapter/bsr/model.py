@@ -35,7 +35,7 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.dist_util import master_only
 
 from pip_adapter.omega import labels_to_omega, name_to_index, to_omega
-from pip_adapter.utils.io import atomic_torch_save, atomic_write
+from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_only
 
 from .scheduler import LinearWarmupCosine
 
@@ -132,7 +132,7 @@ class PIPModel(SRModel):
         if not osp.isfile(load_path):
             raise FileNotFoundError(f"network weights not found: {load_path} (check path.pretrain_network_g)")
         net = self.get_bare_model(net)
-        ckpt = torch.load(load_path, map_location="cpu", weights_only=True)
+        ckpt = load_weights_only(load_path, "network checkpoint (path.pretrain_network_g)")
         if param_key is not None and isinstance(ckpt, dict):
             if param_key not in ckpt and "params" in ckpt:
                 logger.info(f"Loading: {param_key} does not exist in {load_path}, use params.")
@@ -355,6 +355,18 @@ class PIPModel(SRModel):
     def _num_val_sets(self) -> int:
         return sum(1 for k in self.opt.get("datasets", {}) if k.split("_")[0] in _VAL_PHASES)
 
+    def validation(self, dataloader, current_iter, tb_logger, save_img: bool = False) -> None:
+        """BasicSR's validation, labelled with the last iteration actually trained.
+
+        BasicSR's loop leaves ``current_iter`` one past ``total_iter`` for every epoch it enters after the
+        last step, so its final validation would read "@ 22 iter" after 20 iterations.
+        """
+        if self.is_train and isinstance(current_iter, int):
+            total = (self.opt.get("train") or {}).get("total_iter")
+            if total is not None and current_iter > int(total):
+                current_iter = int(total)
+        super().validation(dataloader, current_iter, tb_logger, save_img)
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
         """Validate one task (one val set, ω from its items); log its metrics and, after the last task, the mean."""
         dataset_name = dataloader.dataset.opt["name"]
@@ -419,8 +431,10 @@ class PIPModel(SRModel):
             log_str += f"\t # {metric}: {value:.4f}"
             if metric in inputs:
                 log_str += f"\t(input: {inputs[metric]:.4f})"
-            best = self.best_metric_results[dataset_name][metric]
-            log_str += f"\tBest: {best['val']:.4f} @ {best['iter']} iter\n"
+            if isinstance(current_iter, int):  # `basicsr test` passes the run's name: no "best" to report
+                best = self.best_metric_results[dataset_name][metric]
+                log_str += f"\tBest: {best['val']:.4f} @ {best['iter']} iter"
+            log_str += "\n"
         get_root_logger().info(log_str)
         if tb_logger and isinstance(current_iter, int):
             for metric, value in self.metric_results.items():

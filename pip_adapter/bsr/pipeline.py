@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
 import random
@@ -34,7 +35,7 @@ from basicsr.utils import set_random_seed
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
 
-from pip_adapter.utils.io import OptionFileError, safe_load_yaml
+from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only, safe_load_yaml
 
 from . import register_all
 
@@ -104,22 +105,40 @@ def _force_value(text: str) -> Any:
 
 
 def apply_force_yml(opt: Dict[str, Any], entries: Sequence[str]) -> None:
-    """Apply ``a:b:c=value`` overrides to ``opt`` (the parent keys must exist)."""
+    """Apply ``a:b:c=value`` overrides to ``opt`` (the parent keys must exist).
+
+    A last key that does not exist but is close to one that does (``train:total_iters`` for ``total_iter``)
+    is refused naming it — a typo would otherwise add an unused key and train with the old value.  A new
+    key far from every existing one is added with a log line; ``+a:b=value`` adds one without either check.
+    """
     for entry in entries:
         if "=" not in entry:
             raise ValueError(f"--force_yml entries look like train:total_iter=100, got {entry!r}")
         keys, value = entry.split("=", 1)
-        path = [k.strip() for k in keys.strip().split(":") if k.strip()]
+        keys = keys.strip()
+        add = keys.startswith("+")
+        path = [k.strip() for k in keys.lstrip("+").split(":") if k.strip()]
         if not path:
             raise ValueError(f"--force_yml: empty key in {entry!r}")
         node = opt
         for key in path[:-1]:
             if not isinstance(node, dict) or key not in node:
-                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {key!r} here")
+                close = difflib.get_close_matches(key, [str(k) for k in node], n=1, cutoff=0.6) \
+                    if isinstance(node, dict) else []
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {key!r} here{hint}")
             node = node[key]
         if not isinstance(node, dict):
             raise ValueError(f"--force_yml: {':'.join(path[:-1])} is not a mapping")
-        node[path[-1]] = _force_value(value.strip())
+        leaf = path[-1]
+        if leaf not in node and not add:
+            close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.8)
+            if close:
+                parent = ":".join(path[:-1] + [close[0]])
+                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {leaf!r} here; did you "
+                                 f"mean {parent!r}? (to add {leaf!r} as a new key, write +{':'.join(path)}=...)")
+            logger.info("--force_yml: %s adds a new key (not in the option file)", ":".join(path))
+        node[leaf] = _force_value(value.strip())
 
 
 def read_option_file(path: str) -> Dict[str, Any]:
@@ -161,6 +180,35 @@ def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
 
         ensure_builtin(root, **kwargs)  # reuses a complete folder, builds a missing one
     barrier()
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def check_datasets(opt: Dict[str, Any]) -> None:
+    """Build every ``MixedDegradationDataset`` of the options once, and check other datasets' data roots.
+
+    Runs before BasicSR creates (or archives) ``experiments/<name>`` or ``results/<name>``, so a run that
+    stops for missing or damaged data leaves the folders as they were.
+    """
+    from pip_adapter.data import MixedDegradationDataset
+
+    dataset_log = logging.getLogger("pip_adapter.data.dataset")
+    quiet = _Quiet()  # the datasets are built again by BasicSR, which logs them
+    dataset_log.addFilter(quiet)
+    try:
+        for phase, dataset in opt["datasets"].items():
+            if dataset.get("type") == "MixedDegradationDataset":
+                MixedDegradationDataset(dict(dataset))
+                continue
+            for key in ("dataroot_gt", "dataroot_lq"):
+                root = dataset.get(key)
+                if isinstance(root, str) and not osp.exists(root):
+                    raise FileNotFoundError(f"datasets.{phase}.{key} not found: {root}")
+    finally:
+        dataset_log.removeFilter(quiet)
 
 
 def parse_options(root_path: str, is_train: bool = True,
@@ -279,12 +327,44 @@ def _state_iters(state_dir: str) -> List[int]:
     return sorted(iters)
 
 
+def file_damage(path: str) -> Optional[str]:
+    """Why a checkpoint or state file cannot be loaded (missing, truncated, corrupt), or None when it is sound.
+
+    torch files are zip archives: every member's CRC is checked, which finds truncation and flipped bytes
+    without building any tensor; other files are loaded (weights-only).
+    """
+    import zipfile
+
+    if not osp.isfile(path):
+        return "missing"
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+            return None if bad is None else f"member {bad} fails its checksum"
+        load_weights_only(path)
+    except (zipfile.BadZipFile, OSError, EOFError, UnreadableFileError) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
 def latest_complete_state(opt: Dict[str, Any]) -> Optional[str]:
-    """The newest ``<iter>.state`` whose ``net_<x>_<iter>.pth`` files all exist, or None."""
+    """The newest ``<iter>.state`` that, with its ``net_<x>_<iter>.pth`` files, exists and reads back whole.
+
+    A damaged file (a truncated copy, a full disk) is named in the log and its iteration skipped, so the run
+    falls back to the newest complete pair; nothing is deleted.
+    """
     networks = [k[len("network_"):] for k in opt if k.startswith("network_")]
     for it in reversed(_state_iters(opt["path"]["training_states"])):
-        if all(osp.isfile(osp.join(opt["path"]["models"], f"net_{n}_{it}.pth")) for n in networks):
-            return osp.join(opt["path"]["training_states"], f"{it}.state")
+        state = osp.join(opt["path"]["training_states"], f"{it}.state")
+        nets = [osp.join(opt["path"]["models"], f"net_{n}_{it}.pth") for n in networks]
+        if not all(osp.isfile(p) for p in nets):
+            continue  # a kill between the network and the state writes: not a damaged file
+        damaged = [(p, why) for p in [state] + nets for why in [file_damage(p)] if why]
+        if not damaged:
+            return state
+        for p, why in damaged:
+            logger.warning("auto_resume: skipping iteration %d: %s is damaged (%s); the file is kept", it, p, why)
     return None
 
 
@@ -302,21 +382,52 @@ def set_resume_paths(opt: Dict[str, Any], resume_iter: int) -> None:
             opt["path"][key] = "params"
 
 
+# utils.io.atomic_path names its temporaries "<target>.<mkstemp random>.tmp"
+_OUR_TMP = re.compile(r"(net_\w+_(\d+|latest)\.pth|\d+\.state|\w*validation_latest\.json)\.\w+\.tmp")
+
+
+def clean_stale_temporaries(opt: Dict[str, Any]) -> List[str]:
+    """Remove temporary files of checkpoint/state writes that a killed run left in this experiment.
+
+    Only names of our own making (``net_g_200.pth.<random>.tmp``, ``200.state.<random>.tmp``) in the
+    experiment's ``models/``, ``training_states/`` and root are touched; each removal is logged.
+    """
+    removed = []
+    for folder in (opt["path"].get("models"), opt["path"].get("training_states"),
+                   opt["path"].get("experiments_root")):
+        if not folder or not osp.isdir(folder):
+            continue
+        for entry in sorted(os.listdir(folder)):
+            path = osp.join(folder, entry)
+            if _OUR_TMP.fullmatch(entry) and osp.isfile(path) and not osp.islink(path):
+                os.remove(path)
+                removed.append(path)
+                logger.info("removed %s, left by an interrupted checkpoint write", path)
+    return removed
+
+
 def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Our ``basicsr.train.load_resume_state``: CPU map, ``weights_only=True``, complete states only."""
+    if opt.get("rank", 0) == 0:
+        clean_stale_temporaries(opt)
     if opt["auto_resume"]:
         path = latest_complete_state(opt)
         if path is not None:
             opt["path"]["resume_state"] = path
+            logger.info("auto_resume: resuming from %s", path)
+        elif _state_iters(opt["path"]["training_states"]):
+            logger.warning("auto_resume: no complete training state in %s; training starts at iteration 0 "
+                           "(BasicSR archives the old experiment folder, nothing is deleted)",
+                           opt["path"]["training_states"])
     else:
         path = opt["path"].get("resume_state")
     if not path:
         return None
     if not osp.isfile(path):
         raise FileNotFoundError(f"resume state not found: {path} (path.resume_state)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path, "training state (path.resume_state)")
     for key in ("iter", "epoch", "optimizers", "schedulers"):
-        if key not in state:
+        if not isinstance(state, dict) or key not in state:
             raise ValueError(f"{path} is not a training state: it lacks {key!r}")
     set_resume_paths(opt, int(state["iter"]))
     return state
@@ -379,6 +490,7 @@ def _run_pipeline(module: Any, root_path: Optional[str], argv: Optional[List[str
     def _parse(root: str, is_train: bool = is_train):
         opt, args = parse_options(root, is_train=is_train, argv=argv)
         seen["opt"] = opt
+        check_datasets(opt)  # before BasicSR creates or archives experiments/<name> (results/<name>)
         return opt, args
 
     pipeline = module.train_pipeline if is_train else module.test_pipeline

@@ -49,6 +49,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
         print(f"pip-adapter {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # permission denied, read-only file system, no space left on device, ...
+        from pip_adapter.utils.io import os_error_line
+
+        print(f"pip-adapter {args.command}: error: {os_error_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

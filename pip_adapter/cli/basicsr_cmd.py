@@ -24,8 +24,9 @@ _USAGE = """usage: basicsr {train,test} -opt OPTIONS.yml [--launcher {none,pytor
 """
 
 _DATA_HINT = ("Nothing is downloaded: paths in the option file are relative to the current directory. The paper's "
-              "data sets go in the standard all-in-one layout under datasets/allinone (docs/TRAINING.md, 'Data'); "
-              "the built-in data needs none: basicsr train -opt basicsr_options/quickstart.yml")
+              "data sets go in the standard all-in-one layout under datasets/allinone (docs/TRAINING.md, "
+              "'Data for the paper option files'); the built-in data needs none: "
+              "basicsr train -opt basicsr_options/quickstart.yml")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -42,7 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
 
     from pip_adapter.bsr import pipeline
-    from pip_adapter.utils.io import OptionFileError
+    from pip_adapter.utils.io import OptionFileError, UnreadableFileError, os_error_line
 
     run = pipeline.train_pipeline if mode == "train" else pipeline.test_pipeline
     try:
@@ -53,10 +54,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except FileNotFoundError as err:
         print(f"basicsr {mode}: error: {err}\n{_DATA_HINT}", file=sys.stderr)
         return 2
+    except UnreadableFileError as err:
+        print(f"basicsr {mode}: error: {err}", file=sys.stderr)
+        return 2
     except ValueError as err:
         if os.environ.get("PIP_ADAPTER_TRACEBACK"):
             raise
         print(f"basicsr {mode}: error: {err}\n(set PIP_ADAPTER_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 2
+    except OSError as err:  # permission denied, read-only file system, no space left on device, ...
+        if os.environ.get("PIP_ADAPTER_TRACEBACK"):
+            raise
+        print(f"basicsr {mode}: error: {os_error_line(err)}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":  # one line per run, not one per torchrun process
         print(f"basicsr {mode}: done, results in {out}")

@@ -2,7 +2,25 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, List
+
+
+def check_type_names(names: List[str]) -> List[str]:
+    """The ``--add`` names in canonical form; each must be an identifier (``snow``, ``jpeg_q10``) so that
+    ``--degradation NAME`` and ``--omega NAME=w`` can address it later, and none may repeat."""
+    from pip_adapter.omega import canonical_name
+
+    out = []
+    for raw in names:
+        name = canonical_name(raw)
+        if not name.isidentifier():
+            raise ValueError(f"--add {raw!r}: a degradation type name must be a non-empty identifier (letters, "
+                             "digits and _, not starting with a digit, e.g. snow or jpeg_q10) so that "
+                             "--degradation and --omega can name it")
+        if name in out:
+            raise ValueError(f"--add {raw!r} is given twice")
+        out.append(name)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -10,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pip_adapter.cli.export import cli_builder, load_cli_plugins
     from pip_adapter.wrap.extend import extend_checkpoint
 
+    args.add = check_type_names(args.add)  # before anything is read or written
     load_cli_plugins(args, (args.opt,))
     info = extend_checkpoint(args.ckpt, args.add, args.out, opt=args.opt, builder=cli_builder,
                              overwrite=args.overwrite, seed=args.seed)

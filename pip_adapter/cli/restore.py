@@ -46,10 +46,26 @@ def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
     return files, problems
 
 
+def check_suffix(suffix: str) -> None:
+    """Refuse a ``--suffix`` that could move outputs out of the output folder (a path separator, ``..``)."""
+    seps = [sep for sep in (os.sep, os.altsep, "/") if sep]
+    if any(sep in suffix for sep in seps) or "\0" in suffix or suffix.strip() in (".", ".."):
+        raise ValueError(f"--suffix {suffix!r} must be plain text added to file names (no path separator, "
+                         "no '..'): outputs stay inside the output folder")
+
+
+def inside(path: str, folder: str) -> bool:
+    """True when ``path`` resolves (links followed) to somewhere inside ``folder``."""
+    folder_real = os.path.realpath(folder)
+    return os.path.commonpath([os.path.realpath(path), folder_real]) == folder_real
+
+
 def output_paths(files: List[str], output: str, suffix: str = "") -> List[str]:
     """Output path per input: ``output/<name>``; names that occur in several folders go to
-    ``output/<folder name>/<name>`` so that nothing collides."""
+    ``output/<folder name>/<name>`` so that nothing collides.  A ``suffix`` with a path separator is refused."""
     from collections import Counter
+
+    check_suffix(suffix)
 
     def _name(src: str) -> str:
         stem, ext = os.path.splitext(os.path.basename(src))
@@ -110,7 +126,11 @@ def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: boo
             if with_gt and i == len(table) - 1:
                 print(sep.join("-" * w for w in widths), file=out)
             print(sep.join(str(x).ljust(w) for x, w in zip(line, widths)), file=out)
-    print(f"restored {len(rows)} image(s), {len(failures)} failed", file=out)
+    unscored = [r for r in rows if getattr(r, "unscored", None)] if with_gt else []
+    print(f"restored {len(rows)} image(s), {len(failures)} failed"
+          + (f", {len(unscored)} restored but not scored" if unscored else ""), file=out)
+    for r in unscored:
+        print(f"  NOT SCORED {r.input}: {r.unscored}", file=out)
     for name, why in failures:
         print(f"  FAILED {name}: {why}", file=out)
 
@@ -134,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
                          "a quarter of the tile is a good overlap")
     if args.gt is not None and not os.path.isdir(args.gt):
         raise FileNotFoundError(f"--gt folder not found: {args.gt}")
+    check_suffix(args.suffix)
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise FileExistsError(f"-o {args.output} exists and is not a folder; give an output folder")
     files, failures = expand_inputs(args.inputs)
     if not files and failures:
         for name, why in failures:
@@ -164,13 +187,16 @@ def run(args: argparse.Namespace) -> int:
             try:
                 if os.path.abspath(dst) in targets:
                     raise FileExistsError(f"another input already writes {dst}; rename one of them")
+                if not inside(dst, args.output):  # e.g. a link inside -o pointing elsewhere
+                    raise ValueError(f"{dst} would be written outside the output folder {args.output}")
                 if os.path.abspath(dst) == os.path.abspath(src):
                     raise FileExistsError(f"{dst} is the input itself; choose another --output or --suffix")
                 gt = None
+                unscored = None
                 if args.gt is not None:
                     gt = find_gt(args.gt, src)
                     if gt is None:
-                        bar.write(f"warning: no ground truth named {stem}.* in {args.gt}; no PSNR/SSIM for {src}")
+                        unscored = f"no ground truth named {stem}.* in {args.gt}"
                 targets.add(os.path.abspath(dst))
                 with tqdm(total=0, desc="  tiles", unit="tile", leave=False, file=sys.stderr,
                           disable=not show or not args.tile) as tiles:
@@ -181,6 +207,10 @@ def run(args: argparse.Namespace) -> int:
                     result = restorer.restore_file(src, dst, degradation=args.degradation, omega=omega,
                                                    auto_mode=args.auto_mode, overwrite=args.overwrite, gt=gt,
                                                    progress=tiles.update, on_steps=_steps)
+                if unscored:
+                    result.unscored = unscored
+                if result.unscored:
+                    bar.write(f"{src}: restored, not scored: {result.unscored}")
                 rows.append(result)
                 if args.degradation is not None and args.degradation.strip().lower() == "auto":
                     bar.write(f"{os.path.basename(src)}: {result.chosen}")

@@ -7,6 +7,7 @@ Nothing is downloaded: the photos are files inside the installed ``scikit-image`
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import time
@@ -21,8 +22,8 @@ from pip_adapter.degradations import Synthesizer, depth_prior, get_synthesizer
 from pip_adapter.omega import DEFAULT_DEGRADATIONS, normalise_names
 
 from .dataset import variant_tag
-from .lmdb_io import LmdbWriter, read_image_file, write_image_file
-from .outdir import read_manifest, staged_dir, write_manifest
+from .lmdb_io import LmdbWriter, check_lmdb_file, read_image_file, read_meta_info, write_image_file
+from .outdir import clean_stale_stages, read_manifest, staged_dir, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,9 @@ def prepare_builtin(out_dir: str, overwrite: bool = False, degradations: Optiona
     the validation images.  ``synth_params`` ({degradation: {param: value}}) overrides synthesiser
     parameters.  Every random draw is seeded from ``seed``, the photo, the degradation and the crop.
     An existing non-empty ``out_dir`` raises ``FileExistsError`` unless ``overwrite`` (and it was made
-    by this package).
+    by this package) — except complete built-in data of this version made with the same settings, which is
+    kept as it is (a no-op, logged), and damaged built-in data (a truncated LMDB, a missing file), which is
+    rebuilt with a warning naming the damage.  Staging folders left by a killed build are removed.
     """
     from tqdm import tqdm
 
@@ -173,6 +176,27 @@ def prepare_builtin(out_dir: str, overwrite: bool = False, degradations: Optiona
         return [dict(v, **overrides.get(n, {})) for v in synths[n].variants]
 
     out_abs = os.path.abspath(os.fspath(out_dir))
+    wanted = {"version": BUILTIN_VERSION, "degradations": names, "seed": seed, "image_size": image_size,
+              "crop_size": crop_size, "crops_per_image": crops_per_image, "val_size": val_size,
+              "train_images": train_imgs, "val_images": val_imgs,
+              "variants": {n: variants_of(n) for n in names}}
+    existing = read_manifest(out_abs)
+    if existing is not None and existing.get("kind") == "builtin" and existing.get("complete"):
+        same = all(_jsonable(existing.get(k)) == _jsonable(v) for k, v in wanted.items())
+        problems = verify_builtin(out_abs, existing)
+        if same and not problems and not overwrite:
+            clean_stale_stages(out_abs)
+            logger.info("built-in data in %s is already complete (version %s, same settings): nothing to do "
+                        "(--overwrite rebuilds it)", out_abs, BUILTIN_VERSION)
+            return out_abs
+        if not same and not problems and not overwrite:
+            differ = sorted(k for k, v in wanted.items() if _jsonable(existing.get(k)) != _jsonable(v))
+            raise FileExistsError(f"{out_abs} already holds built-in data made with other settings "
+                                  f"({', '.join(f'{k}={existing.get(k)!r}' for k in differ)}); pass --overwrite "
+                                  "(overwrite=True) to rebuild it, or choose another output folder")
+        if problems:
+            logger.warning("built-in data in %s is damaged (%s); rebuilding it", out_abs, "; ".join(problems))
+            overwrite = True  # our own folder (it has our manifest): replaced only once the rebuild is complete
     with staged_dir(out_abs, overwrite) as stage:
         os.makedirs(os.path.join(stage, "train"))
         # ---- training crops
@@ -244,6 +268,47 @@ def prepare_builtin(out_dir: str, overwrite: bool = False, degradations: Optiona
     return out_abs
 
 
+def _jsonable(value: Any) -> Any:
+    # manifests come back from JSON: compare tuples as lists
+    return json.loads(json.dumps(value))
+
+
+def verify_builtin(out_dir: str, manifest: Optional[Mapping[str, Any]] = None) -> List[str]:
+    """Problems of a built-in data folder against its manifest (empty when complete).
+
+    Cheap checks, no image decoding: every LMDB's ``data.mdb`` is as long as its header needs and lists the
+    manifest's number of crops, every validation folder holds every validation photo (non-empty files).
+    """
+    man = manifest if manifest is not None else read_manifest(out_dir)
+    if man is None:
+        return [f"{out_dir} has no manifest.json"]
+    problems: List[str] = []
+    try:
+        lmdbs = ["clean"] + [n for n in man["degradations"] if n not in man["online"]]
+        val_names = [os.path.splitext(v)[0] + ".png" for v in man["val_images"]]
+        folders = ["gt"] + [vs["name"] for vs in man["val_sets"]]
+        crops = int(man["num_train_crops"])
+    except (KeyError, TypeError, ValueError) as err:
+        return [f"manifest.json lacks {err}"]
+    for n in lmdbs:
+        path = os.path.join(out_dir, "train", f"{n}.lmdb")
+        if not os.path.isfile(os.path.join(path, "data.mdb")):
+            problems.append(f"{path} is missing")
+            continue
+        try:
+            check_lmdb_file(path)
+            if len(read_meta_info(path)) != crops:
+                problems.append(f"{path}/meta_info.txt does not list {crops} crops")
+        except (OSError, ValueError) as err:
+            problems.append(str(err).split(";")[0])
+    for folder in folders:
+        for name in val_names:
+            f = os.path.join(out_dir, "val", folder, name)
+            if not os.path.isfile(f) or os.path.getsize(f) == 0:
+                problems.append(f"{f} is missing or empty")
+    return problems
+
+
 def builtin_dataset_options(out_dir: str, manifest: Optional[Mapping[str, Any]] = None,
                             root: Optional[str] = None, gt_size: Optional[int] = None,
                             batch_size: int = 8, num_workers: int = 2) -> Dict[str, Any]:
@@ -293,11 +358,13 @@ def ensure_builtin(out_dir: str, progress: bool = True, **kwargs: Any) -> str:
     """Reuse ``out_dir`` when it holds complete built-in data, else build it with ``prepare_builtin``.
 
     A folder that exists but is not complete built-in data raises ``FileExistsError`` (nothing is deleted).
-    Built-in data of an older ``BUILTIN_VERSION`` (other synthesisers) is rebuilt in place: it is generated,
-    and the new folder replaces it only once complete.  Different ``kwargs`` from the stored parameters only
+    Built-in data of an older ``BUILTIN_VERSION`` (other synthesisers), or damaged (``verify_builtin``: a
+    truncated LMDB, a missing file), is rebuilt in place with a warning: it is generated, and the new folder
+    replaces it only once complete.  Different ``kwargs`` from the stored parameters only
     log a warning: delete the folder to rebuild.
     """
     out_abs = os.path.abspath(os.fspath(out_dir))
+    clean_stale_stages(out_abs)
     man = read_manifest(out_abs)
     if (man is not None and man.get("kind") == "builtin" and man.get("complete")
             and man.get("version") != BUILTIN_VERSION):
@@ -305,6 +372,10 @@ def ensure_builtin(out_dir: str, progress: bool = True, **kwargs: Any) -> str:
                        out_abs, man.get("version"), BUILTIN_VERSION)
         return prepare_builtin(out_abs, overwrite=True, progress=progress, **kwargs)
     if man is not None and man.get("kind") == "builtin" and man.get("complete"):
+        problems = verify_builtin(out_abs, man)
+        if problems:
+            logger.warning("built-in data in %s is damaged (%s); rebuilding it", out_abs, "; ".join(problems))
+            return prepare_builtin(out_abs, overwrite=True, progress=progress, **kwargs)
         differ = {k: v for k, v in kwargs.items()
                   if k in man and man[k] != (list(v) if isinstance(v, tuple) else v)}
         if differ:

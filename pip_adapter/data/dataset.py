@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import difflib
 import logging
 import os
 import random
@@ -23,6 +24,14 @@ SOURCES = ("paired", "lmdb", "synthetic", "standard")
 _TASK_KEYS = {"name", "degradation", "source", "dataroot_lq", "dataroot_gt", "dataroot", "pairs_file",
               "filename_tmpl", "synthesizer", "sigmas", "synth_params", "repeat", "gt_size", "list_file",
               "subset", "split", "seed"}
+_DATASET_KEYS = {"name", "type", "phase", "degradations", "gt_size", "use_hflip", "use_rot", "crop_multiple", "seed",
+                 "io_backend", "tasks",
+                 # read by BasicSR's loader, sampler and prefetchers (or set by its option parser)
+                 "scale", "use_shuffle", "num_worker_per_gpu", "batch_size_per_gpu", "dataset_enlarge_ratio",
+                 "prefetch_mode", "pin_memory", "persistent_workers", "num_prefetch_queue"}
+# items per epoch (after repeat and dataset_enlarge_ratio): the paper's five tasks make about 2e5; BasicSR's
+# sampler draws a permutation of all of them each epoch (8 bytes an item), so absurd ratios must stop here
+MAX_EPOCH_ITEMS = 10_000_000
 
 
 class _Store:
@@ -100,6 +109,19 @@ def _positive_int(value: Any, what: str) -> int:
     if iv < 1 or iv != value:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
     return iv
+
+
+def did_you_mean(word: str, known: Any) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known``, or ``""``."""
+    close = difflib.get_close_matches(str(word), sorted(map(str, known)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_keys(keys: Any, known: Any, where: str) -> None:
+    unknown = sorted(set(map(str, keys)) - set(known))
+    if unknown:
+        hints = "; ".join(f"{k!r}{did_you_mean(k, known)}" for k in unknown)
+        raise ValueError(f"{where}: unknown key(s) {hints}; known: {', '.join(sorted(known))}")
 
 
 def _variants(topt: Mapping[str, Any], synth: Synthesizer, name: str) -> List[Dict[str, Any]]:
@@ -189,6 +211,11 @@ class MixedDegradationDataset(Dataset):
                                            f"dataset {self.dataset_name!r}: crop_multiple")
         self.seed = int(opt.get("seed", 0))
         task_opts = opt.get("tasks")
+        # a misspelled or invented key (ratios:, gt_szie:) would otherwise be ignored in silence
+        _unknown_keys(opt, _DATASET_KEYS | (set() if task_opts is not None else _TASK_KEYS),
+                      f"dataset {self.dataset_name!r}")
+        enlarge = _positive_int(opt.get("dataset_enlarge_ratio", 1),
+                                f"dataset {self.dataset_name!r}: dataset_enlarge_ratio")
         if task_opts is None:
             if "degradation" not in opt:
                 raise ValueError(f"dataset {self.dataset_name!r}: give 'tasks' (a list of task dicts) or the keys "
@@ -204,6 +231,11 @@ class MixedDegradationDataset(Dataset):
         defaults = [d if degs.count(d) == 1 else f"{d}#{i}" for i, d in enumerate(degs)]
         self.tasks: List[_Task] = [self._build_task(t, i, defaults[i]) for i, t in enumerate(task_opts)]
         self._offsets = np.cumsum([0] + [len(t) for t in self.tasks]).tolist()
+        if self._offsets[-1] * enlarge > MAX_EPOCH_ITEMS:
+            sizes = ", ".join(f"{t.name} {len(t):,d}" for t in self.tasks)
+            raise ValueError(f"dataset {self.dataset_name!r}: {self._offsets[-1] * enlarge:,d} items per epoch "
+                             f"({sizes}; × dataset_enlarge_ratio {enlarge}) is more than {MAX_EPOCH_ITEMS:,d}; "
+                             "lower 'repeat' (the paper's largest ratio is 120) or dataset_enlarge_ratio")
         for t in self.tasks:
             logger.info("dataset %s: %s", self.dataset_name, t.describe())
 
@@ -216,9 +248,7 @@ class MixedDegradationDataset(Dataset):
                              f"(one of {', '.join(self.degradations)})")
         deg = canonical_name(topt["degradation"])
         name = str(topt.get("name", default_name))
-        unknown = sorted(set(topt) - _TASK_KEYS)
-        if unknown:
-            raise ValueError(f"task {name!r}: unknown key(s) {unknown}; known: {sorted(_TASK_KEYS)}")
+        _unknown_keys(topt, _TASK_KEYS, f"task {name!r}")
         try:
             label = name_to_index(deg, self.degradations)
         except ValueError as err:
@@ -233,6 +263,9 @@ class MixedDegradationDataset(Dataset):
         if source not in SOURCES:
             raise ValueError(f"task {name!r}: unknown source {source!r}; use one of {', '.join(SOURCES)}")
         repeat = _positive_int(topt.get("repeat", 1), f"task {name!r}: repeat")
+        if repeat > MAX_EPOCH_ITEMS:
+            raise ValueError(f"task {name!r}: repeat {topt.get('repeat')!r} is absurd (more than "
+                             f"{MAX_EPOCH_ITEMS:,d} items per epoch from one image); the paper's largest ratio is 120")
         gt_size = (_positive_int(topt["gt_size"], f"task {name!r}: gt_size") if "gt_size" in topt else None)
         seed = int(topt.get("seed", self.seed)) + 1000003 * index
 

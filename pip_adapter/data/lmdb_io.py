@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
@@ -116,6 +117,59 @@ def read_pairs_file(path: str) -> List[Tuple[str, str]]:
     return pairs
 
 
+class LmdbDamagedError(ValueError):
+    """An LMDB whose ``data.mdb`` is shorter than its own header says (a truncated copy or a killed write)."""
+
+
+_LMDB_MAGIC = 0xBEEFC0DE
+# MDB_meta after the 16-byte page header (64-bit builds): magic u32, version u32, address u64, mapsize u64,
+# two 48-byte MDB_db records (the free-list one's first u32 holds the page size), last page u64, txnid u64
+_META_OFFSET = 16
+_META_LEN = 4 + 4 + 8 + 8 + 2 * 48 + 8 + 8
+
+
+def check_lmdb_file(path: str) -> int:
+    """Check that ``path/data.mdb`` is as long as its header requires, without memory-mapping it.
+
+    Mapping a truncated ``data.mdb`` and touching a page past its end kills the process with SIGBUS (no
+    Python error), so readers call this first.  Returns the bytes the newest meta page needs; raises
+    :class:`LmdbDamagedError` naming the LMDB otherwise.
+    """
+    lmdb_dir = os.fspath(path).rstrip("/\\")
+    data = os.path.join(lmdb_dir, "data.mdb")
+    size = os.path.getsize(data)
+    what = (f"LMDB {lmdb_dir} is damaged: data.mdb")
+    fix = ("; it was truncated (an interrupted copy or write): rebuild it (pip-adapter prepare-data) or copy it "
+           "again")
+    with open(data, "rb") as fh:
+        first = fh.read(_META_OFFSET + _META_LEN)
+        if len(first) < _META_OFFSET + _META_LEN:
+            raise LmdbDamagedError(f"{what} is only {size} bytes, shorter than an LMDB header{fix}")
+        magic, _version = struct.unpack_from("<II", first, _META_OFFSET)
+        if magic != _LMDB_MAGIC:
+            raise LmdbDamagedError(f"{lmdb_dir}/data.mdb is not an LMDB data file (bad magic number {magic:#x}); "
+                                   "rebuild it (pip-adapter prepare-data)")
+        page = struct.unpack_from("<I", first, _META_OFFSET + 24)[0]
+        if page < 512 or page & (page - 1) or page > (1 << 16):
+            raise LmdbDamagedError(f"{what} has an implausible page size {page} in its header{fix}")
+        metas = [first]
+        fh.seek(page)
+        second = fh.read(_META_OFFSET + _META_LEN)
+        if len(second) == _META_OFFSET + _META_LEN:
+            metas.append(second)
+    need = 2 * page
+    best_txn = -1
+    for buf in metas:
+        if struct.unpack_from("<I", buf, _META_OFFSET)[0] != _LMDB_MAGIC:
+            continue
+        last_pg, txnid = struct.unpack_from("<QQ", buf, _META_OFFSET + 24 + 96)
+        if txnid > best_txn:  # LMDB uses the meta page of the newest transaction
+            best_txn, need = txnid, max(2 * page, (last_pg + 1) * page)
+    if size < need:
+        raise LmdbDamagedError(f"{what} is {size} bytes but its header needs {need}{fix}")
+    return need
+
+
 # py-lmdb refuses to open one environment twice in a process, and several tasks often share one LMDB
 # (the clean images): one read-only environment per (process, path), opened on first use
 _ENVS: Dict[str, Tuple[int, Any, Tuple[int, int]]] = {}
@@ -129,6 +183,7 @@ def _shared_env(path: str):
     ident = (st.st_dev, st.st_ino)
     pid, env, old_ident = _ENVS.get(key, (None, None, None))
     if env is None or pid != os.getpid() or old_ident != ident:
+        check_lmdb_file(key)  # a truncated file would SIGBUS on first access, not raise
         if env is not None:
             # inherited through fork (a DataLoader worker) it is unusable here, and a replaced LMDB (same
             # path, new file) must not be served from the old mapping; py-lmdb also refuses a second open
@@ -158,6 +213,7 @@ class LmdbReader:
             raise FileNotFoundError(f"LMDB folder not found: {self.path}")
         if not os.path.isfile(os.path.join(self.path, "data.mdb")):
             raise FileNotFoundError(f"{self.path} is not an LMDB (no data.mdb inside)")
+        check_lmdb_file(self.path)
         meta = read_meta_info(self.path)
         self.keys: List[str] = [k for k, _ in meta]
         self.shapes: Dict[str, Tuple[int, ...]] = dict(meta)

@@ -223,6 +223,93 @@ def _parse_meta(text: str, path: str) -> Dict[str, Any]:
     return meta
 
 
+# a block count or size in the metadata beyond this multiple of what the file's tensors hold is not credible
+_META_INT_SLACK = 1024
+_MAX_MULTIPLE = 1 << 12
+
+
+def check_meta(meta: Mapping[str, Any], path: str, tensors: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+    """Validate a pip-adapter document before anything is built from it (crafted or damaged files).
+
+    Checks the kind, ``multiple`` (an integer >= 1), the degradation names (non-empty strings that
+    ``--degradation``/``--omega`` can address, unique once canonical, the same as ``pip_config``'s), and —
+    given the file's ``tensors`` — that no integer of the network description exceeds what those tensors
+    could hold (a width or block count of 10^9 would otherwise be allocated before any shape is compared).
+    """
+    from pip_adapter.omega import canonical_name
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: invalid pip-adapter metadata: {what}; the file is damaged or was not "
+                               "written by 'pip-adapter export' — re-export it")
+
+    kind = meta.get("kind")
+    if kind not in ("restorer", "classifier"):
+        raise bad(f"'kind' must be 'restorer' or 'classifier', got {kind!r}")
+    multiple = meta.get("multiple", 1)
+    if multiple is None:
+        multiple = 1
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or not 1 <= multiple <= _MAX_MULTIPLE:
+        raise bad(f"'multiple' must be an integer from 1 to {_MAX_MULTIPLE}, got {multiple!r}")
+    names = meta.get("degradations")
+    if not isinstance(names, list) or not names:
+        raise bad(f"'degradations' must be a non-empty list of names, got {names!r}")
+    canon = []
+    for n in names:
+        if not isinstance(n, str) or not canonical_name(n) or any(c in n for c in ",=") or n != n.strip():
+            raise bad(f"degradation name {n!r} cannot be addressed by --degradation/--omega")
+        canon.append(canonical_name(n))
+    dupes = sorted({n for n in canon if canon.count(n) > 1})
+    if dupes:
+        raise bad(f"degradation names repeat {dupes} (-d {dupes[0]} would be ambiguous)")
+    pip_config = meta.get("pip_config")
+    if pip_config is not None and not isinstance(pip_config, Mapping):
+        raise bad("'pip_config' must be a mapping")
+    network = meta.get("network")
+    if network is not None and not isinstance(network, Mapping):
+        raise bad("'network' must be a mapping")
+    if isinstance(pip_config, Mapping) and pip_config.get("degradations") is not None:
+        if [canonical_name(n) if isinstance(n, str) else n for n in pip_config["degradations"]] != canon:
+            raise bad(f"pip_config's degradations {pip_config['degradations']} differ from {names}")
+    if tensors:
+        limit = _META_INT_SLACK * max(len(tensors), max((max(t.shape) for t in tensors.values() if t.dim()),
+                                                        default=1))
+        for where, value in _ints(dict(network=network, pip_config=pip_config)):
+            if value > limit:
+                raise bad(f"{where} = {value} is far beyond what the file's {len(tensors)} tensors hold "
+                          f"(largest dimension {limit // _META_INT_SLACK if len(tensors) < limit else '?'})")
+
+
+def _ints(obj: Any, where: str = "") -> List[Tuple[str, int]]:
+    """Every integer in a JSON document, with its dotted location."""
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int):
+        return [(where, obj)]
+    if isinstance(obj, Mapping):
+        return [x for k, v in obj.items() for x in _ints(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [x for i, v in enumerate(obj) for x in _ints(v, f"{where}[{i}]")]
+    return []
+
+
+def check_sizes_on_meta_device(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor],
+                               builder: Optional[Builder], path: str) -> None:
+    """Build the described network on the ``meta`` device (no memory) and compare its shapes with ``state``.
+
+    Refuses a document whose network would not fit the file's tensors before the real network is
+    allocated.  Networks that cannot be built on the meta device are left to the ordinary check.
+    """
+    try:
+        with torch.device("meta"):
+            model = _build_from_meta(meta, builder)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: cannot rebuild the network it describes: {err}") from err
+    except Exception as err:  # noqa: BLE001 - a constructor that needs real data: checked after building
+        logger.debug("%s: no meta-device size check (%s: %s)", path, type(err).__name__, err)
+        return
+    check_state_dict(model, _strip_module_prefix(state), path)
+
+
 def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Any]:
     """(tensors, pip-adapter document or None, the raw torch object or None) of any supported file."""
     path = os.fspath(path)
@@ -309,6 +396,10 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
             source["key"] = "params_ema" if "params_ema" in raw else "params"
         return _load_from_network(network, state, path, builder, source=source)
     main, cls_state = _split_bundle(tensors)
+    check_meta(meta, path, main)
+    if isinstance(meta.get("classifier"), Mapping):
+        check_meta(meta["classifier"], f"{path} (classifier)", cls_state)
+    check_sizes_on_meta_device(meta, main, builder, path)
     model = load_weights(_build_checked(meta, builder, path), main, path)
     classifier = None
     if meta.get("kind") == "classifier":

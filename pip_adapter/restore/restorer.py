@@ -22,7 +22,7 @@ import torch.nn as nn
 from pip_adapter.omega import canonical_name, to_omega
 from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
-from pip_adapter.restore.tiling import count_tiles, run_padded, tiled_forward
+from pip_adapter.restore.tiling import check_tiling, count_tiles, run_padded, tiled_forward
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +35,19 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     """``"auto"``/None → CUDA when available else CPU; ``"cuda"`` without CUDA is refused clearly."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {dev}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    if dev.type not in ("cpu", "cuda"):
+        backend = getattr(torch, dev.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise ValueError(f"--device {dev.type} is not available here; use cpu, cuda, cuda:N or auto")
     return dev
 
 
@@ -95,6 +105,7 @@ class RestoreResult:
     psnr: Optional[float] = None
     ssim: Optional[float] = None
     error: Optional[str] = None
+    unscored: Optional[str] = None  # why a ground truth was given but no PSNR/SSIM could be computed
 
 
 class Restorer:
@@ -124,6 +135,7 @@ class Restorer:
                                  f"restorer's {self.degradations}")
         self.tile = int(tile or 0)
         self.tile_overlap = int(tile_overlap)
+        check_tiling(self.tile, self.tile_overlap, self.multiple)  # once, before any image
         if uses_omega is None:
             # as PIPModel decides: a network with PIP levels takes ω, a plain backbone does not
             uses_omega = hasattr(model, "pip_levels")
@@ -322,10 +334,15 @@ class Restorer:
         result = RestoreResult(input=src, output=dst, omega=weights, chosen=desc,
                                seconds=time.perf_counter() - start, size=(out.shape[0], out.shape[1]))
         if gt is not None:
-            gt_rgb, gt_info = read_image(gt)
-            # compare what was written (its bit depth and channels) with the ground truth the same way
-            written, _ = array_to_float(out)
-            result.psnr, result.ssim = _compare(written, info, gt_rgb, gt_info)
+            # the output is written either way; a ground truth that cannot be compared only loses the score
+            try:
+                gt_rgb, gt_info = read_image(gt)
+                # compare what was written (its bit depth and channels) with the ground truth the same way
+                written, _ = array_to_float(out)
+                result.psnr, result.ssim = _compare(written, info, gt_rgb, gt_info)
+            except (ValueError, OSError) as err:
+                result.unscored = f"ground truth {gt}: {err}"
+                logger.warning("%s: restored, not scored: %s", src, result.unscored)
         return result
 
 

@@ -69,6 +69,27 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> List[in
     return [s for s, _ in tile_spans(length, tile, overlap, align)]
 
 
+def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
+    """Refuse a tile size / overlap pair that cannot tile with this size multiple, naming values that can.
+
+    Tiles are rounded up to ``multiple`` and their starts aligned to it, so the overlap must leave a step:
+    ``ceil(tile / multiple) * multiple > overlap + multiple - 1``.  ``tile`` 0 means no tiling.
+    """
+    tile, overlap, multiple = int(tile), int(overlap), max(1, int(multiple))
+    if tile < 0 or overlap < 0:
+        raise ValueError(f"--tile ({tile}) and --tile-overlap ({overlap}) must be >= 0")
+    if tile == 0:
+        return
+    rounded = int(math.ceil(tile / multiple) * multiple)
+    if rounded - overlap - (multiple - 1) > 0:
+        return
+    min_tile = int(math.ceil((overlap + multiple) / multiple) * multiple)
+    rounding = f" (rounded up to the model's size multiple {multiple}: {rounded})" if multiple > 1 else ""
+    raise ValueError(f"--tile {tile}{rounding} leaves no room for --tile-overlap {overlap}: use --tile {min_tile} "
+                     f"or more, or --tile-overlap {max(0, rounded - multiple)}{' or less' if rounded > multiple else ''} "
+                     "(a quarter of the tile is a good overlap)")
+
+
 def ramp_window(size: int, ramp_before: int, ramp_after: int, dtype=torch.float32) -> torch.Tensor:
     """1-D weights: 0 on the outer quarter of each overlap, a raised-cosine ramp across its middle half, 1 inside.
 

@@ -43,8 +43,68 @@ def atomic_write(path: str, writer: Callable[[str], Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to ``path`` through a temporary file and a rename."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """``torch.save`` to ``path`` through a temporary file and a rename.
+
+    A write that fails for an operating-system reason (a full disk, a quota) raises ``OSError`` with that
+    reason and ``path``; torch alone would report ``basic_ios::clear: iostream error``.
+    """
+    def _save(tmp: str) -> None:
+        # through a Python file object, so that the OS error reaches us (as the RuntimeError's context)
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(obj, fh)
+        except RuntimeError as err:
+            cause = err.__context__
+            if isinstance(cause, OSError) and cause.errno is not None:
+                raise OSError(cause.errno, cause.strerror, os.fspath(path)) from err
+            raise
+
+    try:
+        atomic_write(path, _save)
+    except OSError as err:
+        # name the file being written, not its temporary name
+        tmp_name = isinstance(err.filename, str) and err.filename.endswith(".tmp") and \
+            os.path.dirname(os.path.abspath(err.filename)) == os.path.dirname(os.path.abspath(path))
+        if err.errno is not None and tmp_name:
+            raise OSError(err.errno, err.strerror, os.fspath(path)) from err
+        raise
+
+
+def os_error_line(err: OSError) -> str:
+    """``"<path>: <reason>"`` for an operating-system error (``"run/x.pth: no space left on device"``)."""
+    reason = (err.strerror or str(err)).strip()
+    reason = reason[:1].lower() + reason[1:]
+    where = err.filename if err.filename is not None else ""
+    if err.filename2 is not None:
+        where = f"{where} -> {err.filename2}"
+    return f"{where}: {reason}" if where else reason
+
+
+class UnreadableFileError(ValueError):
+    """A checkpoint or training state that cannot be loaded (truncated, corrupt, or not weights-only)."""
+
+
+def load_weights_only(path: str, what: str = "checkpoint") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one clear error naming the file.
+
+    A truncated or corrupt file and a file holding pickled Python objects (refused by the weights-only
+    loader: nothing in it runs) both raise :class:`UnreadableFileError`; a missing file ``FileNotFoundError``.
+    """
+    import pickle
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnreadableFileError(
+            f"{path}: refused to load this {what}: it holds pickled Python objects, not only weights "
+            f"({str(err).splitlines()[-1][:200] if str(err) else 'unpickling error'}); only weights-only files "
+            "are read, so nothing in it ran. Use a checkpoint written by pip-adapter or BasicSR") from err
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise UnreadableFileError(f"{path}: cannot read this {what}: it is truncated or corrupt ({reason})") from err
 
 
 class OptionFileError(ValueError):
