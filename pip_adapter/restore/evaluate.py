@@ -166,6 +166,45 @@ def _mean(values: Sequence[float]) -> Optional[float]:
     return float(sum(vals) / len(vals)) if vals else None
 
 
+def evaluate_set(restorer: Restorer, bench_set: BenchmarkSet, pairs: Sequence[Tuple[str, Optional[str], str]],
+                 omega: str = "true", auto_mode: str = "weights", seed: int = 0, bar: Any = None) -> Dict[str, Any]:
+    """Restore one set's ``(name, lq_path or None, gt_path)`` pairs; mean PSNR/SSIM (and the input's) + per image.
+
+    ``omega``: ``"true"`` (the set's degradation) or ``"auto"`` (then ``classifier_accuracy`` is reported: the
+    share of images whose most likely type is the set's).
+    """
+    rows = []
+    for name, lq_path, gt_path in pairs:
+        if bar is not None:
+            bar.set_postfix_str(f"{bench_set.title} {name}")
+        lq, gt = load_pair(lq_path, gt_path, bench_set, seed)
+        lq_f, gt_f = lq.astype(np.float32) / 255.0, gt.astype(np.float64) / 255.0
+        spec = "auto" if omega == "auto" else bench_set.degradation
+        restored, weights, desc = restorer.restore_array(lq_f, degradation=spec, auto_mode=auto_mode)
+        psnr, ssim = image_metrics(restored.astype(np.float64), gt_f)
+        in_psnr, in_ssim = image_metrics(lq_f.astype(np.float64), gt_f)
+        row = {"image": name, "psnr": psnr, "ssim": ssim, "input_psnr": in_psnr, "input_ssim": in_ssim,
+               "omega": desc}
+        if omega == "auto":
+            top = max(weights, key=weights.get)  # one-hot (argmax) or the probabilities: the same top type
+            row["predicted"] = top
+            row["correct"] = canonical_name(top) == canonical_name(bench_set.degradation)
+        rows.append(row)
+        if bar is not None:
+            bar.update(1)
+    entry: Dict[str, Any] = {
+        "key": bench_set.key, "title": bench_set.title, "degradation": bench_set.degradation,
+        "sigma": bench_set.sigma, "count": len(rows), "psnr": _mean([r["psnr"] for r in rows]),
+        "ssim": _mean([r["ssim"] for r in rows]), "input_psnr": _mean([r["input_psnr"] for r in rows]),
+        "input_ssim": _mean([r["input_ssim"] for r in rows]), "images": rows}
+    if omega == "auto":
+        entry["classifier_accuracy"] = _mean([float(r["correct"]) for r in rows])
+    logger.info("%s: %d images, PSNR %.2f, SSIM %.4f", bench_set.title, len(rows),
+                entry["psnr"] if entry["psnr"] is not None else float("nan"),
+                entry["ssim"] if entry["ssim"] is not None else float("nan"))
+    return entry
+
+
 def evaluate(restorer: Restorer, root: str, setting: str = "3task", omega: str = "true",
              auto_mode: str = "weights", seed: int = 0, max_images: Optional[int] = None,
              progress: bool = True, model_name: str = "model") -> Dict[str, Any]:
@@ -207,37 +246,9 @@ def evaluate(restorer: Restorer, root: str, setting: str = "3task", omega: str =
             logger.warning("%s: %d images found, the published set has %d; the numbers are not comparable",
                            s.title, len(pairs), s.expected_count)
     start = time.perf_counter()
-    results = []
     total = sum(len(p) for _, p in plan)
     with tqdm(total=total, desc=f"evaluate {setting}", unit="img", disable=not progress) as bar:
-        for s, pairs in plan:
-            rows = []
-            for name, lq_path, gt_path in pairs:
-                bar.set_postfix_str(f"{s.title} {name}")
-                lq, gt = load_pair(lq_path, gt_path, s, seed)
-                lq_f, gt_f = lq.astype(np.float32) / 255.0, gt.astype(np.float64) / 255.0
-                spec = "auto" if omega == "auto" else s.degradation
-                restored, weights, desc = restorer.restore_array(lq_f, degradation=spec, auto_mode=auto_mode)
-                psnr, ssim = image_metrics(restored.astype(np.float64), gt_f)
-                in_psnr, in_ssim = image_metrics(lq_f.astype(np.float64), gt_f)
-                row = {"image": name, "psnr": psnr, "ssim": ssim, "input_psnr": in_psnr, "input_ssim": in_ssim,
-                       "omega": desc}
-                if omega == "auto":
-                    top = max(weights, key=weights.get)
-                    row["predicted"] = top
-                    row["correct"] = canonical_name(top) == s.degradation
-                rows.append(row)
-                bar.update(1)
-            entry: Dict[str, Any] = {
-                "key": s.key, "title": s.title, "degradation": s.degradation, "sigma": s.sigma,
-                "count": len(rows), "psnr": _mean([r["psnr"] for r in rows]), "ssim": _mean([r["ssim"] for r in rows]),
-                "input_psnr": _mean([r["input_psnr"] for r in rows]),
-                "input_ssim": _mean([r["input_ssim"] for r in rows]), "images": rows}
-            if omega == "auto":
-                entry["classifier_accuracy"] = _mean([float(r["correct"]) for r in rows])
-            results.append(entry)
-            logger.info("%s: %d images, PSNR %.2f, SSIM %.4f", s.title, len(rows), entry["psnr"] or float("nan"),
-                        entry["ssim"] or float("nan"))
+        results = [evaluate_set(restorer, s, pairs, omega, auto_mode, seed, bar) for s, pairs in plan]
     by_key = {r["key"]: r for r in results}
     averages = {}
     for name, keys in AVERAGES[setting].items():
