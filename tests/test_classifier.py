@@ -106,6 +106,23 @@ def test_basicsr_model_learns_and_reports_per_type(tmp_path):
         model.feed_data({"lq": torch.rand(1, 3, 16, 16)})
 
 
+def test_training_batches_are_cropped_to_the_crop_size(tmp_path):
+    """Whole degraded training crops in, random crop_size windows of them to the network; validation whole."""
+    import pip_adapter.bsr  # noqa: F401
+    from basicsr.models import build_model
+
+    model = build_model(_model_opt(tmp_path))  # crop_size 16
+    x = torch.arange(2 * 3 * 40 * 40, dtype=torch.float32).reshape(2, 3, 40, 40)
+    model.feed_data({"lq": x, "label": torch.tensor([0, 1])})
+    assert model.lq.shape == (2, 3, 16, 16)
+    for img, crop in zip(x, model.lq):  # each crop is a window of its own image, at native resolution
+        t, l = divmod(int(crop[0, 0, 0] - img[0, 0, 0]), 40)
+        assert torch.equal(crop, img[:, t:t + 16, l:l + 16])
+    model._validating = True
+    model.feed_data({"lq": x, "label": torch.tensor([0, 1])})
+    assert model.lq.shape == (2, 3, 40, 40)
+
+
 def test_train_with_basicsr_export_and_auto_restore(tiny_pip_experiment, tiny_builtin_root, tmp_path, capsys):
     """classifier_builtin.yml's model trained by ``basicsr train`` on the tiny built-in data, exported,
     bundled with the PIP model, and used by ``restore --degradation auto``."""

@@ -40,6 +40,10 @@ class DegradationClassifierModel(PIPModel):
         self.label_smoothing = float(train_opt.get("label_smoothing", 0.0) or 0.0)
         self.grad_clip = float(train_opt.get("grad_clip", 0) or 0)
         self.dmix_prob = 0.0
+        # the dataset degrades whole training crops (gt_size) so synthetic degradations have the scale they
+        # have on real images; the network then sees a random crop_size window of each, as at inference
+        self.train_crop = int(train_opt.get("crop_size", 0) or getattr(self.bare_net, "crop_size", 0) or 0)
+        self._crop_gen = torch.Generator().manual_seed(int(self.opt.get("manual_seed") or 0) + 7)
         self.setup_optimizers()
         self.setup_schedulers()
 
@@ -59,6 +63,16 @@ class DegradationClassifierModel(PIPModel):
         if self.label.numel() and (self.label.min() < 0 or self.label.max() >= num_types):
             raise ValueError(f"labels {sorted(set(self.label.tolist()))} do not fit the classifier's "
                              f"{num_types} types {self.degradation_names}")
+        crop = getattr(self, "train_crop", 0)
+        if self.is_train and not self._validating and crop and min(self.lq.shape[-2:]) > crop:
+            self.lq = self._random_crops(self.lq, crop)
+
+    def _random_crops(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """One random ``size``×``size`` window per image of a B×3×H×W batch."""
+        h, w = x.shape[-2:]
+        tops = torch.randint(0, h - size + 1, (x.shape[0],), generator=self._crop_gen).tolist()
+        lefts = torch.randint(0, w - size + 1, (x.shape[0],), generator=self._crop_gen).tolist()
+        return torch.stack([img[:, t:t + size, l:l + size] for img, t, l in zip(x, tops, lefts)])
 
     # ------------------------------------------------------------------ optimisation
     def optimize_parameters(self, current_iter: int) -> None:
