@@ -11,12 +11,15 @@ What it adds to ``SRModel``:
 * optional Degradation-Mix on training batches (``train.dmix: {prob: 0.5}``), gradient clipping
   (``train.grad_clip: max_norm``), ``train.trainable: new_prompts|pip|all`` and ``train.zero_init: [ending]``
   (zero a residual network's output layer so training starts from the identity);
+* mixed precision (``train.amp: bf16|fp16``; autocast on the tensors' device, a gradient scaler for fp16,
+  losses and L_ddl in fp32, weights and checkpoints fp32; validation in ``val.amp``, fp32 by default);
 * CPU-safe DDP placement, ``weights_only`` loading, atomic checkpoint and training-state writes;
 * validation per task (each val set is one task with its own ω), PSNR/SSIM of the degraded input beside the
   restored one, and the average across tasks, to the log, TensorBoard and ``validation_latest.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter, OrderedDict
@@ -40,6 +43,19 @@ from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_o
 from .scheduler import LinearWarmupCosine
 
 _VAL_PHASES = ("val", "test")
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP_ALIASES = {"none": "fp32", "false": "fp32", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16",
+                "half": "fp16"}
+
+
+def amp_dtype(value: Any, key: str = "train.amp") -> Optional[torch.dtype]:
+    """The autocast dtype of an ``amp`` option (``bf16``, ``fp16``; ``fp32``/``false``/None: no autocast)."""
+    if value is None or value is False:
+        return None
+    name = _AMP_ALIASES.get(str(value).strip().lower(), str(value).strip().lower())
+    if name not in AMP_DTYPES:
+        raise ValueError(f"{key} must be one of {sorted(AMP_DTYPES)} (or false), got {value!r}")
+    return AMP_DTYPES[name]
 
 
 def plain_state(obj: Any) -> Any:
@@ -80,6 +96,9 @@ class PIPModel(SRModel):
         self._val_round: Dict[str, Dict[str, Dict[str, float]]] = {}
         self._input_metric_cache: Dict[str, Dict[str, float]] = {}
         self.last_validation: Optional[Dict[str, Any]] = None
+        self.amp_dtype = amp_dtype((opt.get("train") or {}).get("amp")) if opt.get("is_train", True) else None
+        self.val_amp_dtype = amp_dtype((opt.get("val") or {}).get("amp"), "val.amp")
+        self.grad_scaler: Optional[torch.amp.GradScaler] = None
         super().__init__(opt)
         self._train_label_names = self._dataset_names((opt.get("datasets") or {}).get("train"))
         self._label_names = self._train_label_names
@@ -167,6 +186,12 @@ class PIPModel(SRModel):
             raise ValueError(f"train.dmix.prob must lie in [0, 1], got {self.dmix_prob}")
         self._dmix_gen = torch.Generator().manual_seed(int(self.opt.get("manual_seed") or 0) + self.opt["rank"])
         self.grad_clip = float(train_opt.get("grad_clip", 0) or 0)
+        if self.amp_dtype is not None:
+            # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none
+            if self.amp_dtype == torch.float16:
+                self.grad_scaler = torch.amp.GradScaler(self.device.type)
+            get_root_logger().info(f"Mixed precision: autocast to {self.amp_dtype} on {self.device.type}"
+                                   + (" with a gradient scaler" if self.grad_scaler else ""))
         if train_opt.get("zero_init") and self.opt["path"].get("pretrain_network_g") is None:
             self._zero_init(train_opt["zero_init"])
         super().init_training_settings()
@@ -279,14 +304,18 @@ class PIPModel(SRModel):
 
             self.lq, self.gt, self.omega = degradation_mix(self.lq, self.gt, self.omega, generator=self._dmix_gen)
 
-    def _run(self, net: torch.nn.Module, lq: torch.Tensor) -> torch.Tensor:
-        return net(lq, self.omega) if self.omega is not None else net(lq)
+    def _run(self, net: torch.nn.Module, lq: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """The network's output for ``lq``, under autocast to ``dtype`` when given; always float32."""
+        with torch.autocast(lq.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            out = net(lq, self.omega) if self.omega is not None else net(lq)
+        return out.float()
 
     # ------------------------------------------------------------------ optimisation
     def optimize_parameters(self, current_iter: int) -> None:
         """One step on L_pix (+ perceptual) + α·L_ddl."""
         self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self._run(self.net_g, self.lq)
+        # only the network runs under autocast: the losses (L_ddl included) see float32 tensors
+        self.output = self._run(self.net_g, self.lq, self.amp_dtype)
 
         l_total = 0
         loss_dict = OrderedDict()
@@ -308,10 +337,19 @@ class PIPModel(SRModel):
             l_total = l_total + l_ddl
             loss_dict["l_ddl"] = l_ddl
 
-        l_total.backward()
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
-        self.optimizer_g.step()
+        scaler = self.grad_scaler
+        if scaler is not None:
+            scaler.scale(l_total).backward()
+            if self.grad_clip > 0:
+                scaler.unscale_(self.optimizer_g)
+                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
+            scaler.step(self.optimizer_g)  # skipped when the scaled gradients overflowed
+            scaler.update()
+        else:
+            l_total.backward()
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
+            self.optimizer_g.step()
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
@@ -346,7 +384,7 @@ class PIPModel(SRModel):
             lq = F.pad(lq, (0, pw, 0, ph), mode=mode)
         net.eval()
         with torch.no_grad():
-            out = self._run(net, lq)
+            out = self._run(net, lq, self.val_amp_dtype)
         if was_training:
             net.train()
         self.output = out[..., :h, :w]
@@ -510,8 +548,16 @@ class PIPModel(SRModel):
         state = {"epoch": int(epoch), "iter": int(current_iter),
                  "optimizers": [plain_state(o.state_dict()) for o in self.optimizers],
                  "schedulers": [plain_state(s.state_dict()) for s in self.schedulers]}
+        if self.grad_scaler is not None:
+            state["grad_scaler"] = plain_state(self.grad_scaler.state_dict())
         os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
         atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+
+    def resume_training(self, resume_state: Dict[str, Any]) -> None:
+        """BasicSR's resume (optimizers, schedulers) plus the fp16 gradient scaler's state."""
+        super().resume_training(resume_state)
+        if self.grad_scaler is not None and resume_state.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(resume_state["grad_scaler"])
 
     def save(self, epoch: int, current_iter: int) -> None:
         """Save the network(s) first, then the state, so a state on disk always has its network."""

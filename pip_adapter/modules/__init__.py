@@ -4,13 +4,13 @@ from .attention import TransposedCrossAttention, topm_ks, topm_masks
 from .ddl_loss import DirectionalDecoupledLoss
 from .ffn import GDFN, DualGateFFN
 from .layernorm import LayerNorm2d
-from .pip_level import PIPLevel
+from .pip_level import PIPLevel, set_p2f_chunking
 from .release_keys import (load_release_level, ours_to_release_level, ours_to_release_prefixed,
                            release_level_to_ours, release_prefixed_to_ours, release_prefixes,
                            split_prefixed)
 
 __all__ = [
-    "LayerNorm2d", "TransposedCrossAttention", "topm_ks", "topm_masks", "GDFN", "DualGateFFN", "PIPLevel",
+    "LayerNorm2d", "TransposedCrossAttention", "topm_ks", "topm_masks", "GDFN", "DualGateFFN", "PIPLevel", "set_p2f_chunking",
     "DirectionalDecoupledLoss", "release_level_to_ours", "ours_to_release_level", "release_prefixes",
     "split_prefixed", "release_prefixed_to_ours", "ours_to_release_prefixed", "load_release_level",
 ]

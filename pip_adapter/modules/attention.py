@@ -83,9 +83,11 @@ class TransposedCrossAttention(nn.Module):
         """``q kᵀ`` of L2-normalised rows times τ, for q, k of shape B×heads×c×N."""
         # dividing the small c×c product by the norms equals normalising q and k first, without
         # writing two normalised copies of the big tensors
-        qn = torch.linalg.vector_norm(q, dim=-1).clamp_min(1e-12)
-        kn = torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)
-        attn = q @ k.transpose(-2, -1)
+        # float32 from here on (no-ops for float32 inputs): under autocast the c×c map, its top-m ranks and
+        # the softmax stay in float32 while the big products run in the low precision
+        qn = torch.linalg.vector_norm(q, dim=-1, dtype=torch.float32).clamp_min(1e-12)
+        kn = torch.linalg.vector_norm(k, dim=-1, dtype=torch.float32).clamp_min(1e-12)
+        attn = (q @ k.transpose(-2, -1)).float()
         return attn / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
 
     def mix_weights(self, attn: torch.Tensor) -> torch.Tensor:
@@ -128,7 +130,7 @@ class TransposedCrossAttention(nn.Module):
         heads, c = self.num_heads, self.head_dim
         q = q.reshape(x.shape[0], heads, c, h * w)
         k, v = kv.reshape(b, 2, heads, c, h * w).unbind(1)
-        mix = self.mix_weights(self.attention_map(q, k))
+        mix = self.mix_weights(self.attention_map(q, k)).to(v.dtype)
         out = (mix @ v).reshape(b, self.dim, h, w)
         return self.project_out(out)
 
@@ -143,16 +145,17 @@ class TransposedCrossAttention(nn.Module):
         kh = kt.unflatten(-1, (heads, c)).permute(0, 2, 1, 3)
         # sum of squares over tokens: a vectorised reduction over the outer axis (linalg.vector_norm takes
         # a slow path there, ~10x slower on CPU)
-        qn = qt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
-        kn = kt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(b, heads, c)
+        # (sums, the c×c map, top-m and softmax in float32: no-ops for float32 inputs, see attention_map)
+        qn = qt.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
+        kn = kt.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(b, heads, c)
         if b == 1 or q.device.type != "cpu":
             gram = qh @ kh
         else:
             # per sample on CPU: a batched matmul over (B, heads) would first copy both strided operands
             # (7x slower at B=4); on GPUs the copy is cheap and one launch beats B launches
             gram = torch.stack([qh[i if qh.shape[0] > 1 else 0] @ kh[i] for i in range(b)])
-        attn = gram / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
-        mix = self.mix_weights(attn)                                    # B×heads×c×c
+        attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
+        mix = self.mix_weights(attn).to(vt.dtype)                      # B×heads×c×c
         eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
         block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
         proj = self.project_out

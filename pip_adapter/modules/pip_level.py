@@ -83,6 +83,8 @@ class PIPLevel(nn.Module):
         self.prompt_reduce, self.prompt_divisor = prompt_reduce, prompt_divisor
         self.use_degradation_prompt, self.use_basic_prompt = use_degradation_prompt, use_basic_prompt
         self.selective = selective
+        # 0: P2F runs on the whole map; > 0: eager forwards run it in row bands (see set_p2f_chunking)
+        self.p2f_chunk_pixels = 0
         self._trained_types = num_types
         self._added_types = 0
 
@@ -248,12 +250,115 @@ class PIPLevel(nn.Module):
         out = self.p2f_ffn(self.p2f_norm_ffn(a))
         return out.add_(a) if inference else out + a
 
+    def set_p2f_chunking(self, pixels: int) -> None:
+        """Run P2F in bands of whole rows, about ``pixels`` pixels (at least 8 rows) each; 0: off (the default).
+
+        Full-resolution P2F sets the peak memory of a PIP level (the dual-gate FFN widens C channels to
+        2·⌊2.66·C⌋ at H×W); in bands only one band's intermediates are alive at a time.  The result equals the
+        unchunked one up to float rounding (the attention's c×c products are summed band by band).  Only eager
+        forwards use it: under ``torch.compile`` / ``torch.export`` / tracing the level runs unchunked, so the
+        graph has no loop over the input size.  Gradients flow through either path.
+        """
+        if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
+            raise ValueError(f"p2f chunk size must be an int >= 0 (pixels per band, 0 = off), got {pixels!r}")
+        self.p2f_chunk_pixels = pixels
+
+    def _chunk_rows(self, h: int, w: int) -> int:
+        """Rows per P2F band, or 0 when P2F runs on the whole map."""
+        if not self.p2f_chunk_pixels or torch.compiler.is_compiling() or torch.jit.is_tracing() \
+                or torch.jit.is_scripting():
+            return 0
+        # at least 8 rows: each band recomputes 2 rows on each side for the 3×3 convs
+        rows = max(8, self.p2f_chunk_pixels // max(1, w))
+        return rows if rows < h else 0
+
+    def _prompt_to_feature_bands(self, z: torch.Tensor, u: torch.Tensor, rows: int) -> torch.Tensor:
+        """:meth:`prompt_to_feature` computed band by band (``rows`` rows each), in two passes.
+
+        Pass 1 sums the attention's per-head q·kᵀ and the squared norms of q and k over the bands (q and k need
+        one extra row on each side for their 3×3 depthwise convs); pass 2 builds v, the attention output, the
+        residual and the FFN per band (two extra rows: the v conv and the FFN's 3×3 conv).  The k and v halves
+        of the key/value convs are computed separately, each only in the pass that needs it.
+        """
+        attn = self.p2f_attn
+        c, dim = self.channels, self.prompt_dim
+        b, _, h, w = z.shape
+        heads, hc = attn.num_heads, attn.head_dim
+        cq = min(c, dim)  # C < D: the query is zero-padded implicitly, only its first C weight columns act
+        w_q, w_qdw = attn.q.weight[:, :cq], attn.q_dwconv.weight
+        w_k, w_v = attn.kv.weight[:dim], attn.kv.weight[dim:]
+        w_kdw, w_vdw = attn.kv_dwconv.weight[:dim], attn.kv_dwconv.weight[dim:]
+        bands = [(r, min(h, r + rows)) for r in range(0, h, rows)]
+
+        def dw(x: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(x, wt, padding=1, groups=x.shape[1])
+
+        def tokens(x: torch.Tensor) -> torch.Tensor:  # B×dim×r×W → B×(r·W)×dim
+            return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+        gram = qn2 = kn2 = None
+        for r0, r1 in bands:
+            lo, hi = max(0, r0 - 1), min(h, r1 + 1)
+            zs = _channels_last(z[:, :, lo:hi])
+            us = _channels_last(u[:, :, lo:hi])
+            q = dw(F.conv2d(self.p2f_norm_feature(zs)[:, :cq], w_q), w_qdw)[:, :, r0 - lo:r1 - lo]
+            k = dw(F.conv2d(self.p2f_norm_prompt(us), w_k), w_kdw)[:, :, r0 - lo:r1 - lo]
+            qt, kt = tokens(q), tokens(k)
+            # the c×c products and norms are summed in float32 (as the unchunked attention keeps them)
+            g = (qt.unflatten(-1, (heads, hc)).permute(0, 2, 3, 1) @ kt.unflatten(-1, (heads, hc)).permute(0, 2, 1, 3))
+            sq, sk = qt.square().sum(dim=1, dtype=torch.float32), kt.square().sum(dim=1, dtype=torch.float32)
+            g = g.float()
+            gram, qn2, kn2 = (g, sq, sk) if gram is None else (gram + g, qn2 + sq, kn2 + sk)
+        qn = qn2.sqrt().clamp_min(1e-12).view(b, heads, hc)
+        kn = kn2.sqrt().clamp_min(1e-12).view(b, heads, hc)
+        mix = attn.mix_weights(gram / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * attn.temperature.float())
+        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
+        block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
+        block = attn.project_out.weight.view(dim, dim).to(block.dtype) @ block   # B×dim×dim: heads + projection
+
+        out = None
+        for r0, r1 in bands:
+            lo, hi = max(0, r0 - 2), min(h, r1 + 2)     # rows read
+            a0, a1 = max(0, r0 - 1), min(h, r1 + 1)     # rows of the FFN's input that must be exact
+            zs = _channels_last(z[:, :, a0:a1])
+            zn = self.p2f_norm_feature(zs)
+            v = dw(F.conv2d(self.p2f_norm_prompt(_channels_last(u[:, :, lo:hi])), w_v), w_vdw)[:, :, a0 - lo:a1 - lo]
+            vt = tokens(v)
+            a = (vt @ block.to(vt.dtype).transpose(-1, -2)).view(b, a1 - a0, w, dim).permute(0, 3, 1, 2)
+            if c < dim:
+                a = a + F.pad(zn, (0, 0, 0, 0, 0, dim - c))
+            else:
+                a = a + zn[:, :dim]
+            if self.reduce_channel is not None:
+                a = self.reduce_channel(a)
+            elif c > dim:
+                a = torch.cat([a, zn[:, dim:].to(a.dtype)], dim=1)
+            y = self.p2f_ffn(self.p2f_norm_ffn(a)) + a
+            y = y[:, :, r0 - a0:r1 - a0]
+            if out is None:
+                out = y.new_empty(b, c, h, w).contiguous(memory_format=torch.channels_last)
+            out[:, :, r0:r1] = y
+        return out
+
     def forward(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         """``Ẑ`` (B×C×H×W) from the skip feature ``z`` and ``omega`` (B×T float weights or B int labels)."""
         omega = self._check_inputs(z, omega)
         zc = _channels_last(z)
-        return _like(self.prompt_to_feature(zc, self._universal_prompt(zc, omega)), z)
+        u = self._universal_prompt(zc, omega)
+        rows = self._chunk_rows(*z.shape[-2:])
+        if rows:
+            return _like(self._prompt_to_feature_bands(zc, u, rows), z)
+        return _like(self.prompt_to_feature(zc, u), z)
 
     def extra_repr(self) -> str:
         return (f"C={self.channels}, D={self.prompt_dim}, s={self.prompt_size}, T={self.num_types}, "
-                f"reduce={self.prompt_reduce}/{self.prompt_divisor}, selective={self.selective}")
+                f"reduce={self.prompt_reduce}/{self.prompt_divisor}, selective={self.selective}"
+                + (f", p2f_chunk_pixels={self.p2f_chunk_pixels}" if self.p2f_chunk_pixels else ""))
+
+
+def set_p2f_chunking(model: nn.Module, pixels: int) -> int:
+    """Set :meth:`PIPLevel.set_p2f_chunking` on every PIP level of ``model``; returns how many levels there are."""
+    levels = [m for m in model.modules() if isinstance(m, PIPLevel)]
+    for level in levels:
+        level.set_p2f_chunking(pixels)
+    return len(levels)

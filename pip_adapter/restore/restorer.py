@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from pip_adapter.modules.pip_level import set_p2f_chunking
 from pip_adapter.omega import canonical_name, to_omega
 from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 AUTO = "auto"
 AUTO_MODES = ("weights", "argmax")
 _LARGE_PIXELS = 4_000_000  # above this, whole-image restoration warns about memory
+PRECISIONS: Dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# pixels per band of the PIP levels' full-resolution P2F (PIPLevel.set_p2f_chunking): 64 rows of a 256-px image
+P2F_CHUNK_PIXELS = 16384
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -49,6 +54,38 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
         if backend is None or not getattr(backend, "is_available", lambda: False)():
             raise ValueError(f"--device {dev.type} is not available here; use cpu, cuda, cuda:N or auto")
     return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for ``precision`` (``fp32``: None) after checking that ``device`` runs it.
+
+    The check runs one tiny convolution under autocast: a device (or torch build) without that precision
+    either raises or leaves it in float32, and either way the request is refused with what to use instead.
+    """
+    key = str(precision).strip().lower()
+    if key not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[key]
+    if dtype is None:
+        return None
+    supported = True
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        supported = False
+    else:
+        try:
+            with warnings.catch_warnings():
+                # an unsupported autocast dtype only warns and disables autocast: the dtype check below sees it
+                warnings.simplefilter("ignore")
+                with torch.autocast(device.type, dtype=dtype):
+                    probe = torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3, device=device),
+                                                       torch.ones(1, 1, 1, 1, device=device))
+            supported = probe.dtype == dtype
+        except (RuntimeError, TypeError, ValueError):
+            supported = False
+    if not supported:
+        raise ValueError(f"precision {key} is not supported on {device} by this torch build; "
+                         "use --precision bf16 or fp32 (bf16 runs on CPUs and on Ampere or newer GPUs)")
+    return dtype
 
 
 def parse_omega_spec(text: str) -> Dict[str, float]:
@@ -118,13 +155,22 @@ class Restorer:
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
         classifier: a :class:`~pip_adapter.restore.classifier.DegradationClassifier` for ``degradation="auto"``.
         tile, tile_overlap: default tiling (0 = whole image).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: the network runs under ``torch.autocast`` to
+            that dtype (weights stay float32; outputs are float32); refused when the device cannot run it.
+        p2f_chunk: pixels per band of the PIP levels' full-resolution P2F (see
+            :meth:`~pip_adapter.modules.PIPLevel.set_p2f_chunking`; it lowers the peak memory and changes results
+            only by float rounding); 0 turns it off.  It is set on ``model``'s PIP levels.
     """
 
     def __init__(self, model: nn.Module, degradations: Sequence[str], multiple: int = 16,
                  device: Union[str, torch.device, None] = "auto", classifier: Optional[nn.Module] = None,
-                 tile: int = 0, tile_overlap: int = 32, uses_omega: Optional[bool] = None) -> None:
+                 tile: int = 0, tile_overlap: int = 32, uses_omega: Optional[bool] = None,
+                 precision: str = "fp32", p2f_chunk: int = P2F_CHUNK_PIXELS) -> None:
         self.device = resolve_device(device)
+        self.precision = str(precision).strip().lower()
+        self.autocast_dtype = resolve_precision(self.precision, self.device)
         self.model = model.eval().to(self.device)
+        set_p2f_chunking(self.model, int(p2f_chunk))
         self.degradations = list(degradations)
         self.multiple = max(1, int(multiple))
         self.classifier = classifier.eval().to(self.device) if classifier is not None else None
@@ -212,10 +258,12 @@ class Restorer:
 
     # ------------------------------------------------------------------------------------------ restoring
     def _forward(self, omega: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        dtype = self.autocast_dtype
+
         def fn(x: torch.Tensor) -> torch.Tensor:
-            if self.uses_omega:
-                return self.model(x, omega.expand(x.shape[0], -1))
-            return self.model(x)
+            with torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+                out = self.model(x, omega.expand(x.shape[0], -1)) if self.uses_omega else self.model(x)
+            return out.float()
         return fn
 
     @torch.inference_mode()
