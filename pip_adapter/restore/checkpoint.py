@@ -105,10 +105,7 @@ def _build_from_meta(meta: Mapping[str, Any], builder: Optional[Builder]) -> nn.
     pip_config = meta.get("pip_config")
     if pip_config and pip_config.get("backbone"):
         from pip_adapter.wrap.pipnet import build_pipnet
-        backbone_builder = None
-        if builder is not None:
-            backbone_builder = builder
-        return build_pipnet(pip_config, backbone_builder=backbone_builder)
+        return build_pipnet(pip_config, backbone_builder=builder)
     network = meta.get("network")
     if not network or "type" not in network:
         raise CheckpointError("the checkpoint's metadata has neither 'pip_config' nor a 'network' with a 'type'")
@@ -402,8 +399,6 @@ def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
             torch.save({META_KEY: text, "params": tensors}, tmp)
         else:
             raise ValueError(f"{path}: unknown checkpoint extension {ext!r}; use .safetensors or .pth")
-    from pip_adapter.restore.image_io import _default_permissions
-    _default_permissions(path)
     logger.info("wrote %s (%s, %d tensors)", path, meta.get("kind"), len(tensors))
     return path
 
