@@ -34,7 +34,9 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.dist_util import master_only
 
-from pip_adapter.omega import labels_to_omega, name_to_index, to_omega
+from pip_adapter.data import degradation_mix
+from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
+from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write
 
 from .scheduler import LinearWarmupCosine
@@ -157,8 +159,6 @@ class PIPModel(SRModel):
             if not self.uses_omega:
                 get_root_logger().warning("ddl_opt is set but the network has no PIP levels: L_ddl is skipped.")
             else:
-                from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-
                 kwargs = {k: v for k, v in ddl_opt.items() if k != "type"}
                 self.cri_ddl = DirectionalDecoupledLoss(**kwargs).to(self.device)
         dmix = train_opt.get("dmix") or {}
@@ -237,8 +237,6 @@ class PIPModel(SRModel):
         """The degradation names a dataset's labels index (its ``degradations`` option, else the default)."""
         if not self.uses_omega or dataset_opt is None:
             return None
-        from pip_adapter.omega import normalise_names
-
         return normalise_names(dataset_opt.get("degradations"))
 
     def _omega_from_batch(self, data: Dict[str, Any], batch_size: int) -> torch.Tensor:
@@ -275,8 +273,6 @@ class PIPModel(SRModel):
         if (self.is_train and not self._validating and getattr(self, "dmix_prob", 0) > 0
                 and self.omega is not None and hasattr(self, "gt")
                 and torch.rand(1, generator=self._dmix_gen).item() < self.dmix_prob):
-            from pip_adapter.data import degradation_mix
-
             self.lq, self.gt, self.omega = degradation_mix(self.lq, self.gt, self.omega, generator=self._dmix_gen)
 
     def _run(self, net: torch.nn.Module, lq: torch.Tensor) -> torch.Tensor:

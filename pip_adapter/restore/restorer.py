@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from pip_adapter.omega import canonical_name, to_omega
+from pip_adapter.restore.checkpoint import load_checkpoint
 from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
 from pip_adapter.restore.tiling import count_tiles, run_padded, tiled_forward
@@ -138,8 +139,6 @@ class Restorer:
                         builder: Optional[Callable[[Mapping[str, Any]], nn.Module]] = None,
                         **kwargs: Any) -> "Restorer":
         """Load an exported checkpoint (or a BasicSR ``net_g`` + ``opt``); ``classifier`` is a classifier file."""
-        from pip_adapter.restore.checkpoint import load_checkpoint
-
         loaded = load_checkpoint(path, opt=opt, key=key, builder=builder)
         if loaded.kind == "classifier":
             raise ValueError(f"{path} is a degradation classifier, not a restoration network; pass it as "
