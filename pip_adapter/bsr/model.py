@@ -26,7 +26,6 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from basicsr.metrics import calculate_metric
@@ -36,8 +35,9 @@ from basicsr.utils.dist_util import master_only
 
 from pip_adapter.data import degradation_mix
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, to_omega
+from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, placeholder_names, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write
+from pip_adapter.utils.tensor import pad_to_multiple
 
 from .scheduler import LinearWarmupCosine
 
@@ -105,7 +105,7 @@ class PIPModel(SRModel):
             return list(names)
         levels = list(getattr(self.bare_net, "pip_levels", []) or [])
         if levels:
-            return [f"type{i}" for i in range(levels[0].num_types)]
+            return placeholder_names(levels[0].num_types)
         return []
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
@@ -335,11 +335,7 @@ class PIPModel(SRModel):
         was_training = net.training
         multiple = int((self.opt.get("val") or {}).get("pad_multiple", 16) or 1)
         h, w = self.lq.shape[-2:]
-        ph, pw = (-h) % multiple, (-w) % multiple
-        lq = self.lq
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            lq = F.pad(lq, (0, pw, 0, ph), mode=mode)
+        lq = pad_to_multiple(self.lq, multiple)
         net.eval()
         with torch.no_grad():
             out = self._run(net, lq)
