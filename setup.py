@@ -14,7 +14,6 @@ setup(
         "torchvision==0.29.1",
         "basicsr==1.4.2",
         "timm",
-        "einops",
         "opencv-python",
         "lmdb",
         "pyyaml",

@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import (command_line, machine_info, markdown_table, median, time_interleaved,  # noqa: E402
                           update_doc_section)
 from pip_adapter.backbones import NAFNet, Restormer  # noqa: E402
+from pip_adapter.testing import nafnet_reference, restormer_reference  # noqa: E402  (the tests' ground truth)
 from pip_adapter.wrap import wrap_with_pip  # noqa: E402
-from tests.references import nafnet_reference, restormer_reference  # noqa: E402  (the tests' ground truth)
 
 
 def mechanism_cost(model, x, labels, repeats: int) -> dict:

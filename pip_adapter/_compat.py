@@ -34,8 +34,3 @@ def ensure_torchvision_functional_tensor() -> None:
     shim.__getattr__ = lambda name: getattr(functional, name)  # type: ignore[assignment]
     sys.modules[_ALIAS] = shim
 
-
-def import_basicsr() -> types.ModuleType:
-    """Import and return ``basicsr`` after applying the compatibility alias."""
-    ensure_torchvision_functional_tensor()
-    return importlib.import_module("basicsr")

@@ -47,6 +47,11 @@ def canonical_name(name: str) -> str:
     return key.replace(" ", "_").replace("-", "_")
 
 
+def placeholder_names(count: int) -> list:
+    """``type0`` … ``type{count-1}``: the names of types a model knows only by number."""
+    return [f"type{i}" for i in range(count)]
+
+
 def normalise_names(names: Union[int, Sequence[str], None]) -> list:
     """Turn ``degradations`` as users give it (int T, list of names, None) into a list of names."""
     if names is None:
@@ -56,7 +61,7 @@ def normalise_names(names: Union[int, Sequence[str], None]) -> list:
             raise ValueError(f"the number of degradation types must be >= 1, got {names}")
         if names == len(DEFAULT_DEGRADATIONS):
             return list(DEFAULT_DEGRADATIONS)
-        return [f"type{i}" for i in range(names)]
+        return placeholder_names(names)
     if isinstance(names, str):
         raise ValueError(f"degradations must be a list of names or an int, got the string {names!r}")
     out = [canonical_name(n) for n in names]

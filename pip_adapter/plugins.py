@@ -32,6 +32,8 @@ import sys
 from types import ModuleType
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
+from pip_adapter.utils.io import safe_load_yaml
+
 logger = logging.getLogger(__name__)
 
 # resolved key (absolute path of the plugin's entry file, or the dotted name) -> module
@@ -179,8 +181,6 @@ def load_plugins_from_option_file(option_path: str) -> List[ModuleType]:
 
     Used before BasicSR parses the file, so that archs/datasets named in it are registered in time.
     """
-    from pip_adapter.utils.io import safe_load_yaml
-
     opt = safe_load_yaml(option_path)
     return load_plugins_from_options(opt or {}, option_path)
 

@@ -1,43 +1,9 @@
-"""Fixtures for the extension tests: a tiny PIP-NAFNet (two skip levels) and helpers."""
+"""Extension fixtures (a pytest plugin; tests/helpers_extend.py holds the tiny PIP-NAFNet they build)."""
 from __future__ import annotations
 
-import copy
-
 import pytest
-import torch
 
-TINY_NET = {"type": "PIPNet", "degradations": ["noise", "rain", "haze"],
-            "backbone": {"type": "NAFNet", "img_channel": 3, "width": 8, "middle_blk_num": 1,
-                         "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1]},
-            "prompt_dims": [16, 16], "prompt_sizes": [8, 4]}
-
-
-def tiny_pipnet(seed: int = 0, **overrides):
-    """A fresh tiny PIPNet (weights from ``seed``); ``overrides`` replace keys of TINY_NET."""
-    from pip_adapter.wrap.pipnet import PIPNet
-
-    opt = copy.deepcopy(TINY_NET)
-    opt.update(overrides)
-    opt.pop("type")
-    torch.manual_seed(seed)
-    return PIPNet(**opt)
-
-
-def one_hot(names, name, batch=1):
-    """ω rows selecting ``name`` among ``names``."""
-    w = torch.zeros(batch, len(names))
-    w[:, list(names).index(name)] = 1.0
-    return w
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: tiny tensors gain nothing from two, and on a busy machine two threads
-    spinning against each other made the fine-tuning test ~40x slower (195 s vs 5 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.helpers_extend import tiny_pipnet
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 
 from pip_adapter import bsr  # noqa: F401  (registrations)
 from pip_adapter.bsr.model import PIPModel
-from tests.fixtures_train import tiny_options
+from tests.helpers_train import tiny_options
 
 NAMES = ["noise", "rain", "haze", "blur", "low_light"]
 

@@ -9,7 +9,7 @@ import torch
 from pip_adapter import bsr
 from pip_adapter.bsr import pipeline
 from pip_adapter.bsr.model import PIPModel
-from tests.fixtures_train import REPO_ROOT
+from tests.helpers_train import REPO_ROOT
 
 ALL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "basicsr_options", "*.yml")))
 PAPER = {"pip_nafnet.yml", "pip_restormer_3task.yml", "pip_restormer_5task.yml", "pip_restormer_3task_release.yml"}

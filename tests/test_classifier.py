@@ -129,7 +129,7 @@ def test_train_with_basicsr_export_and_auto_restore(tiny_pip_experiment, tiny_bu
     import yaml
 
     from pip_adapter.cli import main
-    from tests.fixtures_train import run_basicsr
+    from tests.helpers_train import run_basicsr
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     opt = yaml.safe_load(open(os.path.join(here, "basicsr_options", "classifier_builtin.yml")))
@@ -168,7 +168,7 @@ def test_train_with_basicsr_export_and_auto_restore(tiny_pip_experiment, tiny_bu
 def test_auto_omega_same_from_stored_pixels_and_floats(toy_net):
     """Restorer passes stored uint16/gray pixels with a scale: the classifier sees the same image."""
     from pip_adapter.restore.restorer import Restorer
-    from tests.fixtures_restore import rand_image
+    from tests.helpers_restore import rand_image
 
     cls = _small().eval()
     r = Restorer(toy_net, NAMES, multiple=2, device="cpu", classifier=cls)

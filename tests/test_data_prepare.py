@@ -15,7 +15,7 @@ from pip_adapter.data.lmdb_io import LmdbReader, read_pairs_file
 from pip_adapter.degradations import register_synthesizer, unregister_synthesizer
 from pip_adapter.omega import DEFAULT_DEGRADATIONS
 from pip_adapter.utils.io import safe_load_yaml
-from tests.fixtures_data import TINY_BUILTIN
+from tests.helpers_data import TINY_BUILTIN
 
 
 def test_builtin_layout_and_contents(builtin_data_dir):

@@ -9,7 +9,7 @@ import torch
 from pip_adapter.restore.checkpoint import (CheckpointError, export_checkpoint, load_checkpoint, make_meta,
                                             save_checkpoint)
 from pip_adapter.restore.restorer import Restorer
-from tests.fixtures_restore import TOY_NETWORK, make_toy, rand_image
+from tests.helpers_restore import TOY_NETWORK, make_toy, rand_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -162,7 +162,7 @@ def test_trained_experiment_export_and_restore(tiny_pip_experiment, tmp_path, ca
     from pip_adapter.restore.checkpoint import network_from_options, select_params
     from pip_adapter.restore.image_io import read_image
     from pip_adapter.wrap.pipnet import PIPNet
-    from tests.fixtures_restore import write_png
+    from tests.helpers_restore import write_png
 
     out = str(tmp_path / "tiny.safetensors")
     assert main(["export", "--ckpt", tiny_pip_experiment.net_path, "--opt", tiny_pip_experiment.opt_path,

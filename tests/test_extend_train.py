@@ -15,7 +15,7 @@ import yaml
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
 from pip_adapter.plugins import load_plugins
 from pip_adapter.wrap.extend import apply_trainable, extend_degradations, orthogonal_prompt_init, prompt_angles
-from tests.fixtures_extend import one_hot, tiny_pipnet
+from tests.helpers_extend import one_hot, tiny_pipnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNOW_PLUGIN = os.path.join(ROOT, "plugins", "snow")
@@ -127,7 +127,7 @@ def test_finetune_new_prompt_only_plain_loop():
 def test_finetune_through_basicsr_train_with_snow_plugin(tiny_pip_experiment, tmp_path):
     from pip_adapter.cli import main
     from pip_adapter.restore.checkpoint import default_builder
-    from tests.fixtures_train import read_train_log, run_basicsr
+    from tests.helpers_train import read_train_log, run_basicsr
 
     root = os.path.dirname(os.path.dirname(tiny_pip_experiment.exp_dir))
     with open(tiny_pip_experiment.opt_path) as fh:

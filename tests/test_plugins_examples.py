@@ -9,7 +9,7 @@ PLUGIN = os.path.join(ROOT, "plugins", "attention_unet")
 
 
 def test_attention_unet_example_trains_through_basicsr(tiny_pip_experiment, tmp_path):
-    from tests.fixtures_train import run_basicsr
+    from tests.helpers_train import run_basicsr
 
     root = os.path.dirname(os.path.dirname(tiny_pip_experiment.exp_dir))
     with open(tiny_pip_experiment.opt_path) as fh:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pip_adapter.restore.restorer import Restorer, image_metrics, parse_omega_spec
-from tests.fixtures_restore import make_toy, rand_image
+from tests.helpers_restore import make_toy, rand_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

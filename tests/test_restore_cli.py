@@ -8,7 +8,7 @@ from pip_adapter.cli import main
 from pip_adapter.restore.checkpoint import export_checkpoint, save_checkpoint, make_meta
 from pip_adapter.restore.image_io import read_image, write_image
 from pip_adapter.restore.restorer import Restorer
-from tests.fixtures_restore import TOY_NETWORK, rand_image, write_png
+from tests.helpers_restore import TOY_NETWORK, rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tests.fixtures_train import (REPO_ROOT, TASK_VAL_SETS, read_train_log, run_basicsr, subprocess_env,
+from tests.helpers_train import (REPO_ROOT, TASK_VAL_SETS, read_train_log, run_basicsr, subprocess_env,
                                   tiny_options, write_options)
 
 

@@ -41,3 +41,23 @@ def test_safe_yaml_refuses_python_tags_and_reads_plain_yaml(tmp_path):
     assert safe_load_yaml(str(good)) == {"name": "x", "lr": 5e-4}
     with pytest.raises(FileNotFoundError, match="missing.yml"):
         safe_load_yaml(str(tmp_path / "missing.yml"))
+
+
+def test_atomic_write_mode_follows_the_umask_without_touching_it(tmp_path, monkeypatch):
+    old = os.umask(0o027)
+    try:
+        # os.umask changes a process-wide setting: atomic writes must never call it (other threads race)
+        monkeypatch.setattr(os, "umask", lambda *_: pytest.fail("atomic_path called os.umask"))
+        atomic_torch_save({"x": torch.zeros(1)}, str(tmp_path / "a.pth"))
+
+        def replace_the_file(tmp):  # a writer that unlinks and re-creates its output (mode 0600)
+            os.remove(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+
+        atomic_write(str(tmp_path / "b.bin"), replace_the_file)
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.pth").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(tmp_path / "b.bin").st_mode) == 0o640

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from pip_adapter.backbones import NAFNet, Restormer, RestormerPIPRelease
+from pip_adapter.testing import nafnet_reference, restormer_reference
 from pip_adapter.wrap import probe_skips, wrap_with_pip
 from pip_adapter.wrap.detect import parse_level_spec
-from tests.references import nafnet_reference, restormer_reference
-from tests.fixtures_wrap import FunctionalUNet, GatedUNet, ListUNet, PlainNet, SharedPoolUNet, TinyCatUNet, TinyNAF
+from tests.helpers_wrap import FunctionalUNet, GatedUNet, ListUNet, PlainNet, SharedPoolUNet, TinyCatUNet, TinyNAF
 
 SMALL = dict(prompt_dims=8, prompt_sizes=4)
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from pip_adapter.backbones import NAFNet
+from pip_adapter.testing import restormer_reference
 from pip_adapter.wrap import PIPNet, build_pipnet, load_release_state_dict, release_state_dict
 from tests.paths import load_manifests
-from tests.test_wrap_detect import restormer_reference
 
 NAF = {"type": "NAFNet", "img_channel": 3, "width": 8, "middle_blk_num": 1, "enc_blk_nums": [1, 1],
        "dec_blk_nums": [1, 1]}

@@ -16,7 +16,7 @@ from pip_adapter.wrap import PIPWrappedModel, wrap_with_pip
 from pip_adapter.wrap import wrapper as wrapper_mod
 from pip_adapter.wrap.adapter_io import load_pip_adapter, read_pip_adapter, save_pip_adapter
 from pip_adapter.wrap.sizing import level_sizes, rule_prompt_dim, rule_prompt_size
-from tests.fixtures_wrap import FunctionalUNet, TinyNAF
+from tests.helpers_wrap import FunctionalUNet, TinyNAF
 
 SMALL = dict(prompt_dims=8, prompt_sizes=4)
 

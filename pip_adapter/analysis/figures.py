@@ -7,6 +7,8 @@ from typing import List, Mapping, Sequence
 import numpy as np
 from torch import Tensor
 
+from pip_adapter.utils.io import atomic_path
+
 from .embedding import VIZ_HINT, VizUnavailable
 
 
@@ -21,8 +23,6 @@ def _plt():
 
 
 def _save(fig, path: str) -> str:
-    from pip_adapter.utils.io import atomic_path
-
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

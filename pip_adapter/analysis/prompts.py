@@ -12,6 +12,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from pip_adapter.omega import placeholder_names
+
 
 def _is_pip_level(m: nn.Module) -> bool:
     return callable(getattr(m, "all_degradation_prompts", None)) and callable(getattr(m, "universal_prompt", None))
@@ -161,4 +163,4 @@ def names_of(model: nn.Module, default: Optional[Sequence[str]] = None) -> List[
         return list(names)
     if default:
         return list(default)
-    return [f"type{i}" for i in range(pip_levels_of(model)[0].num_types)]
+    return placeholder_names(pip_levels_of(model)[0].num_types)

@@ -19,8 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from pip_adapter.omega import canonical_name
+from pip_adapter.restore.image_io import is_image_file, read_image
 
-from .embedding import VIZ_HINT, VizUnavailable
+from . import figures as figs
+from .embedding import VIZ_HINT, VizUnavailable, tsne_2d
 from .prompts import collect_universal_prompts, level_prompt_angles, names_of, parameter_split, skip_level_rows
 from .wrong_prompt import matrix_markdown, wrong_prompt_matrix
 
@@ -95,8 +97,6 @@ def _type_of(folder: str, names: Sequence[str]) -> Optional[str]:
 
 
 def _read_float(path: str) -> np.ndarray:
-    from pip_adapter.restore.image_io import read_image
-
     arr, _ = read_image(path)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -120,8 +120,6 @@ def load_typed_sets(root: str, names: Sequence[str], crop: int = 96, max_images:
     ``root`` is a folder like the built-in ``val`` (or the data root holding ``val/``).  Every image is
     centre-cropped to ``crop``×``crop``; clean versions come from ``root/gt`` (same file names) when present.
     """
-    from pip_adapter.restore.image_io import is_image_file
-
     if os.path.isdir(os.path.join(root, "val")):
         root = os.path.join(root, "val")
     if not os.path.isdir(root):
@@ -177,9 +175,6 @@ def inspect_model(model: nn.Module, out_dir: Optional[str] = None, images: Optio
     if not figures or out_dir is None:
         return report
     try:
-        from . import figures as figs
-        from .embedding import tsne_2d
-
         os.makedirs(out_dir, exist_ok=True)
         if report.angles and report.angles[0].shape[0] > 1:
             report.figures.append(figs.angle_heatmaps(report.angles, names, os.path.join(out_dir, "prompt_angles.png"),

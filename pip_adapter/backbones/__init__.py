@@ -11,29 +11,24 @@ from typing import Any, Callable, Mapping, TypeVar, overload
 
 from torch import nn
 
+from pip_adapter.utils.registry import Registry
+
 from .nafnet import NAFNet
 from .restormer import Restormer
 from .restormer_release import RestormerPIPRelease
 
 __all__ = ["BACKBONES", "register_backbone", "build_backbone", "NAFNet", "Restormer", "RestormerPIPRelease"]
 
-BACKBONES: dict[str, type[nn.Module]] = {}
 
-_M = TypeVar("_M", bound=type)
-
-
-def _register(cls: _M, name: str | None) -> _M:
+def _check_backbone(cls: Any) -> None:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"register_backbone expects an nn.Module subclass, got {cls!r}")
-    key = name if name is not None else cls.__name__
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"register_backbone: the name must be a non-empty string, got {key!r}")
-    taken = BACKBONES.get(key)
-    if taken is not None and taken is not cls:
-        raise ValueError(f"backbone name {key!r} is already registered to {taken.__module__}.{taken.__qualname__}; "
-                         f"pick another name for {cls.__module__}.{cls.__qualname__}")
-    BACKBONES[key] = cls
-    return cls
+
+
+BACKBONES: Registry = Registry("backbone type", check=_check_backbone,
+                               hint="Register new ones with pip_adapter.backbones.register_backbone.")
+
+_M = TypeVar("_M", bound=type)
 
 
 @overload
@@ -49,10 +44,7 @@ def register_backbone(cls: Any = None, name: str | None = None) -> Any:
     or ``@register_backbone("alias")``. Registering the same class under the same name again is a no-op;
     a different class under a taken name raises ``ValueError``. Returns the class (or a decorator).
     """
-    if cls is None or isinstance(cls, str):
-        alias = cls if isinstance(cls, str) else name
-        return lambda c: _register(c, alias)
-    return _register(cls, name)
+    return BACKBONES.register(cls, name)
 
 
 def build_backbone(opt: Mapping[str, Any]) -> nn.Module:
@@ -62,11 +54,8 @@ def build_backbone(opt: Mapping[str, Any]) -> nn.Module:
     kwargs = dict(opt)
     name = kwargs.pop("type", None)
     if name is None:
-        raise ValueError(f"build_backbone: the option dict has no 'type'; known types: {sorted(BACKBONES)}")
+        raise ValueError(f"build_backbone: the option dict has no 'type'; known types: {BACKBONES.names()}")
     cls = BACKBONES.get(name)
-    if cls is None:
-        raise ValueError(f"unknown backbone type {name!r}; known types: {sorted(BACKBONES)} "
-                         "(register new ones with pip_adapter.backbones.register_backbone)")
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as err:
@@ -76,5 +65,5 @@ def build_backbone(opt: Mapping[str, Any]) -> nn.Module:
 
 
 for _cls in (NAFNet, Restormer, RestormerPIPRelease):
-    register_backbone(_cls)
+    BACKBONES.register(_cls)
 del _cls

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pip_adapter.utils.tensor import pad_to_multiple
+
 __all__ = ["RestormerLayerNorm", "TransposedAttention", "GDFN", "TransformerBlock", "OverlapPatchEmbed",
            "Downsample", "Upsample", "Restormer", "pad_to_multiple"]
 
@@ -169,19 +171,6 @@ class Upsample(nn.Module):
 
 def _stage(n: int, dim: int, heads: int, ffn_expansion_factor: float, bias: bool, ln: str) -> nn.Sequential:
     return nn.Sequential(*[TransformerBlock(dim, heads, ffn_expansion_factor, bias, ln) for _ in range(n)])
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Pad right/bottom to a multiple of ``multiple``: reflect where possible, replicate otherwise.
-
-    Returns ``x`` itself when nothing is needed, so multiples run the unpadded computation.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def _check_list(name: str, values: Sequence[int], length: int, minimum: int) -> list[int]:

@@ -15,9 +15,6 @@ patched at import; the pipelines swap their replacements in only while a command
 """
 from __future__ import annotations
 
-import importlib
-import logging
-
 from pip_adapter._compat import ensure_torchvision_functional_tensor
 
 ensure_torchvision_functional_tensor()
@@ -26,39 +23,25 @@ import basicsr  # noqa: E402,F401  (after the alias)
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY,  # noqa: E402
                                     METRIC_REGISTRY, MODEL_REGISTRY)
 
+from pip_adapter.data import MixedDegradationDataset  # noqa: E402
+
+from . import classifier_model  # noqa: E402
 from .archs import PIPNet, build_arch, register_archs  # noqa: E402
 from .losses import SmoothL1Loss  # noqa: E402
 from .metrics import calculate_psnr_aio, calculate_ssim_aio  # noqa: E402
 from .model import PIPModel, plain_state  # noqa: E402
+from .registration import register_once  # noqa: E402
 from .scheduler import LinearWarmupCosine  # noqa: E402
-
-logger = logging.getLogger(__name__)
-
-
-def _register(registry, obj, name: str = None) -> None:
-    name = name or obj.__name__
-    if name not in registry._obj_map:
-        registry._do_register(name, obj)
-
 
 def register_all() -> None:
     """Register everything pip_adapter offers BasicSR (idempotent; call again after loading plugins)."""
     register_archs()
-    _register(MODEL_REGISTRY, PIPModel)
-    _register(LOSS_REGISTRY, SmoothL1Loss)
-    _register(METRIC_REGISTRY, calculate_psnr_aio)
-    _register(METRIC_REGISTRY, calculate_ssim_aio)
-    try:
-        from pip_adapter.data import MixedDegradationDataset
-    except ImportError as err:  # the data layer is optional for inference-only uses
-        logger.debug("MixedDegradationDataset not registered: %s", err)
-    else:
-        _register(DATASET_REGISTRY, MixedDegradationDataset)
-    try:
-        importlib.import_module(f"{__name__}.classifier_model")
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.classifier_model":
-            raise
+    register_once(MODEL_REGISTRY, PIPModel)
+    register_once(LOSS_REGISTRY, SmoothL1Loss)
+    register_once(METRIC_REGISTRY, calculate_psnr_aio)
+    register_once(METRIC_REGISTRY, calculate_ssim_aio)
+    register_once(DATASET_REGISTRY, MixedDegradationDataset)
+    classifier_model.register()
 
 
 register_all()

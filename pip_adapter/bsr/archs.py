@@ -7,14 +7,17 @@ from torch import nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from pip_adapter.backbones import BACKBONES, build_backbone
+from pip_adapter.wrap import pipnet
+
+from .registration import register_once
+
 
 def build_arch(opt: Mapping[str, Any]) -> nn.Module:
     """Build ``{"type": name, **kwargs}`` through BasicSR's ``ARCH_REGISTRY``, then our ``BACKBONES``.
 
     Any architecture BasicSR knows (its own, a plugin's, ours) can therefore be wrapped by ``PIPNet``.
     """
-    from pip_adapter.backbones import BACKBONES, build_backbone
-
     if isinstance(opt, nn.Module):
         return opt
     if not isinstance(opt, Mapping) or "type" not in opt:
@@ -36,17 +39,11 @@ def PIPNet(**opt: Any) -> nn.Module:  # noqa: N802 - BasicSR looks archs up by t
     All other keys go to :class:`pip_adapter.wrap.pipnet.PIPNet`; the backbone's ``type`` is resolved
     through ``ARCH_REGISTRY`` so any registered architecture works.
     """
-    from pip_adapter.wrap.pipnet import PIPNet as _PIPNet
-
-    return _PIPNet(backbone_builder=build_arch, **opt)
+    return pipnet.PIPNet(backbone_builder=build_arch, **opt)
 
 
 def register_archs() -> None:
     """Register ``PIPNet`` and every backbone not yet in ``ARCH_REGISTRY`` (idempotent)."""
-    from pip_adapter.backbones import BACKBONES
-
-    if "PIPNet" not in ARCH_REGISTRY:
-        ARCH_REGISTRY.register(PIPNet)
+    register_once(ARCH_REGISTRY, PIPNet)
     for name, cls in list(BACKBONES.items()):
-        if name not in ARCH_REGISTRY:
-            ARCH_REGISTRY._do_register(name, cls)
+        register_once(ARCH_REGISTRY, cls, name)

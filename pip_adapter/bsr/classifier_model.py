@@ -26,6 +26,7 @@ from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.utils.io import atomic_write
 
 from .model import PIPModel
+from .registration import register_once
 
 
 class DegradationClassifierModel(PIPModel):
@@ -175,10 +176,8 @@ class DegradationClassifierModel(PIPModel):
 
 def register(model_registry=MODEL_REGISTRY, arch_registry=ARCH_REGISTRY) -> None:
     """Register the model and its arch with BasicSR (idempotent)."""
-    if "DegradationClassifierModel" not in model_registry:
-        model_registry._do_register("DegradationClassifierModel", DegradationClassifierModel)
-    if "DegradationClassifier" not in arch_registry:
-        arch_registry._do_register("DegradationClassifier", DegradationClassifier)
+    register_once(model_registry, DegradationClassifierModel)
+    register_once(arch_registry, DegradationClassifier)
 
 
 register()

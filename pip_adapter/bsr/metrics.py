@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from basicsr.metrics.metric_util import reorder_image, to_y_channel
 
+from pip_adapter.utils.metrics import psnr
+
 
 def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str,
              test_y_channel: bool) -> tuple:
@@ -35,9 +37,7 @@ def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: s
 def calculate_psnr_aio(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, input_order: str = "HWC",
                        test_y_channel: bool = False, **kwargs) -> float:
     """PSNR (dB) of two images given in [0, 255], computed on [0, 1] floats."""
-    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel)
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+    return psnr(*_prepare(img, img2, crop_border, input_order, test_y_channel))
 
 
 def calculate_ssim_aio(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, input_order: str = "HWC",

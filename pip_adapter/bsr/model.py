@@ -29,7 +29,6 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from basicsr.metrics import calculate_metric
@@ -37,8 +36,11 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.dist_util import master_only
 
-from pip_adapter.omega import labels_to_omega, name_to_index, to_omega
+from pip_adapter.data import degradation_mix
+from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
+from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, placeholder_names, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_only
+from pip_adapter.utils.tensor import pad_to_multiple
 
 from .scheduler import LinearWarmupCosine
 
@@ -122,7 +124,7 @@ class PIPModel(SRModel):
             return list(names)
         levels = list(getattr(self.bare_net, "pip_levels", []) or [])
         if levels:
-            return [f"type{i}" for i in range(levels[0].num_types)]
+            return placeholder_names(levels[0].num_types)
         return []
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
@@ -176,8 +178,6 @@ class PIPModel(SRModel):
             if not self.uses_omega:
                 get_root_logger().warning("ddl_opt is set but the network has no PIP levels: L_ddl is skipped.")
             else:
-                from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-
                 kwargs = {k: v for k, v in ddl_opt.items() if k != "type"}
                 self.cri_ddl = DirectionalDecoupledLoss(**kwargs).to(self.device)
         dmix = train_opt.get("dmix") or {}
@@ -262,8 +262,6 @@ class PIPModel(SRModel):
         """The degradation names a dataset's labels index (its ``degradations`` option, else the default)."""
         if not self.uses_omega or dataset_opt is None:
             return None
-        from pip_adapter.omega import normalise_names
-
         return normalise_names(dataset_opt.get("degradations"))
 
     def _omega_from_batch(self, data: Dict[str, Any], batch_size: int) -> torch.Tensor:
@@ -300,8 +298,6 @@ class PIPModel(SRModel):
         if (self.is_train and not self._validating and getattr(self, "dmix_prob", 0) > 0
                 and self.omega is not None and hasattr(self, "gt")
                 and torch.rand(1, generator=self._dmix_gen).item() < self.dmix_prob):
-            from pip_adapter.data import degradation_mix
-
             self.lq, self.gt, self.omega = degradation_mix(self.lq, self.gt, self.omega, generator=self._dmix_gen)
 
     def _run(self, net: torch.nn.Module, lq: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
@@ -377,11 +373,7 @@ class PIPModel(SRModel):
         was_training = net.training
         multiple = int((self.opt.get("val") or {}).get("pad_multiple", 16) or 1)
         h, w = self.lq.shape[-2:]
-        ph, pw = (-h) % multiple, (-w) % multiple
-        lq = self.lq
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            lq = F.pad(lq, (0, pw, 0, ph), mode=mode)
+        lq = pad_to_multiple(self.lq, multiple)
         net.eval()
         with torch.no_grad():
             out = self._run(net, lq, self.val_amp_dtype)

@@ -35,6 +35,8 @@ from basicsr.utils import set_random_seed
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
 
+from pip_adapter.data.builtin import ensure_builtin
+from pip_adapter.plugins import load_plugins_from_options
 from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only, safe_load_yaml
 
 from . import register_all
@@ -176,8 +178,6 @@ def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
     kwargs = dict(spec)
     root = osp.expanduser(kwargs.pop("root"))
     if rank == 0:
-        from pip_adapter.data.builtin import ensure_builtin
-
         ensure_builtin(root, **kwargs)  # reuses a complete folder, builds a missing one
     barrier()
 
@@ -218,8 +218,6 @@ def parse_options(root_path: str, is_train: bool = True,
     opt = read_option_file(args.opt)
     if args.force_yml:
         apply_force_yml(opt, args.force_yml)
-
-    from pip_adapter.plugins import load_plugins_from_options
 
     load_plugins_from_options(opt, args.opt)
     register_all()  # plugins may have added backbones

@@ -16,6 +16,8 @@ import os
 import sys
 from typing import List, Optional
 
+from pip_adapter.utils.io import OptionFileError, UnreadableFileError, os_error_line
+
 _USAGE = """usage: basicsr {train,test} -opt OPTIONS.yml [--launcher {none,pytorch}] [--auto_resume] [--debug]
                               [--force_yml KEY:SUB=VALUE ...] [--local_rank N]
 
@@ -43,7 +45,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
 
     from pip_adapter.bsr import pipeline
-    from pip_adapter.utils.io import OptionFileError, UnreadableFileError, os_error_line
 
     run = pipeline.train_pipeline if mode == "train" else pipeline.test_pipeline
     try:

@@ -7,6 +7,9 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from pip_adapter.plugins import add_plugin_argument
+from pip_adapter.restore.checkpoint import export_checkpoint
+
 
 def cli_builder(network: Mapping[str, Any]) -> nn.Module:
     """Build with the pure registries; fall back to BasicSR's ``ARCH_REGISTRY`` for archs only it knows."""
@@ -41,8 +44,6 @@ def load_cli_plugins(args: argparse.Namespace, option_files=()) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export ``--ckpt`` to ``--out``; prints what the file holds."""
-    from pip_adapter.restore.checkpoint import export_checkpoint
-
     load_cli_plugins(args, (args.opt, args.classifier_opt))
     loaded = export_checkpoint(args.ckpt, args.opt, args.out, key=args.key, classifier=args.classifier,
                                classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
@@ -65,8 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``export`` sub-command."""
-    from pip_adapter.plugins import add_plugin_argument
-
     p = subparsers.add_parser(
         "export", help="make a self-describing checkpoint (safetensors + JSON metadata) from a BasicSR net_g",
         description="Turn a BasicSR net_g_<iter>.pth and its option YAML into one file that 'pip-adapter restore' "

@@ -22,10 +22,12 @@ def check_type_names(names: List[str]) -> List[str]:
         out.append(name)
     return out
 
+from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.plugins import add_plugin_argument
+
 
 def run(args: argparse.Namespace) -> int:
     """Extend ``--ckpt`` with every ``--add`` type and write ``--out``; prints what was done."""
-    from pip_adapter.cli.export import cli_builder, load_cli_plugins
     from pip_adapter.wrap.extend import extend_checkpoint
 
     args.add = check_type_names(args.add)  # before anything is read or written
@@ -49,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``extend`` sub-command."""
-    from pip_adapter.plugins import add_plugin_argument
-
     p = subparsers.add_parser(
         "extend", help="add degradation types (one new prompt per PIP level each) to a trained checkpoint",
         description="Add degradation types to a trained PIP model: every PIP level gets one new degradation "

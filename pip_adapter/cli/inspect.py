@@ -5,14 +5,15 @@ import argparse
 import os
 from typing import Any
 
+from pip_adapter.analysis.embedding import VIZ_HINT
+from pip_adapter.analysis.report import inspect_model
+from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.plugins import add_plugin_argument
+from pip_adapter.restore.checkpoint import load_checkpoint
+
 
 def run(args: argparse.Namespace) -> int:
     """Load ``--ckpt`` (+ ``--opt``), print the text report, write figures to ``--out`` when possible."""
-    from pip_adapter.analysis.embedding import VIZ_HINT
-    from pip_adapter.analysis.report import inspect_model
-    from pip_adapter.cli.export import cli_builder, load_cli_plugins
-    from pip_adapter.restore.checkpoint import load_checkpoint
-
     load_cli_plugins(args, (args.opt,))
     loaded = load_checkpoint(args.ckpt, args.opt, key=args.key, builder=cli_builder)
     model = loaded.model
@@ -39,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``inspect`` sub-command."""
-    from pip_adapter.plugins import add_plugin_argument
-
     p = subparsers.add_parser(
         "inspect", help="show a PIP model's levels, parameter split, prompt angles; write t-SNE / wrong-prompt figures",
         description="Text: skip levels, backbone/PIP parameters, angles between the degradation prompts per level. "

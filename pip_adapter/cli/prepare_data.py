@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from pip_adapter.data import convert_standard, prepare_builtin
+from pip_adapter.plugins import add_plugin_argument, load_plugins
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``prepare-data`` sub-command."""
@@ -32,17 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--keep-encoding", action="store_true",
                    help="store the original file bytes (e.g. JPEG) instead of re-encoding to PNG")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    from pip_adapter.plugins import add_plugin_argument
-
     add_plugin_argument(p)  # e.g. --plugin plugins/snow, then --degradations ... snow
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to ``prepare_builtin`` or ``convert_standard`` and print where the data went."""
-    from pip_adapter.data import convert_standard, prepare_builtin
-    from pip_adapter.plugins import load_plugins
-
     load_plugins(getattr(args, "plugin", None) or [])  # plugins register synthesisers before they are looked up
     if args.builtin:
         out = prepare_builtin(args.builtin, overwrite=args.overwrite, degradations=args.degradations,

@@ -9,12 +9,14 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.omega import name_to_index, to_omega
+from pip_adapter.plugins import add_plugin_argument
+from pip_adapter.restore.image_io import IMAGE_EXTENSIONS, is_image_file
+from pip_adapter.restore.restorer import Restorer, parse_omega_spec
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
     """Files named by ``specs`` (files, folders — their images, not recursive — or globs), and problems found."""
-    from pip_adapter.restore.image_io import is_image_file
-
     files: List[str] = []
     problems: List[Tuple[str, str]] = []
     seen = set()
@@ -78,8 +80,6 @@ def output_paths(files: List[str], output: str, suffix: str = "") -> List[str]:
 
 def find_gt(gt_dir: str, src: str) -> Optional[str]:
     """The ground truth of ``src`` in ``gt_dir``: the same file name, else the same stem with any image extension."""
-    from pip_adapter.restore.image_io import IMAGE_EXTENSIONS
-
     name = os.path.basename(src)
     same = os.path.join(gt_dir, name)
     if os.path.isfile(same):
@@ -139,8 +139,6 @@ def run(args: argparse.Namespace) -> int:
     """Restore every input; a bad file is reported and skipped; exit 1 if anything failed."""
     from tqdm import tqdm
 
-    from pip_adapter.restore.restorer import Restorer, parse_omega_spec
-
     if args.degradation is None and args.omega is None:
         raise ValueError("say which degradation to remove: --degradation NAME, --degradation auto or "
                          "--omega rain=0.7,noise=0.3")
@@ -168,10 +166,8 @@ def run(args: argparse.Namespace) -> int:
                                         tile=args.tile, tile_overlap=args.tile_overlap)
     # validate ω once, before any work, so that a typo fails fast with the known names
     if omega is not None:
-        from pip_adapter.omega import to_omega
         to_omega(omega, restorer.degradations, batch_size=1)
     elif args.degradation.strip().lower() != "auto":
-        from pip_adapter.omega import name_to_index
         name_to_index(args.degradation, restorer.degradations)
     elif restorer.classifier is None:
         raise ValueError("--degradation auto needs a degradation classifier: pass --classifier FILE, or export "
@@ -226,8 +222,6 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``restore`` sub-command."""
-    from pip_adapter.plugins import add_plugin_argument
-
     p = subparsers.add_parser(
         "restore", help="restore images with a trained model",
         description="Restore image files, folders or glob patterns. The model is an exported checkpoint "

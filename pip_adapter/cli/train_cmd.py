@@ -12,6 +12,8 @@ import os
 import time
 from typing import List, Optional
 
+from pip_adapter.cli.basicsr_cmd import main as basicsr_main
+
 _QUICKSTART = os.path.join("basicsr_options", "quickstart.yml")
 
 
@@ -60,8 +62,6 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pip_adapter.cli.basicsr_cmd import main as basicsr_main
-
     return basicsr_main(["train", *args.basicsr_args])
 
 

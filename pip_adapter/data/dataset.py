@@ -150,49 +150,12 @@ def _variants(topt: Mapping[str, Any], synth: Synthesizer, name: str) -> List[Di
 class MixedDegradationDataset(Dataset):
     """Several restoration tasks, each with a degradation name (its ω label) and a data source.
 
-    Built from a BasicSR dataset option dict (``MixedDegradationDataset(opt)``).  Dataset-level keys:
-
-    ``phase``          ``'train'`` (random crops + augmentation + resampling) or anything else (``'val'``,
-                       ``'test'``): whole images, centre-cropped to a multiple of ``crop_multiple``.
-    ``name``           dataset name (logs).
-    ``degradations``   ordered ω type names; default ``pip_adapter.omega.DEFAULT_DEGRADATIONS``
-                       (noise, rain, haze, blur, low_light).  ``label`` = index of a task's type in it.
-    ``gt_size``        train crop size (default 128); images smaller than it are reflect-padded.
-    ``use_hflip``      random horizontal flips (train, default true).
-    ``use_rot``        random vertical flips and 90° rotations (train, default true).
-    ``crop_multiple``  validation crop multiple (default 16).
-    ``seed``           seed of validation-time synthesis (default 0): val noise is the same every run.
-    ``io_backend``     accepted and ignored: each path's backend is detected (``*.lmdb`` or ``data.mdb``).
-    ``tasks``          list of task dicts (below).  Without ``tasks`` the option dict itself is one task
-                       (handy for a val set).  Validation mode takes exactly one task (one val set each).
-
-    Task keys (``degradation`` required; ``source`` inferred when omitted: ``dataroot`` → standard,
-    ``dataroot_lq`` → paired, only ``dataroot_gt`` → synthetic):
-
-    ``name``           shown in logs and errors (default: the degradation).
-    ``degradation``    ω type name, must be in ``degradations``.
-    ``source``         ``paired``: ``dataroot_lq`` + ``dataroot_gt``, each a folder or a BasicSR LMDB;
-                       ``lmdb``: the same, both must be LMDBs;
-                       ``synthetic``: ``dataroot_gt`` (folder or LMDB) of clean images, degraded on the fly
-                       after cropping/augmentation by the registered synthesiser (``synthesizer``, default
-                       the degradation name) once per parameter set;
-                       ``standard``: ``dataroot`` = root of the PromptIR/AirNet/PIP layout (see
-                       ``pip_adapter.data.standard``), ``split`` train|test (default: train in the train
-                       phase, test otherwise), optional ``subset`` (task folder) and ``list_file``.
-    ``pairs_file``     ``lq_key gt_key`` lines for many-to-one pairs (paired/lmdb); default
-                       ``<dataroot_lq>/pairs.txt`` when it exists, else lq and gt pair by equal key
-                       (LMDB) or relative path stem + ``filename_tmpl`` (folders, default ``'{}'``).
-    ``sigmas``         noise σ list (0–255), shorthand for ``synth_params: [{sigma: s}, ...]``;
-    ``synth_params``   a dict or a list of dicts (each a variant); default: the synthesiser's variants
-                       (noise: σ 15, 25, 50).  Each clean image is used once per variant.
-    ``repeat``         resampling ratio per epoch (default 1; per variant for synthetic tasks, so
-                       noise ``repeat: 3`` with three σ = the paper's "×3 per σ").
-    ``gt_size``        per-task crop size override (train).
-
-    Items: ``{"lq": float32 [3,H,W] in [0,1] RGB, "gt": same, "label": int, "lq_path": str,
-    "gt_path": str, "task": str}``.  Any problem with the configuration or the files (missing folder,
-    empty task, unpaired files, LMDB keys missing, empty σ list, unknown degradation) raises at
-    construction with the task's name and the path.
+    Built from a BasicSR dataset option dict (``MixedDegradationDataset(opt)``): dataset keys (``phase``,
+    ``degradations``, ``gt_size``, ``crop_multiple``, …) and a ``tasks`` list, each task with a ``degradation``
+    and a source (``paired``, ``lmdb``, ``synthetic``, ``standard``); docs/DATA.md is the option reference.
+    Items: ``{"lq": float32 [3,H,W] in [0,1] RGB, "gt": same, "label": int, "lq_path": str, "gt_path": str,
+    "task": str}``.  Any problem with the configuration or the files raises at construction, naming the task
+    and the path.
     """
 
     def __init__(self, opt: Mapping[str, Any]):

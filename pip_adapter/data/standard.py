@@ -1,29 +1,8 @@
 """The on-disk layout users of PromptIR / AirNet / PIP already have, and how its pairs are found.
 
-Accepted root: either the ``data`` folder itself (holding ``Train/``) or the repository root holding
-``data/Train`` (and ``data_dir/`` with the list files).  Folder names are matched case-insensitively.
-
-Train split (``split="train"``), per degradation (first existing folder wins)::
-
-    noise      Train/Denoise/**            clean images (BSD400 + WED); noise is added on the fly
-    rain       Train/Derain/{rainy,gt}     Rain100L: rainy/rain-12.png  <-> gt/norain-12.png
-    haze       Train/Dehaze/{synthetic,original}
-                                           RESIDE/OTS: synthetic/part*/0025_0.8_0.2.jpg <-> original/0025.jpg
-    blur       Train/Deblur | Train/GoPro   {blur,sharp}, flat or per sequence (GOPR*/blur, GOPR*/sharp)
-    low_light  Train/Enhance | Train/LOL    {low,high} (LOL our485 also under Train/LOL/our485) or {low,gt}
-
-Test split (``split="test"``)::
-
-    noise      test/denoise/bsd68           clean images
-    rain       test/derain/Rain100L/{input,target}         same names
-    haze       test/dehaze[/SOTS]/{input,target}           0001_0.8_0.2.jpg <-> 0001.png
-    blur       test/deblur[/GoPro]/{input,target}
-    low_light  test/enhance[/LOL]/{input,target} | test/lowlight/{low,high}
-
-List files (optional, PromptIR's ``data_dir``): ``noisy/denoise_airnet.txt`` (or ``noisy/denoise.txt``,
-bare file names), ``rainy/rainTrain.txt`` (``rainy/rain-1.png`` lines) and ``hazy/hazy_outside.txt``
-(``synthetic/part1/0001_0.8_0.2.jpg`` lines), relative to the task folder.  When present they restrict
-the images used (as PromptIR does); a listed file that is missing is an error.
+Accepted root: the ``data`` folder (holding ``Train/``) or the repository root holding ``data/Train`` and
+``data_dir/`` (PromptIR's list files).  Folder names match case-insensitively.  docs/DATA.md ("The standard
+layout") lists the folders of each task and split and how degraded and clean files pair.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from pip_adapter.omega import canonical_name
+from pip_adapter.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class Synthesizer:
         return out
 
 
-_REGISTRY: Dict[str, Synthesizer] = {}
+SYNTHESIZERS: Registry = Registry("synthesiser", normalise=canonical_name,
+                                  hint="Register one with @pip_adapter.degradations.register_synthesizer(name)")
 
 
 def check_image(img: Any, what: str = "image") -> None:
@@ -82,12 +84,10 @@ def register_synthesizer(name: str, variants: Optional[Sequence[Mapping[str, Any
     def deco(fn: SynthFn) -> SynthFn:
         if not callable(fn):
             raise ValueError(f"synthesiser {key!r} must be callable, got {type(fn).__name__}")
-        if key in _REGISTRY and not overwrite and _REGISTRY[key].fn is not fn:
-            raise ValueError(f"a synthesiser named {key!r} is already registered "
-                             f"({_REGISTRY[key].fn.__module__}.{_REGISTRY[key].fn.__qualname__}); "
-                             "pick another name or pass overwrite=True")
+        taken = SYNTHESIZERS.get(key, None)
+        same_fn = taken is not None and taken.fn is fn  # a re-imported plugin: its new options replace the old
         doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
-        _REGISTRY[key] = Synthesizer(key, fn, vlist, bool(online), doc)
+        SYNTHESIZERS.register(Synthesizer(key, fn, vlist, bool(online), doc), key, overwrite=overwrite or same_fn)
         logger.debug("registered synthesiser %s", key)
         return fn
 
@@ -96,19 +96,14 @@ def register_synthesizer(name: str, variants: Optional[Sequence[Mapping[str, Any
 
 def get_synthesizer(name: str) -> Synthesizer:
     """The synthesiser registered under ``name``; an unknown name lists the known ones."""
-    key = canonical_name(name)
-    if key not in _REGISTRY:
-        raise ValueError(f"no synthesiser registered for degradation {name!r}; known: "
-                         f"{', '.join(sorted(_REGISTRY)) or '(none)'}. Register one with "
-                         "@pip_adapter.degradations.register_synthesizer(name)")
-    return _REGISTRY[key]
+    return SYNTHESIZERS.get(name)
 
 
 def list_synthesizers() -> List[str]:
     """Names of all registered synthesisers, sorted."""
-    return sorted(_REGISTRY)
+    return SYNTHESIZERS.names()
 
 
 def unregister_synthesizer(name: str) -> None:
     """Remove a synthesiser (mainly for tests and plugins that replace one)."""
-    _REGISTRY.pop(canonical_name(name), None)
+    SYNTHESIZERS.unregister(name)

@@ -143,16 +143,16 @@ class TransposedCrossAttention(nn.Module):
         # per-head q kᵀ as batched products over the head-major views (B×heads×c×N, strided, no copy)
         qh = qt.unflatten(-1, (heads, c)).permute(0, 2, 3, 1)
         kh = kt.unflatten(-1, (heads, c)).permute(0, 2, 1, 3)
-        # sum of squares over tokens: a vectorised reduction over the outer axis (linalg.vector_norm takes
-        # a slow path there, ~10x slower on CPU)
-        # (sums, the c×c map, top-m and softmax in float32: no-ops for float32 inputs, see attention_map)
+        # sum of squares over tokens: a vectorised reduction over the outer axis of the channels-last view
+        # (timed against linalg.vector_norm in docs/BENCHMARKS.md, "Transposed attention: CPU paths");
+        # sums, the c×c map, top-m and softmax in float32: no-ops for float32 inputs, see attention_map
         qn = qt.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
         kn = kt.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(b, heads, c)
         if b == 1 or q.device.type != "cpu":
             gram = qh @ kh
         else:
             # per sample on CPU: a batched matmul over (B, heads) would first copy both strided operands
-            # (7x slower at B=4); on GPUs the copy is cheap and one launch beats B launches
+            # (docs/BENCHMARKS.md, "Transposed attention: CPU paths"); on GPUs one launch beats B launches
             gram = torch.stack([qh[i if qh.shape[0] > 1 else 0] @ kh[i] for i in range(b)])
         attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
         mix = self.mix_weights(attn).to(vt.dtype)                      # B×heads×c×c

@@ -35,8 +35,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from pip_adapter.backbones import build_backbone
 from pip_adapter.omega import normalise_names
+from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.utils.io import atomic_path, safe_load_yaml
+from pip_adapter.wrap.pipnet import PIPNet, build_pipnet
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +92,11 @@ def default_builder(network: Mapping[str, Any]) -> nn.Module:
     opt = dict(network)
     kind = opt.get("type")
     if kind == CLASSIFIER_TYPE:
-        from pip_adapter.restore.classifier import DegradationClassifier
         opt.pop("type")
         return DegradationClassifier(**opt)
     if kind == "PIPNet":
-        from pip_adapter.wrap.pipnet import PIPNet
         opt.pop("type")
         return PIPNet(**opt)
-    from pip_adapter.backbones import build_backbone
     return build_backbone(opt)
 
 
@@ -104,11 +104,7 @@ def _build_from_meta(meta: Mapping[str, Any], builder: Optional[Builder]) -> nn.
     """Rebuild the network a document describes (``pip_config`` first: it is exact; else ``network``)."""
     pip_config = meta.get("pip_config")
     if pip_config and pip_config.get("backbone"):
-        from pip_adapter.wrap.pipnet import build_pipnet
-        backbone_builder = None
-        if builder is not None:
-            backbone_builder = builder
-        return build_pipnet(pip_config, backbone_builder=backbone_builder)
+        return build_pipnet(pip_config, backbone_builder=builder)
     network = meta.get("network")
     if not network or "type" not in network:
         raise CheckpointError("the checkpoint's metadata has neither 'pip_config' nor a 'network' with a 'type'")
@@ -439,8 +435,6 @@ def _load_from_network(network: Mapping[str, Any], state: Dict[str, torch.Tensor
 def make_meta(model: nn.Module, network: Optional[Mapping[str, Any]] = None,
               source: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The JSON document describing ``model`` (built from ``network``, when known)."""
-    from pip_adapter.restore.classifier import DegradationClassifier
-
     if isinstance(model, DegradationClassifier):
         config = model.config()
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "classifier",
@@ -493,8 +487,6 @@ def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
             torch.save({META_KEY: text, "params": tensors}, tmp)
         else:
             raise ValueError(f"{path}: unknown checkpoint extension {ext!r}; use .safetensors or .pth")
-    from pip_adapter.restore.image_io import _default_permissions
-    _default_permissions(path)
     logger.info("wrote %s (%s, %d tensors)", path, meta.get("kind"), len(tensors))
     return path
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from pip_adapter.omega import normalise_names
+from pip_adapter.utils.tensor import pad_bottom_right
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,7 @@ class DegradationClassifier(nn.Module):
         s = self.crop_size
         if h < s or w < s:
             # small images: look at the whole image, padded by reflection up to the crop size
-            ph, pw = max(0, s - h), max(0, s - w)
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            image = torch.nn.functional.pad(image[None], (0, pw, 0, ph), mode=mode)[0]
+            image = pad_bottom_right(image[None], s - h, s - w)[0]
             _, h, w = image.shape
         n = max(1, self.num_crops)
         rows = max(1, int(round(n ** 0.5)))

@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from pip_adapter.utils.io import atomic_path
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -227,8 +229,6 @@ def write_image(path: str, arr: np.ndarray, overwrite: bool = False) -> None:
     """
     import cv2
 
-    from pip_adapter.utils.io import atomic_path
-
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
@@ -254,14 +254,4 @@ def write_image(path: str, arr: np.ndarray, overwrite: bool = False) -> None:
         raise ValueError(f"{path}: OpenCV could not encode a {arr.dtype} image of shape {arr.shape} as {ext}")
     with atomic_path(path) as tmp:
         data.tofile(tmp)
-    _default_permissions(path)
 
-
-def _default_permissions(path: str) -> None:
-    """Give a file written through a private temporary file the permissions a plain ``open`` would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(path, 0o666 & ~umask)
-    except OSError:  # not ours to change (another owner, odd file system): keep what we have
-        pass

@@ -22,9 +22,11 @@ import torch.nn as nn
 
 from pip_adapter.modules.pip_level import set_p2f_chunking
 from pip_adapter.omega import canonical_name, to_omega
+from pip_adapter.restore.checkpoint import load_checkpoint
 from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
 from pip_adapter.restore.tiling import check_tiling, count_tiles, run_padded, tiled_forward
+from pip_adapter.utils.metrics import psnr
 
 logger = logging.getLogger(__name__)
 
@@ -118,15 +120,14 @@ def image_metrics(restored: np.ndarray, gt: np.ndarray) -> Tuple[float, float]:
         raise ValueError(f"restored image {restored.shape} and ground truth {gt.shape} differ in size")
     a = restored.astype(np.float64)
     b = gt.astype(np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    psnr = float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    value = psnr(a, b)
     win = min(7, a.shape[0], a.shape[1])
     win = win if win % 2 == 1 else win - 1
     if win < 3:
-        return psnr, float("nan")
+        return value, float("nan")
     ssim = float(structural_similarity(a, b, data_range=1.0, channel_axis=2 if a.ndim == 3 else None,
                                        win_size=win))
-    return psnr, ssim
+    return value, ssim
 
 
 @dataclasses.dataclass
@@ -196,8 +197,6 @@ class Restorer:
                         builder: Optional[Callable[[Mapping[str, Any]], nn.Module]] = None,
                         **kwargs: Any) -> "Restorer":
         """Load an exported checkpoint (or a BasicSR ``net_g`` + ``opt``); ``classifier`` is a classifier file."""
-        from pip_adapter.restore.checkpoint import load_checkpoint
-
         loaded = load_checkpoint(path, opt=opt, key=key, builder=builder)
         if loaded.kind == "classifier":
             raise ValueError(f"{path} is a degradation classifier, not a restoration network; pass it as "

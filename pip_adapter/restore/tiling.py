@@ -12,7 +12,8 @@ import math
 from typing import Callable, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
+
+from pip_adapter.utils import tensor as utils_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -20,18 +21,8 @@ TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """Pad B×C×H×W on the bottom/right to multiples of ``multiple``; returns the padded tensor and (H, W).
-
-    Reflection keeps the padded border image-like; images too small to reflect are padded by replication.
-    """
-    h, w = x.shape[-2:]
-    if multiple <= 1:
-        return x, (h, w)
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+    """:func:`pip_adapter.utils.tensor.pad_to_multiple` of B×C×H×W, and the (H, W) to crop the output back to."""
+    return utils_tensor.pad_to_multiple(x, multiple), (x.shape[-2], x.shape[-1])
 
 
 def run_padded(fn: TensorFn, x: torch.Tensor, multiple: int) -> torch.Tensor:

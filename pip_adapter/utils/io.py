@@ -3,11 +3,36 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from typing import Any, Callable, Iterator
+import secrets
+import stat
+from typing import Any, Callable, Iterator, Tuple
 
 import torch
 import yaml
+
+
+def _create_temp_beside(path: str) -> Tuple[str, int]:
+    """Create an empty, new temporary file beside ``path``; returns its name and its mode bits.
+
+    It is created with mode 0666 like ``open(path, "w")``, so the kernel applies the process umask (and a
+    directory's default ACL) for us: no ``os.umask`` round-trip, which would briefly change a process-wide
+    setting under other threads.
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f"{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+        return tmp, mode
+    raise FileExistsError(f"could not create a temporary file beside {path} (100 names taken)")
 
 
 @contextlib.contextmanager
@@ -15,21 +40,17 @@ def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
     A crash or kill before the rename leaves the previous file untouched (and at worst a stray
-    ``.tmp`` file), so readers never see a half-written file.
+    ``.tmp`` file), so readers never see a half-written file.  The file gets the mode a plain
+    ``open()`` would give it (0666 minus the umask).
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp, mode = _create_temp_beside(path)
     try:
         yield tmp
         with open(tmp, "rb") as fh:  # data on disk before the rename makes it visible
             os.fsync(fh.fileno())
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:  # the writer replaced the file instead of filling it
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

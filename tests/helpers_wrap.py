@@ -1,4 +1,4 @@
-"""Tiny networks for the wrapper tests (tests/test_wrap*.py).
+"""Tiny networks for the wrapper tests (a plain module imported by tests/test_wrap*.py).
 
 The networks cover the shapes of U-Net the probe must handle: additive merges (NAFNet-like), concatenation
 + 1×1 conv (Restormer-like), a functional U-Net (max-pool and cat in forward), an encoder returning a list of

@@ -1,11 +1,12 @@
 """Hand-written forwards of NAFNet and Restormer with PIP on each skip: the ground truth that the wrapper's
-automatic insertion is checked against (tests/test_wrap_detect.py) and timed against (bench/wrap_overhead.py)."""
+automatic insertion is checked against (the wrap tests) and timed against (bench/wrap_overhead.py)."""
 import torch
+from torch import Tensor, nn
 
-from pip_adapter.backbones.restormer import pad_to_multiple
+from pip_adapter.utils.tensor import pad_to_multiple
 
 
-def nafnet_reference(net, inp, pips, w):
+def nafnet_reference(net: nn.Module, inp: Tensor, pips, w: Tensor) -> Tensor:
     """NAFNet's forward with PIP applied to the skip right before ``up(x) + skip``."""
     h, wd = inp.shape[-2:]
     inp = net.check_image_size(inp)
@@ -24,7 +25,7 @@ def nafnet_reference(net, inp, pips, w):
     return x[:, :, :h, :wd]
 
 
-def restormer_reference(net, img, pips, w):
+def restormer_reference(net: nn.Module, img: Tensor, pips, w: Tensor) -> Tensor:
     """Restormer's (or the release variant's) forward with PIP applied to each skip right before the concat."""
     h, wd = img.shape[-2:]
     img = pad_to_multiple(img, net.pad_multiple)

@@ -1,0 +1,35 @@
+"""The one copy of padding and PSNR that backbones, inference, training metrics and the analysis share."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pip_adapter.analysis.wrong_prompt import psnr as batch_psnr
+from pip_adapter.bsr.metrics import calculate_psnr_aio
+from pip_adapter.restore.restorer import image_metrics
+from pip_adapter.utils.metrics import psnr, psnr_from_mse
+from pip_adapter.utils.tensor import pad_bottom_right, pad_to_multiple
+
+
+def test_padding_reflects_replicates_or_returns_the_input():
+    x = torch.rand(1, 3, 10, 12)
+    assert pad_bottom_right(x, 0, 0) is x and pad_to_multiple(x, 1) is x and pad_to_multiple(x, 2) is x
+    torch.testing.assert_close(pad_bottom_right(x, 3, 2), F.pad(x, (0, 2, 0, 3), mode="reflect"))
+    torch.testing.assert_close(pad_bottom_right(x, 10, 2), F.pad(x, (0, 2, 0, 10), mode="replicate"))
+    assert pad_to_multiple(x, 8).shape[-2:] == (16, 16)
+
+
+def test_psnr_is_one_formula_for_numpy_torch_and_the_registered_metric():
+    rng = np.random.default_rng(0)
+    a = rng.random((8, 9, 3))
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1)
+    want = 10 * np.log10(1 / np.mean((a - b) ** 2))
+    assert psnr(a, b) == pytest.approx(want, rel=1e-12)
+    assert psnr(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(want, rel=1e-12)
+    assert image_metrics(a, b)[0] == pytest.approx(want, rel=1e-12)
+    assert calculate_psnr_aio(a * 255, b * 255) == pytest.approx(want, rel=1e-12)
+    ta, tb = (torch.from_numpy(v).permute(2, 0, 1)[None] for v in (a, b))
+    assert batch_psnr(ta, tb) == pytest.approx(want, rel=1e-12)
+    assert psnr(a, a) == float("inf") and psnr_from_mse(0.01) == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        psnr(a, b[:4])
