@@ -108,19 +108,19 @@ def build_app(session: DemoSession) -> Any:
                     "degradations to remove — with the sliders, a pure type or *auto*, and restore.")
         message = gr.Markdown("", elem_id="demo-message")
         with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label="image", file_types=file_types, type="filepath", elem_id="demo-upload")
+            with gr.Column(scale=1, min_width=260):
+                upload = gr.File(label="image", file_types=file_types, type="filepath", height=120,
+                                 elem_id="demo-upload")
                 example = gr.Dropdown(choices=[ex.label for ex in examples], value=None,
-                                      label="built-in example (photo · degradation)", elem_id="demo-example")
-                preview = gr.Image(label="input", type="numpy", interactive=False, height=240,
+                                      label="or a built-in example (photo · degradation)", elem_id="demo-example")
+                preview = gr.Image(label="input", type="numpy", interactive=False, height=200, buttons=[],
                                    elem_id="demo-preview")
                 info = gr.Markdown("", elem_id="demo-info")
                 gt = gr.File(label="ground truth (optional): PSNR/SSIM", file_types=file_types,
-                             type="filepath", elem_id="demo-gt")
-            with gr.Column(scale=1):
-                gr.Markdown("### ω: the degradation mix")
+                             type="filepath", height=100, elem_id="demo-gt")
+            with gr.Column(scale=1, min_width=260):
                 pure = gr.Radio(choices=names, value=None, label="pure type (one click)", elem_id="demo-pure")
-                sliders = [gr.Slider(0.0, 1.0, value=0.0, step=0.01, label=n, elem_id=f"demo-omega-{i}")
+                sliders = [gr.Slider(0.0, 1.0, value=0.0, step=0.01, label=f"ω {n}", elem_id=f"demo-omega-{i}")
                            for i, n in enumerate(names)]
                 if session.has_classifier:
                     auto = gr.Button("auto: let the classifier choose", elem_id="demo-auto")
@@ -135,11 +135,9 @@ def build_app(session: DemoSession) -> Any:
                                  label="tile size in pixels (0: whole image); larger images restore in tiles",
                                  elem_id="demo-tile")
                 run = gr.Button("Restore", variant="primary", elem_id="demo-restore")
-        with gr.Row():
-            with gr.Column(scale=2):
-                compare = gr.ImageSlider(label="before / after", type="numpy", interactive=False,
-                                         elem_id="demo-compare")
-            with gr.Column(scale=1):
+            with gr.Column(scale=2, min_width=360):
+                compare = gr.ImageSlider(label="before / after (drag the handle)", type="numpy",
+                                         interactive=False, height=440, elem_id="demo-compare")
                 summary = gr.Markdown("", elem_id="demo-result")
                 download = gr.DownloadButton("Download the restored image", value=None, interactive=False,
                                              elem_id="demo-download")

@@ -153,9 +153,9 @@ class DemoSession:
         try:
             return read_image(path)
         except (ImageReadError, OSError, ValueError) as err:
-            why = str(err)
-            why = why[len(path) + 2:] if why.startswith(f"{path}: ") else why
-            raise DemoInputError(f"cannot read {_display_name(path)} as an image ({why}); upload a {ACCEPTED} "
+            # the page shows the name the user gave, not the server's copy of the file
+            why = str(err).replace(f"{path}: ", "").replace(str(path), _display_name(path))
+            raise DemoInputError(f"cannot read the {what} {_display_name(path)}: {why}; upload a {ACCEPTED} "
                                  "file") from err
 
     def load(self, path: Optional[str]) -> LoadedInput:
