@@ -151,7 +151,11 @@ def test_page_is_built_from_the_model_file(demo_session, tmp_path, monkeypatch):
     def by_id(app):
         return {b.elem_id: b for b in app.blocks.values() if getattr(b, "elem_id", None)}
 
-    blocks = by_id(build_app(demo_session))
+    app = build_app(demo_session)
+    blocks = by_id(app)
+    # the events that run the model share one queue of concurrency 1: users wait in turn
+    model_fns = [f for f in app.fns.values() if f.name in ("on_restore", "on_auto")]
+    assert len(model_fns) == 2 and all(f.concurrency_id == "model" and f.concurrency_limit == 1 for f in model_fns)
     assert [blocks[f"demo-omega-{i}"].label for i in range(len(NAMES))] == [f"ω {n}" for n in NAMES]
     assert blocks["demo-pure"].choices == [(n, n) for n in NAMES]
     assert blocks["demo-auto"].interactive is not False and "demo-probs" in blocks

@@ -2,21 +2,17 @@
 serving a tiny exported model on a free port of 127.0.0.1. Nothing is downloaded: the browser is the system's,
 and every host but 127.0.0.1 is unresolvable inside it, so the page is checked to work offline."""
 import os
-import shutil
-import socket
-import tempfile
 import time
 
 import numpy as np
 import pytest
 
+from bench.demo_screenshot import CHROMEDRIVER, CHROMIUM, free_port, pick_example, start_chromium
 from tests.fixtures_demo import save_demo_model
 from tests.fixtures_restore import rand_image, write_png
 
 INSTALL = ("needs Debian's headless Chromium and its driver (apt-get install -y chromium chromium-driver) and "
            "the Python packages selenium and gradio (pip install -e \".[dev]\")")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT = 30  # seconds for one step of the page on a loaded CI machine
 
 
@@ -32,30 +28,6 @@ def _missing():
 
 pytestmark = pytest.mark.skipif(bool(_missing()), reason=f"missing {', '.join(_missing())}: the browser test "
                                                          f"{INSTALL}")
-
-
-def chromium_options(download_dir: str, profile_dir: str):
-    """Chromium flags for a headless, offline run as root, downloads going to ``download_dir``."""
-    from selenium import webdriver
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile_dir}", "--window-size=1400,1000",
-                 # every name but the demo's address fails to resolve: the page must not need the internet
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        opts.add_argument(flag)
-    opts.add_experimental_option("prefs", {"download.default_directory": download_dir,
-                                           "download.prompt_for_download": False})
-    return opts
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +60,9 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """A headless Chromium (the system's) and the folder it downloads to."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    root = tmp_path_factory.mktemp("chromium")
-    downloads = str(root / "downloads")
-    os.makedirs(downloads)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER),
-                              options=chromium_options(downloads, str(root / "profile")))
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
-    yield driver, downloads
+    root = str(tmp_path_factory.mktemp("chromium"))
+    driver = start_chromium(root)
+    yield driver, os.path.join(root, "downloads")
     driver.quit()
 
 
@@ -184,10 +149,7 @@ def test_builtin_example_auto_and_pure_type(server, browser):
     driver, _ = browser
     _open(driver, url)
     label = "chelsea · rain"
-    driver.find_element(By.CSS_SELECTOR, "#demo-example input").click()
-    option = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"#demo-example li[aria-label='{label}']"))[0]
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", option)
-    option.click()
+    pick_example(driver, label)
     _wait(driver, lambda d: "chelsea.png" in _text(d, "demo-info"))
     # auto: the classifier's probabilities as bars and in the sliders
     driver.find_element(By.ID, "demo-auto").click()

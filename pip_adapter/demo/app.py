@@ -5,6 +5,7 @@ offline and inside the session's temporary folder is set (:func:`offline_environ
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from typing import Any, Dict, List, Optional
@@ -162,10 +163,14 @@ def launch(session: DemoSession, host: str = "127.0.0.1", port: int = 7860, bloc
     gr = _gradio()
     app = build_app(session)
     app.queue(default_concurrency_limit=1)
+    options = dict(footer_links=[], ssr_mode=False, pwa=False, mcp_server=False, run_history=False,
+                   enable_monitoring=False)
+    accepted = inspect.signature(app.launch).parameters
+    # options a Gradio 6 release may lack are dropped; the environment of offline_environment covers them
     app.launch(server_name=host, server_port=int(port), share=False, inbrowser=False, show_error=True,
                allowed_paths=[session.workdir], max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
-               quiet=True, footer_links=[], ssr_mode=False, pwa=False, mcp_server=False, run_history=False,
-               enable_monitoring=False, css=CSS, theme=gr.themes.Default())
+               quiet=True, css=CSS, theme=gr.themes.Default(),
+               **{k: v for k, v in options.items() if k in accepted})
     return app
 
 
