@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 from typing import Any
 
 from pip_adapter.cli.export import cli_builder, load_cli_plugins
@@ -24,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from pip_adapter.demo.app import launch  # gradio is optional: only imported once the model loaded
 
     session = DemoSession(restorer, tile=args.tile, tile_overlap=args.tile_overlap)
+    # Gradio logs its own start-up probes of the local server through httpx; they are not worth a line each
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # a service manager's SIGTERM must also remove the temporary folder, as Ctrl+C does
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app = launch(session, host=args.host, port=args.port, block=False)
         print(f"pip-adapter demo: serving {args.model} ({', '.join(session.degradations)}) on "
@@ -35,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         session.close()
     return 0
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def register(subparsers: Any) -> None:
