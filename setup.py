@@ -25,9 +25,11 @@ setup(
         "Pillow",
     ],
     extras_require={
-        # the test suite also draws inspect's figures, so dev includes the viz packages
-        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn"],
+        # the test suite also draws inspect's figures and drives the demo page in a browser, so dev includes
+        # the viz and demo packages and selenium (the browser itself: Debian's chromium + chromium-driver)
+        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn", "gradio>=6,<7", "selenium>=4"],
         "viz": ["matplotlib", "scikit-learn"],
+        "demo": ["gradio>=6,<7"],
     },
     entry_points={
         "console_scripts": [

@@ -13,7 +13,7 @@ import sys
 from typing import List, Optional
 
 # sub-command modules, in the order shown by --help
-_COMMANDS = ("prepare_data", "train_cmd", "export", "restore", "evaluate", "extend", "inspect")
+_COMMANDS = ("prepare_data", "train_cmd", "export", "restore", "evaluate", "demo", "extend", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -225,29 +225,14 @@ def prepare_builtin(out_dir: str, overwrite: bool = False, degradations: Optiona
                     params = vs[int(rng.integers(0, len(vs)))]
                     wr.put(key, _synth(synths[n], crop, rng, params, dcrop))
         # ---- validation images
+        photos = val_photos(val_imgs, val_size, seed)
+        for fname, img, _ in photos:
+            write_image_file(os.path.join(stage, "val", "gt", fname), img)
         val_sets: List[Dict[str, Any]] = []
-        gt_dir = os.path.join(stage, "val", "gt")
-        val_clean = []
-        for name in val_imgs:
-            img = _resize_short(load_photo(name), val_size)
-            h, w = img.shape[:2]
-            nh, nw = h - h % 16, w - w % 16
-            top, left = (h - nh) // 2, (w - nw) // 2
-            img = np.ascontiguousarray(img[top:top + nh, left:left + nw])
-            depth = _depth_for(name, (h, w), np.random.default_rng(_seed(seed, name, "depth")))
-            depth = depth[top:top + nh, left:left + nw]
-            fname = os.path.splitext(name)[0] + ".png"
-            write_image_file(os.path.join(gt_dir, fname), img)
-            val_clean.append((fname, img, depth))
-        for n in tqdm(names, desc="val sets", disable=not progress):
-            vs = variants_of(n) if synths[n].online else [None]
-            for params in vs:
-                folder = n if params is None or len(vs) == 1 else f"{n}_{variant_tag(params)}"
-                for fname, img, depth in val_clean:
-                    rng = np.random.default_rng(_seed(seed, "val", fname, folder))
-                    p = params if params is not None else variants_of(n)[int(rng.integers(0, len(variants_of(n))))]
-                    write_image_file(os.path.join(stage, "val", folder, fname), _synth(synths[n], img, rng, p, depth))
-                val_sets.append({"name": folder, "degradation": n, "params": params})
+        for ex in tqdm(val_examples(photos, names, seed, overrides), desc="val images", disable=not progress):
+            write_image_file(os.path.join(stage, "val", ex.folder, ex.file_name), ex.lq)
+            if not val_sets or val_sets[-1]["name"] != ex.folder:
+                val_sets.append({"name": ex.folder, "degradation": ex.degradation, "params": ex.params})
         manifest = {
             "kind": "builtin", "version": BUILTIN_VERSION, "degradations": names, "seed": seed,
             "image_size": image_size, "crop_size": crop_size, "crops_per_image": crops_per_image,
@@ -307,6 +292,53 @@ def verify_builtin(out_dir: str, manifest: Optional[Mapping[str, Any]] = None) -
             if not os.path.isfile(f) or os.path.getsize(f) == 0:
                 problems.append(f"{f} is missing or empty")
     return problems
+
+
+class ValExample(NamedTuple):
+    """One degraded validation image of the built-in data (see :func:`val_examples`)."""
+
+    folder: str                          # the val set: the degradation, with a variant tag when it has several
+    degradation: str
+    params: Optional[Dict[str, Any]]     # the variant, or None when each image drew one of the variants
+    file_name: str                       # same name as its clean photo in ``val/gt``
+    lq: np.ndarray                       # uint8 H×W×3 RGB
+
+
+def val_photos(val_images: Sequence[str] = VAL_IMAGES, val_size: int = 128,
+               seed: int = 0) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    """The clean validation photos of the built-in data: (PNG file name, uint8 RGB, depth in [0, 1]).
+
+    Each photo is resized to a shorter side of ``val_size`` and centre-cropped to multiples of 16.
+    """
+    out = []
+    for name in val_images:
+        img = _resize_short(load_photo(name), val_size)
+        h, w = img.shape[:2]
+        nh, nw = h - h % 16, w - w % 16
+        top, left = (h - nh) // 2, (w - nw) // 2
+        img = np.ascontiguousarray(img[top:top + nh, left:left + nw])
+        depth = _depth_for(name, (h, w), np.random.default_rng(_seed(seed, name, "depth")))
+        out.append((os.path.splitext(name)[0] + ".png", img, depth[top:top + nh, left:left + nw]))
+    return out
+
+
+def val_examples(photos: Sequence[Tuple[str, np.ndarray, np.ndarray]], degradations: Sequence[str],
+                 seed: int = 0, synth_params: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Iterator[ValExample]:
+    """The degraded validation images of the built-in data, as ``prepare_builtin`` writes them to ``val/``.
+
+    ``photos`` from :func:`val_photos`.  Online synthesisers (noise) give one set per variant; the others one
+    set whose images each draw a variant.  Seeded per photo and set: the same images whatever else is asked.
+    """
+    overrides = {str(k): dict(v) for k, v in (synth_params or {}).items()}
+    for n in normalise_names(list(degradations)):
+        synth = get_synthesizer(n)
+        variants = [dict(v, **overrides.get(n, {})) for v in synth.variants]
+        for params in (variants if synth.online else [None]):
+            folder = n if params is None or len(variants) == 1 else f"{n}_{variant_tag(params)}"
+            for fname, img, depth in photos:
+                rng = np.random.default_rng(_seed(seed, "val", fname, folder))
+                p = params if params is not None else variants[int(rng.integers(0, len(variants)))]
+                yield ValExample(folder, n, params, fname, _synth(synth, img, rng, p, depth))
 
 
 def builtin_dataset_options(out_dir: str, manifest: Optional[Mapping[str, Any]] = None,
