@@ -7,7 +7,7 @@ from typing import Any
 
 def run(args: argparse.Namespace) -> int:
     """Extend ``--ckpt`` with every ``--add`` type and write ``--out``; prints what was done."""
-    from pip_adapter.cli.export import cli_builder, load_cli_plugins
+    from pip_adapter.cli.common import cli_builder, load_cli_plugins
     from pip_adapter.wrap.extend import extend_checkpoint
 
     load_cli_plugins(args, (args.opt,))

@@ -10,7 +10,7 @@ def run(args: argparse.Namespace) -> int:
     """Load ``--ckpt`` (+ ``--opt``), print the text report, write figures to ``--out`` when possible."""
     from pip_adapter.analysis.embedding import VIZ_HINT
     from pip_adapter.analysis.report import inspect_model
-    from pip_adapter.cli.export import cli_builder, load_cli_plugins
+    from pip_adapter.cli.common import cli_builder, load_cli_plugins
     from pip_adapter.restore.checkpoint import load_checkpoint
 
     load_cli_plugins(args, (args.opt,))
