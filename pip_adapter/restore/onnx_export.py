@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import os
+import warnings
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
@@ -148,10 +149,16 @@ def export_onnx_model(model: nn.Module, meta: Mapping[str, Any], out: str, opset
     batch = torch.export.Dim("batch", min=1)
     dyn_h, dyn_w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
     dynamic_shapes = {"image": {0: batch, 2: multiple * dyn_h, 3: multiple * dyn_w}, "omega": {0: batch}}
-    with torch.no_grad():
-        program = torch.onnx.export(wrapper, (image, omega), dynamo=True, opset_version=opset,
-                                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=dynamic_shapes, verbose=False, optimize=True)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # the exporter notes that N of 'image' and 'omega' is one axis: that is the intent
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+            program = torch.onnx.export(wrapper, (image, omega), dynamo=True, opset_version=opset,
+                                        input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                                        dynamic_shapes=dynamic_shapes, verbose=False, optimize=True)
+    except Exception as err:  # noqa: BLE001 - torch.export / onnxscript raise many types; name the network
+        raise ValueError(f"ONNX export of {type(model).__name__} failed in torch.onnx.export(dynamo=True): "
+                         f"{type(err).__name__}: {_summary(err)} (the full trace is chained to this error)") from err
     props = onnx_metadata(meta, channels, opset, uses_omega)
     program.model.metadata_props.update(props)
     program.model.producer_name = "pip-adapter"
@@ -163,6 +170,16 @@ def export_onnx_model(model: nn.Module, meta: Mapping[str, Any], out: str, opset
     logger.info("wrote %s (ONNX opset %d, inputs image N×%d×H×W, omega N×%d; H, W multiples of %d)",
                 out, opset, channels, len(names), multiple)
     return OnnxExportInfo(path=out, meta=json.loads(props[META_KEY]), opset=opset, max_abs_diff=diff, checked_shape=shape)
+
+
+def _summary(err: BaseException, limit: int = 600) -> str:
+    """The informative part of a (long) torch.export error: its exception summary when it has one."""
+    text = str(err)
+    marker = "## Exception summary"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    text = " ".join(text.split())
+    return text[:limit] + (" ..." if len(text) > limit else "")
 
 
 def _verify(path: str, wrapper: nn.Module, channels: int, types: int, multiple: int,
