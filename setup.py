@@ -25,11 +25,14 @@ setup(
         "Pillow",
     ],
     extras_require={
-        # the test suite also draws inspect's figures and drives the demo page in a browser, so dev includes
-        # the viz and demo packages and selenium (the browser itself: Debian's chromium + chromium-driver)
-        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn", "gradio>=6,<7", "selenium>=4"],
+        # the test suite also draws inspect's figures, drives the demo page in a browser and checks ONNX export,
+        # so dev includes the viz, demo and onnx packages and selenium (the browser: Debian's chromium + chromium-driver)
+        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn", "gradio>=6,<7", "selenium>=4",
+                "onnx", "onnxscript", "onnxruntime"],
         "viz": ["matplotlib", "scikit-learn"],
         "demo": ["gradio>=6,<7"],
+        # pip-adapter export --format onnx, and restore -m model.onnx (onnxruntime)
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={
         "console_scripts": [

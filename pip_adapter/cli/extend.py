@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 from typing import Any, List
 
+from pip_adapter.cli.common import cli_builder, load_cli_plugins
+from pip_adapter.omega import canonical_name
+from pip_adapter.plugins import add_plugin_argument
+
 
 def check_type_names(names: List[str]) -> List[str]:
     """The ``--add`` names in canonical form; each must be an identifier (``snow``, ``jpeg_q10``) so that
     ``--degradation NAME`` and ``--omega NAME=w`` can address it later, and none may repeat."""
-    from pip_adapter.omega import canonical_name
-
     out = []
     for raw in names:
         name = canonical_name(raw)
@@ -21,9 +23,6 @@ def check_type_names(names: List[str]) -> List[str]:
             raise ValueError(f"--add {raw!r} is given twice")
         out.append(name)
     return out
-
-from pip_adapter.cli.export import cli_builder, load_cli_plugins
-from pip_adapter.plugins import add_plugin_argument
 
 
 def run(args: argparse.Namespace) -> int:
