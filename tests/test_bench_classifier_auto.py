@@ -5,7 +5,7 @@ import torch
 from bench import classifier_auto as ca
 from pip_adapter.restore.checkpoint import make_meta, save_checkpoint
 from pip_adapter.restore.classifier import DegradationClassifier
-from tests.fixtures_restore import TOY_NETWORK, make_toy
+from tests.helpers_restore import TOY_NETWORK, make_toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bench.demo_screenshot import CHROMEDRIVER, CHROMIUM, free_port, pick_example, start_chromium
-from tests.fixtures_demo import save_demo_model
-from tests.fixtures_restore import rand_image, write_png
+from tests.helpers_demo import save_demo_model
+from tests.helpers_restore import rand_image, write_png
 
 INSTALL = ("needs Debian's headless Chromium and its driver (apt-get install -y chromium chromium-driver) and "
            "the Python packages selenium and gradio (pip install -e \".[dev]\")")

@@ -448,7 +448,7 @@ def docs_seed(tmp_path_factory) -> Path:
 @pytest.fixture
 def doc_folder(tmp_path: Path, monkeypatch) -> Path:
     """An empty folder with the repository's option files, plugins and bench scripts linked and sample inputs."""
-    from tests.fixtures_data import make_standard_layout
+    from tests.helpers_data import make_standard_layout
 
     _link_repo(tmp_path)
     _write_inputs(tmp_path)

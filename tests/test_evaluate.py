@@ -13,7 +13,7 @@ from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.restore.evaluate import (SETTINGS, add_benchmark_noise, crop_to_multiple, evaluate,
                                           format_markdown, noise_seed)
 from pip_adapter.restore.restorer import Restorer, image_metrics
-from tests.fixtures_restore import TOY_NETWORK, ToyOmegaUNet, make_toy
+from tests.helpers_restore import TOY_NETWORK, ToyOmegaUNet, make_toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

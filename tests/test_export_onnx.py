@@ -18,7 +18,7 @@ from pip_adapter.restore.image_io import read_image_raw
 from pip_adapter.restore.onnx_export import MissingDependencyError, export_onnx_model
 from pip_adapter.restore.onnx_runtime import OnnxRuntimeNet, read_onnx_metadata_props
 from pip_adapter.restore.restorer import Restorer
-from tests.fixtures_restore import TOY_NETWORK, make_toy, rand_image, write_png
+from tests.helpers_restore import TOY_NETWORK, make_toy, rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
