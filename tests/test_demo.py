@@ -173,6 +173,9 @@ def test_cli_registers_demo_and_checks_arguments_before_loading(capsys, tmp_path
         main(["demo", "--help"])
     out = capsys.readouterr().out
     assert "--port" in out and "127.0.0.1" in out and "--device" in out
+    from pip_adapter.cli import build_parser
+    args = build_parser().parse_args(["demo", "-m", "m.safetensors"])
+    assert (args.host, args.port, args.device, args.tile) == ("127.0.0.1", 7860, "auto", 512)
     assert main(["demo", "-m", str(tmp_path / "none.safetensors"), "--tile", "64", "--tile-overlap", "64"]) == 2
     assert "--tile-overlap (64) must be smaller than --tile (64)" in capsys.readouterr().err
     assert main(["demo", "-m", str(tmp_path / "missing.safetensors")]) == 2
