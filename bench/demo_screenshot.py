@@ -107,6 +107,9 @@ def main(argv: Any = None) -> int:
             driver.find_element(By.CSS_SELECTOR, f"#demo-pure input[value='{kind}']").click()
         driver.find_element(By.ID, "demo-restore").click()
         wait.until(lambda d: "PSNR" in d.find_element(By.ID, "demo-result").text)
+        # the whole page in one picture: grow the window to the page's height
+        height = driver.execute_script("return document.documentElement.scrollHeight;")
+        driver.set_window_size(1400, int(height) + 140)
         driver.execute_script("window.scrollTo(0, 0);")
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         driver.save_screenshot(args.out)

@@ -142,9 +142,11 @@ def test_page_is_built_from_the_model_file(demo_session, tmp_path, monkeypatch):
     gr = pytest.importorskip("gradio", reason="the demo page needs Gradio: pip install -e '.[demo]'")
     from pip_adapter.demo.app import build_app, offline_environment
 
-    for key in ("GRADIO_ANALYTICS_ENABLED", "GRADIO_TEMP_DIR", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(key, raising=False)
+    for key in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE", "GRADIO_TEMP_DIR",
+                "GRADIO_RUN_HISTORY", "GRADIO_SSR_MODE", "GRADIO_MCP_SERVER"):
+        monkeypatch.setenv(key, "unset by the test")  # monkeypatch puts the previous values back afterwards
     env = offline_environment(demo_session.workdir)
+    assert all(os.environ[k] == v for k, v in env.items()) and "unset by the test" not in os.environ.values()
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and env["GRADIO_TEMP_DIR"].startswith(
         demo_session.workdir)
 
@@ -173,6 +175,9 @@ def test_cli_registers_demo_and_checks_arguments_before_loading(capsys, tmp_path
         main(["demo", "--help"])
     out = capsys.readouterr().out
     assert "--port" in out and "127.0.0.1" in out and "--device" in out
+    from pip_adapter.cli import build_parser
+    args = build_parser().parse_args(["demo", "-m", "m.safetensors"])
+    assert (args.host, args.port, args.device, args.tile) == ("127.0.0.1", 7860, "auto", 512)
     assert main(["demo", "-m", str(tmp_path / "none.safetensors"), "--tile", "64", "--tile-overlap", "64"]) == 2
     assert "--tile-overlap (64) must be smaller than --tile (64)" in capsys.readouterr().err
     assert main(["demo", "-m", str(tmp_path / "missing.safetensors")]) == 2

@@ -122,6 +122,10 @@ def test_upload_slider_restore_download(server, browser, tmp_path):
     assert len(produced) == 1
     with open(produced[0], "rb") as a, open(path, "rb") as b:
         assert a.read() == b.read()
+    # a new input clears the result: the download never offers another image's result
+    driver.find_element(By.CSS_SELECTOR, "#demo-upload button[aria-label='Clear']").click()
+    _wait(driver, lambda d: "ω used" not in _text(d, "demo-result"))
+    assert not driver.find_element(By.ID, "demo-download").is_enabled()
     # offline: the page loaded nothing from another host
     urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(url) or u.startswith("data:") or u.startswith("blob:") for u in urls), urls

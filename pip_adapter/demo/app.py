@@ -61,14 +61,17 @@ def build_app(session: DemoSession) -> Any:
     def _message(err: Exception) -> str:
         return f"⚠ {err}"
 
+    # a new input clears the previous result, so that the download never offers another image's result
+    cleared = (None, "", gr.update(value=None, interactive=False, label="Download the restored image"))
+
     def on_upload(path: Optional[str]):
         if not path:
-            return gr.update(value=None), "", ""
+            return (None, "", "") + cleared
         try:
             loaded = session.load(path)
         except DemoInputError as err:
-            return gr.update(value=None), "", _message(err)
-        return loaded.preview, loaded.description, ""
+            return (None, "", _message(err)) + cleared
+        return (loaded.preview, loaded.description, "") + cleared
 
     def on_example(label: Optional[str]):
         if not label:
@@ -143,7 +146,8 @@ def build_app(session: DemoSession) -> Any:
                 download = gr.DownloadButton("Download the restored image", value=None, interactive=False,
                                              elem_id="demo-download")
 
-        upload.change(on_upload, inputs=upload, outputs=[preview, info, message], concurrency_limit=None)
+        upload.change(on_upload, inputs=upload, outputs=[preview, info, message, compare, summary, download],
+                      concurrency_limit=None)
         example.change(on_example, inputs=example, outputs=[upload, gt], concurrency_limit=None)
         pure.change(on_pure, inputs=pure, outputs=sliders, concurrency_limit=None)
         if probs is not None:
