@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from typing import Any, Callable, Iterator
@@ -74,6 +75,8 @@ def os_error_line(err: OSError) -> str:
     """``"<path>: <reason>"`` for an operating-system error (``"run/x.pth: no space left on device"``)."""
     reason = (err.strerror or str(err)).strip()
     reason = reason[:1].lower() + reason[1:]
+    if err.errno == errno.EEXIST and isinstance(err.filename, str) and os.path.isfile(err.filename):
+        reason = "is a file where a folder is needed"
     where = err.filename if err.filename is not None else ""
     if err.filename2 is not None:
         where = f"{where} -> {err.filename2}"
