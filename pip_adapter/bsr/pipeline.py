@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import zipfile
 from os import path as osp
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -35,6 +36,7 @@ from basicsr.utils import set_random_seed
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
 
+from pip_adapter.data import MixedDegradationDataset
 from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only, safe_load_yaml
 
 from . import register_all
@@ -193,8 +195,6 @@ def check_datasets(opt: Dict[str, Any]) -> None:
     Runs before BasicSR creates (or archives) ``experiments/<name>`` or ``results/<name>``, so a run that
     stops for missing or damaged data leaves the folders as they were.
     """
-    from pip_adapter.data import MixedDegradationDataset
-
     dataset_log = logging.getLogger("pip_adapter.data.dataset")
     quiet = _Quiet()  # the datasets are built again by BasicSR, which logs them
     dataset_log.addFilter(quiet)
@@ -333,8 +333,6 @@ def file_damage(path: str) -> Optional[str]:
     torch files are zip archives: every member's CRC is checked, which finds truncation and flipped bytes
     without building any tensor; other files are loaded (weights-only).
     """
-    import zipfile
-
     if not osp.isfile(path):
         return "missing"
     try:

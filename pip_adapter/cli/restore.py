@@ -9,6 +9,7 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.utils.io import os_error_line
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.degradation is not None and args.degradation.strip().lower() == "auto":
                     bar.write(f"{os.path.basename(src)}: {result.chosen}")
             except (ValueError, OSError, RuntimeError) as err:
-                why = str(err)
+                why = os_error_line(err) if isinstance(err, OSError) and err.errno is not None else str(err)
                 why = why[len(src) + 2:] if why.startswith(f"{src}: ") else why
                 failures.append((src, why))
                 bar.write(f"error: {src}: {why}")

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from pip_adapter.omega import normalise_names
+from pip_adapter.omega import canonical_name, normalise_names
 from pip_adapter.utils.io import atomic_path, safe_load_yaml
 
 logger = logging.getLogger(__name__)
@@ -236,8 +236,6 @@ def check_meta(meta: Mapping[str, Any], path: str, tensors: Optional[Mapping[str
     given the file's ``tensors`` — that no integer of the network description exceeds what those tensors
     could hold (a width or block count of 10^9 would otherwise be allocated before any shape is compared).
     """
-    from pip_adapter.omega import canonical_name
-
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{path}: invalid pip-adapter metadata: {what}; the file is damaged or was not "
                                "written by 'pip-adapter export' — re-export it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import pickle
 import tempfile
 from typing import Any, Callable, Iterator
 
@@ -93,8 +94,6 @@ def load_weights_only(path: str, what: str = "checkpoint") -> Any:
     A truncated or corrupt file and a file holding pickled Python objects (refused by the weights-only
     loader: nothing in it runs) both raise :class:`UnreadableFileError`; a missing file ``FileNotFoundError``.
     """
-    import pickle
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}")
