@@ -109,6 +109,13 @@ def test_extend_add_names_must_be_addressable(model_file, tmp_path, capsys, bad)
     assert code == 2 and "identifier" in err and not out.exists()
 
 
+def test_extend_library_refuses_unaddressable_names():
+    from pip_adapter.wrap.extend import extend_degradations
+
+    with pytest.raises(ValueError, match="non-empty identifiers"):
+        extend_degradations(tiny_pipnet(), ["snow", "  "])
+
+
 def test_extend_add_canonical_name_is_usable(model_file, tmp_path, capsys, photos):
     out = tmp_path / "x.safetensors"
     code, _, err = _cli(capsys, "extend", "--ckpt", model_file, "--add", "Wet-Snow", "--out", str(out))
