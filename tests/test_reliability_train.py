@@ -20,7 +20,8 @@ def _opt(name, root, total_iter=20, **logger):
     """Tiny options with one val set, a constant rate and 7 iterations an epoch (several epochs per run)."""
     opt = tiny_options(name, data_root=root, total_iter=total_iter, builtin=False)
     opt["train"].pop("scheduler")
-    opt["datasets"] = {"train": dict(opt["datasets"]["train"], dataset_enlarge_ratio=1), "val_1": opt["datasets"]["val_1"]}
+    opt["datasets"] = {"train": dict(opt["datasets"]["train"], dataset_enlarge_ratio=1),
+                       "val_1": opt["datasets"]["val_1"]}
     opt["logger"].update(dict(dict(print_freq=100, save_checkpoint_freq=10), **logger))
     return opt
 

@@ -342,7 +342,8 @@ def file_damage(path: str) -> Optional[str]:
             return None if bad is None else f"member {bad} fails its checksum"
         load_weights_only(path)
     except (zipfile.BadZipFile, OSError, EOFError, UnreadableFileError) as err:
-        return str(err) or type(err).__name__
+        why = str(err) or type(err).__name__
+        return why[len(path) + 2:] if why.startswith(f"{path}: ") else why
     return None
 
 
