@@ -61,7 +61,8 @@ def test_crafted_metadata_is_refused_before_building(model_file, tmp_path, capsy
             lv["channels"] = 10 ** 9 * 2 ** i
 
     path = _crafted(model_file, tmp_path, absurd_width)
-    with pytest.raises(CheckpointError, match=r"crafted\.safetensors.*width = 1000000000 is far beyond"):
+    with pytest.raises(CheckpointError, match=r"crafted\.safetensors: invalid network description: "
+                                              r".*width = 1000000000 is far beyond"):
         load_checkpoint(path)
 
     def wide(meta):  # plausible numbers, but not the file's tensors: caught on the meta device
@@ -101,6 +102,17 @@ def test_crafted_metadata_is_refused_before_building(model_file, tmp_path, capsy
                     "eq.safetensors")
     with pytest.raises(CheckpointError, match="cannot be addressed"):
         load_checkpoint(path)
+
+
+def test_crafted_network_in_a_basicsr_checkpoint_is_bounded(tmp_path):
+    net = tiny_pipnet(seed=1)
+    for width, needle in ((10 ** 9, "is far beyond"), (2048, r"do not match.*\(2048, 3, 3, 3\)")):
+        network = json.loads(json.dumps(TINY_NET))
+        network["backbone"]["width"] = width
+        path = tmp_path / f"net_g_{width}.pth"
+        torch.save({"params": net.state_dict(), "meta": {"network_g": network}}, path)
+        with pytest.raises(CheckpointError, match=needle):
+            load_checkpoint(str(path))
 
 
 @pytest.mark.parametrize("bad", ["", "  ", "snow=0.5,x", "9lives", "a b.c"])
