@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import zipfile
 from os import path as osp
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -35,6 +36,7 @@ from basicsr.utils import set_random_seed
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
 
+from pip_adapter.data import MixedDegradationDataset
 from pip_adapter.data.builtin import ensure_builtin
 from pip_adapter.plugins import load_plugins_from_options
 from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only, safe_load_yaml
@@ -193,8 +195,6 @@ def check_datasets(opt: Dict[str, Any]) -> None:
     Runs before BasicSR creates (or archives) ``experiments/<name>`` or ``results/<name>``, so a run that
     stops for missing or damaged data leaves the folders as they were.
     """
-    from pip_adapter.data import MixedDegradationDataset
-
     dataset_log = logging.getLogger("pip_adapter.data.dataset")
     quiet = _Quiet()  # the datasets are built again by BasicSR, which logs them
     dataset_log.addFilter(quiet)
@@ -331,8 +331,6 @@ def file_damage(path: str) -> Optional[str]:
     torch files are zip archives: every member's CRC is checked, which finds truncation and flipped bytes
     without building any tensor; other files are loaded (weights-only).
     """
-    import zipfile
-
     if not osp.isfile(path):
         return "missing"
     try:
@@ -342,7 +340,8 @@ def file_damage(path: str) -> Optional[str]:
             return None if bad is None else f"member {bad} fails its checksum"
         load_weights_only(path)
     except (zipfile.BadZipFile, OSError, EOFError, UnreadableFileError) as err:
-        return str(err) or type(err).__name__
+        why = str(err) or type(err).__name__
+        return why[len(path) + 2:] if why.startswith(f"{path}: ") else why
     return None
 
 

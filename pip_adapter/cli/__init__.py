@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import List, Optional
 
+from pip_adapter.utils.io import os_error_line
+
 # sub-command modules, in the order shown by --help
 _COMMANDS = ("prepare_data", "train_cmd", "export", "restore", "evaluate", "demo", "extend", "inspect")
 
@@ -46,13 +48,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        print(f"pip-adapter {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # permission denied, read-only file system, no space left on device, ...
-        from pip_adapter.utils.io import os_error_line
-
-        print(f"pip-adapter {args.command}: error: {os_error_line(err)}", file=sys.stderr)
+    except (ValueError, KeyError, OSError) as err:
+        # OS errors (permission denied, read-only file system, no space left on device): "<path>: <reason>"
+        msg = os_error_line(err) if isinstance(err, OSError) and err.errno is not None else err
+        print(f"pip-adapter {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

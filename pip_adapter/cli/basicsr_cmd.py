@@ -53,7 +53,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"basicsr {mode}: error: {err}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
-        print(f"basicsr {mode}: error: {err}\n{_DATA_HINT}", file=sys.stderr)
+        msg = os_error_line(err) if err.errno is not None else err
+        print(f"basicsr {mode}: error: {msg}\n{_DATA_HINT}", file=sys.stderr)
         return 2
     except UnreadableFileError as err:
         print(f"basicsr {mode}: error: {err}", file=sys.stderr)

@@ -13,6 +13,7 @@ from pip_adapter.omega import name_to_index, to_omega
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.image_io import IMAGE_EXTENSIONS, is_image_file
 from pip_adapter.restore.restorer import Restorer, parse_omega_spec
+from pip_adapter.utils.io import os_error_line
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
@@ -211,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.degradation is not None and args.degradation.strip().lower() == "auto":
                     bar.write(f"{os.path.basename(src)}: {result.chosen}")
             except (ValueError, OSError, RuntimeError) as err:
-                why = str(err)
+                why = os_error_line(err) if isinstance(err, OSError) and err.errno is not None else str(err)
                 why = why[len(src) + 2:] if why.startswith(f"{src}: ") else why
                 failures.append((src, why))
                 bar.write(f"error: {src}: {why}")

@@ -138,7 +138,7 @@ def check_lmdb_file(path: str) -> int:
     lmdb_dir = os.fspath(path).rstrip("/\\")
     data = os.path.join(lmdb_dir, "data.mdb")
     size = os.path.getsize(data)
-    what = (f"LMDB {lmdb_dir} is damaged: data.mdb")
+    what = f"LMDB {lmdb_dir} is damaged: data.mdb"
     fix = ("; it was truncated (an interrupted copy or write): rebuild it (pip-adapter prepare-data) or copy it "
            "again")
     with open(data, "rb") as fh:

@@ -198,12 +198,24 @@ def check_meta(meta: Mapping[str, Any], path: str, tensors: Optional[Mapping[str
         if [canonical_name(n) if isinstance(n, str) else n for n in pip_config["degradations"]] != canon:
             raise bad(f"pip_config's degradations {pip_config['degradations']} differ from {names}")
     if tensors:
-        limit = _META_INT_SLACK * max(len(tensors), max((max(t.shape) for t in tensors.values() if t.dim()),
-                                                        default=1))
-        for where, value in _ints(dict(network=network, pip_config=pip_config)):
-            if value > limit:
-                raise bad(f"{where} = {value} is far beyond what the file's {len(tensors)} tensors hold "
-                          f"(largest dimension {limit // _META_INT_SLACK if len(tensors) < limit else '?'})")
+        check_sizes_bounded(dict(network=network, pip_config=pip_config), tensors, path)
+
+
+def check_sizes_bounded(description: Any, tensors: Mapping[str, torch.Tensor], path: str) -> None:
+    """Refuse a network description holding an integer far beyond anything the file's tensors could hold.
+
+    A width or block count of 10^9 would be allocated (or looped over) before any shape is compared; every
+    real size or count is at most the largest tensor dimension or the number of tensors (times a margin).
+    """
+    if not tensors:
+        return
+    largest = max((max(t.shape) for t in tensors.values() if t.dim()), default=1)
+    limit = _META_INT_SLACK * max(len(tensors), largest)
+    for where, value in _ints(description):
+        if value > limit:
+            raise CheckpointError(f"{path}: invalid network description: {where} = {value} is far beyond what "
+                                  f"the file's {len(tensors)} tensors hold (largest dimension {largest}); the file "
+                                  "is damaged or crafted — re-export it")
 
 
 def _ints(obj: Any, where: str = "") -> List[Tuple[str, int]]:
@@ -219,18 +231,20 @@ def _ints(obj: Any, where: str = "") -> List[Tuple[str, int]]:
     return []
 
 
-def check_sizes_on_meta_device(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor],
-                               builder: Optional[Builder], path: str) -> None:
-    """Build the described network on the ``meta`` device (no memory) and compare its shapes with ``state``.
+def check_sizes_on_meta_device(build: Callable[[], nn.Module], state: Mapping[str, torch.Tensor],
+                               path: str) -> None:
+    """Run ``build`` on the ``meta`` device (no memory) and compare the network's shapes with ``state``.
 
-    Refuses a document whose network would not fit the file's tensors before the real network is
+    Refuses a description whose network would not fit the file's tensors before the real network is
     allocated.  Networks that cannot be built on the meta device are left to the ordinary check.
     """
     try:
         with torch.device("meta"):
-            model = _build_from_meta(meta, builder)
+            model = build()
+    except CheckpointError:
+        raise
     except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path}: cannot rebuild the network it describes: {err}") from err
+        raise CheckpointError(f"{path}: cannot build the network it describes: {err}") from err
     except Exception as err:  # noqa: BLE001 - a constructor that needs real data: checked after building
         logger.debug("%s: no meta-device size check (%s: %s)", path, type(err).__name__, err)
         return
@@ -270,7 +284,7 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
     check_meta(meta, path, main)
     if isinstance(meta.get("classifier"), Mapping):
         check_meta(meta["classifier"], f"{path} (classifier)", cls_state)
-    check_sizes_on_meta_device(meta, main, builder, path)
+    check_sizes_on_meta_device(lambda: _build_from_meta(meta, builder), main, path)
     model = load_weights(_build_checked(meta, builder, path), main, path)
     classifier = None
     if meta.get("kind") == "classifier":
@@ -295,6 +309,9 @@ def _build_checked(meta: Mapping[str, Any], builder: Optional[Builder], path: st
 
 def _load_from_network(network: Mapping[str, Any], state: Dict[str, torch.Tensor], path: str,
                        builder: Optional[Builder], source: Dict[str, Any]) -> LoadedCheckpoint:
+    # the description may come from the checkpoint itself (meta.network_g): bound it before allocating
+    check_sizes_bounded(network, state, path)
+    check_sizes_on_meta_device(lambda: (builder or default_builder)(network), state, path)
     try:
         model = (builder or default_builder)(network)
     except (TypeError, ValueError, KeyError) as err:

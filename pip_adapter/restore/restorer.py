@@ -290,6 +290,7 @@ class Restorer:
         fn = self._forward(omega.to(self.device))
         h, w = x.shape[-2:]
         if tile and (h > tile or w > tile):
+            check_tiling(tile, overlap, self.multiple)  # a per-call tile gets the same clear message
             out = tiled_forward(fn, x.cpu(), tile=tile, overlap=overlap, multiple=self.multiple,
                                 device=self.device, progress=progress, scale=scale)
         else:

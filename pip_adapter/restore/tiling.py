@@ -75,9 +75,11 @@ def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
     if rounded - overlap - (multiple - 1) > 0:
         return
     min_tile = int(math.ceil((overlap + multiple) / multiple) * multiple)
+    max_overlap = max(0, rounded - multiple)
+    or_less = " or less" if max_overlap > 0 else ""
     rounding = f" (rounded up to the model's size multiple {multiple}: {rounded})" if multiple > 1 else ""
     raise ValueError(f"--tile {tile}{rounding} leaves no room for --tile-overlap {overlap}: use --tile {min_tile} "
-                     f"or more, or --tile-overlap {max(0, rounded - multiple)}{' or less' if rounded > multiple else ''} "
+                     f"or more, or --tile-overlap {max_overlap}{or_less} "
                      "(a quarter of the tile is a good overlap)")
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import pickle
 import secrets
 import stat
 from typing import Any, Callable, Iterator, Tuple
@@ -95,6 +97,8 @@ def os_error_line(err: OSError) -> str:
     """``"<path>: <reason>"`` for an operating-system error (``"run/x.pth: no space left on device"``)."""
     reason = (err.strerror or str(err)).strip()
     reason = reason[:1].lower() + reason[1:]
+    if err.errno == errno.EEXIST and isinstance(err.filename, str) and os.path.isfile(err.filename):
+        reason = "is a file where a folder is needed"
     where = err.filename if err.filename is not None else ""
     if err.filename2 is not None:
         where = f"{where} -> {err.filename2}"
@@ -111,8 +115,6 @@ def load_weights_only(path: str, what: str = "checkpoint") -> Any:
     A truncated or corrupt file and a file holding pickled Python objects (refused by the weights-only
     loader: nothing in it runs) both raise :class:`UnreadableFileError`; a missing file ``FileNotFoundError``.
     """
-    import pickle
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}")

@@ -318,6 +318,10 @@ def extend_degradations(model: nn.Module, new_types: Sequence[str], seed: int = 
     new = [canonical_name(n) for n in new_types]
     if not new:
         raise ValueError("extend_degradations: give at least one new degradation type, e.g. ['snow']")
+    unusable = [raw for raw, n in zip(new_types, new) if not n.isidentifier()]
+    if unusable:  # a name --degradation / --omega could not address later
+        raise ValueError(f"extend_degradations: type names must be non-empty identifiers (letters, digits and _, "
+                         f"e.g. snow or jpeg_q10), got {unusable}")
     dupes = sorted({n for n in new if new.count(n) > 1})
     if dupes:
         raise ValueError(f"extend_degradations: new types repeated: {dupes}")
