@@ -493,6 +493,7 @@ def test_every_skip_marker_sits_on_a_block_and_says_why(file):
         assert block.skip is None or block.skip.strip(), f"{file}:{block.line}: a skip marker needs a reason"
 
 
+@pytest.mark.timeout(600)  # pytest-timeout: a block that waits forever (a server) fails instead of hanging CI
 @pytest.mark.parametrize("file", DOC_FILES)
 def test_documented_commands_run(file, doc_folder, request):
     for rel in SEEDED.get(file, []):
