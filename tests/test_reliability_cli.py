@@ -11,8 +11,8 @@ import torch
 from pip_adapter.cli import main
 from pip_adapter.restore import make_meta, save_checkpoint
 from pip_adapter.restore.checkpoint import CheckpointError, load_checkpoint
-from tests.fixtures_extend import TINY_NET, tiny_pipnet
-from tests.fixtures_restore import rand_image, write_png
+from tests.helpers_extend import TINY_NET, tiny_pipnet
+from tests.helpers_restore import rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

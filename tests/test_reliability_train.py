@@ -13,7 +13,7 @@ import torch
 
 from pip_adapter.cli.basicsr_cmd import main as basicsr_main
 from pip_adapter.utils.io import atomic_torch_save
-from tests.fixtures_train import REPO_ROOT, read_train_log, tiny_options, write_options
+from tests.helpers_train import REPO_ROOT, read_train_log, tiny_options, write_options
 
 
 def _opt(name, root, total_iter=20, **logger):
