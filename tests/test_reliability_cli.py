@@ -2,7 +2,6 @@
 import errno
 import json
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -166,16 +165,16 @@ def test_export_and_extend_into_unwritable_folders(model_file, tmp_path, capsys,
         code, _, err = _cli(capsys, *cmd, "--out", str(blocker / "m.safetensors"))
         assert code == 2 and err.count("\n") == 1 and str(blocker) in err, err
         assert "is a file where a folder is needed" in err
-    real_mkstemp = tempfile.mkstemp
+    real_open = os.open
     locked = str(tmp_path / "locked")
     os.makedirs(locked)
 
-    def mkstemp(*a, dir=None, **k):
-        if dir is not None and os.fspath(dir).startswith(locked):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.path.join(dir, "x.tmp"))
-        return real_mkstemp(*a, dir=dir, **k)
+    def refusing_open(path, flags, *a, **k):  # root ignores permission bits: refuse creation by hand
+        if os.fspath(path).startswith(locked) and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_open(path, flags, *a, **k)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "open", refusing_open)
     for cmd in (["export", "--ckpt", model_file], ["extend", "--ckpt", model_file, "--add", "snow"]):
         code, _, err = _cli(capsys, *cmd, "--out", os.path.join(locked, "m.safetensors"))
         assert code == 2 and "permission denied" in err and locked in err and "Traceback" not in err, err
