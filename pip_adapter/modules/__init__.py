@@ -10,7 +10,8 @@ from .release_keys import (load_release_level, ours_to_release_level, ours_to_re
                            split_prefixed)
 
 __all__ = [
-    "LayerNorm2d", "TransposedCrossAttention", "topm_ks", "topm_masks", "set_fused", "unfused", "GDFN", "DualGateFFN", "PIPLevel",
+    "LayerNorm2d", "TransposedCrossAttention", "topm_ks", "topm_masks", "set_fused", "unfused", "GDFN",
+    "DualGateFFN", "PIPLevel",
     "DirectionalDecoupledLoss", "release_level_to_ours", "ours_to_release_level", "release_prefixes",
     "split_prefixed", "release_prefixed_to_ours", "ours_to_release_prefixed", "load_release_level",
 ]
