@@ -13,7 +13,6 @@ from torch import nn
 
 from pip_adapter.backbones import NAFNet, Restormer
 from pip_adapter.wrap import PIPWrappedModel, wrap_with_pip
-from pip_adapter.wrap import wrapper as wrapper_mod
 from pip_adapter.wrap.adapter_io import load_pip_adapter, read_pip_adapter, save_pip_adapter
 from pip_adapter.wrap.sizing import level_sizes, rule_prompt_dim, rule_prompt_size
 from tests.fixtures_wrap import FunctionalUNet, TinyNAF
@@ -75,12 +74,12 @@ def test_repeated_sizes_and_no_state_survives_forward():
         del out
     gc.collect()
     assert seen and all(r() is None for r in seen)          # no skip tensor kept alive
-    assert wrapper_mod._ACTIVE.get() is None
+    assert model._run is None
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules()) == hooks_before
     # an error inside the backbone leaves nothing behind either
     with pytest.raises(RuntimeError):
         model(torch.rand(1, 4, 16, 16), [0])
-    assert wrapper_mod._ACTIVE.get() is None
+    assert model._run is None
 
 
 def test_intercept_levels_keep_nothing():

@@ -1,6 +1,6 @@
 """Pure PyTorch PIP building blocks (no BasicSR): LayerNorm2d, transposed attention, FFNs, PIPLevel,
 the directional decoupled loss and the release key mapping."""
-from .attention import TransposedCrossAttention, topm_ks, topm_masks
+from .attention import TransposedCrossAttention, set_fused, topm_ks, topm_masks, unfused
 from .ddl_loss import DirectionalDecoupledLoss
 from .ffn import GDFN, DualGateFFN
 from .layernorm import LayerNorm2d
@@ -10,7 +10,7 @@ from .release_keys import (load_release_level, ours_to_release_level, ours_to_re
                            split_prefixed)
 
 __all__ = [
-    "LayerNorm2d", "TransposedCrossAttention", "topm_ks", "topm_masks", "GDFN", "DualGateFFN", "PIPLevel",
+    "LayerNorm2d", "TransposedCrossAttention", "topm_ks", "topm_masks", "set_fused", "unfused", "GDFN", "DualGateFFN", "PIPLevel",
     "DirectionalDecoupledLoss", "release_level_to_ours", "ours_to_release_level", "release_prefixes",
     "split_prefixed", "release_prefixed_to_ours", "ours_to_release_prefixed", "load_release_level",
 ]

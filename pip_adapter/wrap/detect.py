@@ -87,6 +87,8 @@ class _Op:
     ins: Tuple[int, ...]       # distinct input node ids, in argument order
     outs: Tuple[int, ...]
     time: int                  # recorder clock (shared with module calls)
+    raw: str = ""              # the function's own ``__name__`` (what the run-time capture matches)
+    out_paths: Tuple[Path, ...] = ()   # where each of ``outs`` sits in the returned value
 
 
 @dataclass
@@ -122,6 +124,11 @@ def _functional_name(func: Any) -> Optional[str]:
         import torch.nn.functional as F
         _FUNCTIONAL_NAMES = {id(v): k for k, v in vars(F).items() if callable(v) and not k.startswith("_")}
     return _FUNCTIONAL_NAMES.get(id(func))
+
+
+def op_raw_name(func: Any) -> str:
+    """The name the run-time capture of function-made skips matches ops by (cheap, no lookups)."""
+    return getattr(func, "__name__", None) or type(func).__name__
 
 
 def _func_name(func: Any) -> Tuple[str, str]:
@@ -200,10 +207,13 @@ class _Recorder(TorchFunctionMode):
         self.time += 1
         in_ids = {id(t) for t in in_tensors}
         outs: List[int] = []
+        out_paths: List[Path] = []
         matmul = name in _MATMUL_NAMES
         if name == "__setitem__" and in_tensors:   # x[...] = y writes into x: a new version of x
             outs.append(self._new(in_tensors[0], tuple(ins), eid, None))
-        for _, t in _iter_tensors(out):
+            out_paths.append(None)
+        for path, t in _iter_tensors(out):
+            out_paths.append(path)
             if id(t) in in_ids:
                 inplace = (name not in _SELF_RETURNING) or ("out" in kwargs)
                 if not inplace:
@@ -212,7 +222,8 @@ class _Recorder(TorchFunctionMode):
             ns = matmul or any(self.nodes[i].nonspatial and self.nodes[i].shape == tuple(t.shape)
                                and self.nodes[i].leaf is None for i in ins)
             outs.append(self._new(t, tuple(ins), eid, None, nonspatial=ns))
-        self.ops.append(_Op(eid, name, qual, tuple(self.stack), tuple(ins), tuple(outs), self.time))
+        self.ops.append(_Op(eid, name, qual, tuple(self.stack), tuple(ins), tuple(outs), self.time,
+                            raw=op_raw_name(func), out_paths=tuple(out_paths)))
 
     # -- module calls
     def pre_hook(self, name: str):
@@ -257,10 +268,15 @@ class LevelPlan:
     merge_module: str             # innermost module running the merge ("" = the model's own forward)
     skip_consumers: List[str]     # readable names of the skip-branch consumers
     other_consumers: List[str]
+    capture_op: str = ""          # function-made skip: ``__name__`` of the op making Z ("" = a module makes it)
+    capture_occurrence: int = 0   # which call of ``capture_op`` (counted by that name) in one forward
 
     @property
     def spec(self) -> str:
-        """Level name as accepted by ``levels=``: the module name plus ``[i]`` per output index."""
+        """Level name as accepted by ``levels=``: the module name plus ``[i]`` per output index, or for a skip
+        made by a plain function ``"<function>#<n>"`` (its n-th call in the forward, from 0)."""
+        if self.capture_op:
+            return f"{self.producer}#{self.occurrence}" + "".join(f"[{p}]" for p in self.path)
         return self.producer + "".join(f"[{p}]" for p in self.path)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -548,7 +564,7 @@ def _plan_level(g: _Graph, z: int, merges: List[Tuple[int, int, int]], producers
                            skip_op_indices=[], hooked_calls=len(skip_keys))
     if strategy is None and skip_keys:
         for c, p in sorted(producers, key=lambda cp: -cp[0].end):
-            if any(k_time(k) < c.end for k in skip_keys):
+            if isinstance(c, _OpProducer) or any(k_time(k) < c.end for k in skip_keys):
                 continue
             later_other = [k for k in other_keys if k_time(k) > c.end]
             if all(k[0] == "call" for k in later_other):
@@ -581,6 +597,8 @@ def _plan_level(g: _Graph, z: int, merges: List[Tuple[int, int, int]], producers
                         merge_module=g.calls[mop.stack[-1]].name if mop.stack else "")
     else:
         merge_kw = dict(merge="other", merge_op="", merge_module="")
+    if isinstance(producer, _OpProducer):
+        plan_kw.update(capture_op=producer.raw, capture_occurrence=producer.raw_occurrence)
     return LevelPlan(producer=producer.name, occurrence=producer.occurrence, path=tuple(path), strategy=strategy,
                      channels=int(node.shape[1]), reduction=_nice_reduction(r), shape=tuple(node.shape),
                      skip_consumers=[name_of(k) for k in sorted(skip_keys, key=k_time)],
@@ -592,11 +610,50 @@ class _Unplaceable(Exception):
     pass
 
 
+@dataclass
+class _OpProducer:
+    """A plain-function op making a skip tensor, shaped like a :class:`_Call` for :func:`_plan_level`."""
+
+    name: str          # readable qualname (``F.leaky_relu``)
+    occurrence: int    # its call index among ops of that qualname
+    end: int           # recorder time of the op
+    raw: str           # ``__name__`` matched at run time
+    raw_occurrence: int
+
+
+def _op_producer(g: "_Graph", eid: int) -> _OpProducer:
+    op = g.ops[eid]
+    occ = sum(1 for o in g.ops[:eid] if o.qualname == op.qualname)
+    raw_occ = sum(1 for o in g.ops[:eid] if o.raw == op.raw)
+    return _OpProducer(op.qualname, occ, op.time, op.raw, raw_occ)
+
+
 def _nice_reduction(r: float) -> float:
     p = 2.0 ** round(math.log2(r)) if r > 0 else r
     if abs(r / p - 1) < 0.15:
         return int(p) if p >= 1 else p
     return round(r, 3)
+
+
+def _plan_op_spec(g: "_Graph", spec: Any, name: str, path: Path, merges: Dict[int, list],
+                  notes: List[str]) -> LevelPlan:
+    """A ``levels=`` entry ``"<function>#<n>"``: the n-th call (from 0) of a plain function makes the skip."""
+    func, _, occ = name.rpartition("#")
+    if not occ.isdigit():
+        raise ValueError(f"levels: {spec!r}: a function-made skip is written '<function>#<n>' (e.g. "
+                         "'F.leaky_relu#2' for its third call), the part after '#' must be a number")
+    ops = [o for o in g.ops if func in (o.qualname, o.name, o.raw)]
+    if int(occ) >= len(ops):
+        raise ValueError(f"levels: {spec!r}: the probe forward called {func} {len(ops)} time(s)")
+    op = ops[int(occ)]
+    outs = [n for n, p in zip(op.outs, op.out_paths) if p is not None and tuple(p) == tuple(path)]
+    if not outs or g.nodes[outs[0]].res is None:
+        raise ValueError(f"levels: {spec!r} does not give a B×C×H×W feature map")
+    z = outs[0]
+    try:
+        return _plan_level(g, z, merges.get(z, []), [(_op_producer(g, op.eid), tuple(path))], notes)
+    except _Unplaceable as exc:
+        raise ValueError(f"levels: cannot place PIP on {spec!r}: {exc}") from None
 
 
 def probe_skips(model: nn.Module, example_input: Optional[Any] = None,
@@ -656,11 +713,23 @@ def probe_skips(model: nn.Module, example_input: Optional[Any] = None,
                     out.append((c, p))
         return out
 
+    def op_producer_of(nid: int) -> List[Tuple[Any, Path]]:
+        """A skip no module returns: the op that made it (its last write, for in-place ops)."""
+        eid = g.nodes[nid].op
+        if eid is None:
+            return []
+        op = g.ops[eid]
+        path = op.out_paths[op.outs.index(nid)] if nid in op.outs else None
+        return [] if path is None else [(_op_producer(g, eid), tuple(path))]
+
     plans: List[LevelPlan] = []
     if levels is not None:
         names = {n for n, _ in model.named_modules()}
         for spec in levels:
             name, path = parse_level_spec(spec)
+            if "#" in name:
+                plans.append(_plan_op_spec(g, spec, name, path, merges, notes))
+                continue
             if name not in names or name == "":
                 raise ValueError(f"levels: {name!r} is not a sub-module of {type(model).__name__}; "
                                  f"module names look like {sorted(names - {''})[:8]}")
@@ -688,10 +757,10 @@ def probe_skips(model: nn.Module, example_input: Optional[Any] = None,
             plans.append(plan)
     else:
         for z in sorted(merges, key=lambda n: (g.nodes[n].res, n)):
-            prods = producers_of(z)
+            prods = producers_of(z) or op_producer_of(z)
             if not prods:
-                notes.append(f"skip of shape {list(g.nodes[z].shape)} is made by a plain function, not a "
-                             "module: not wrapped (pass levels= with a module name)")
+                notes.append(f"skip of shape {list(g.nodes[z].shape)} is not the output of a module or of one "
+                             "operation: not wrapped (pass levels= with a module name)")
                 continue
             try:
                 plans.append(_plan_level(g, z, merges[z], prods, notes))
