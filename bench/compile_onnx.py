@@ -60,7 +60,7 @@ def model_pairs(quick: bool = False) -> List[Tuple[str, Dict[str, Callable[[], n
     if quick:
         naf = dict(width=8, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1])
         rest = dict(RESTORMER_DEFAULT, dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 1, 1, 1])
-        rest_pip = dict(prompt_dims=[8, 8, 8], prompt_sizes=[8, 8, 8])
+        rest_pip = dict(prompt_dims=[8, 8, 8], prompt_sizes=[4, 4, 4])
         naf_pip = dict(prompt_dims=8, prompt_sizes=8)
         names = ("NAFNet-8", "Restormer-8")
     else:
@@ -116,7 +116,6 @@ def prepare_paths(model: nn.Module, pip: bool, x: torch.Tensor, paths: Sequence[
                 info["fn"] = lambda: bound(x)
                 info["diff"] = 0.0
             elif path == "compile":
-                torch._dynamo.reset()
                 compiled = torch.compile(bound, backend=backend)
                 with torch.inference_mode():
                     y, info["setup_wall_s"], info["setup_cpu_s"] = _timed(lambda: compiled(x))
