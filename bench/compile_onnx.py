@@ -141,6 +141,8 @@ def prepare_paths(model: nn.Module, pip: bool, x: torch.Tensor, paths: Sequence[
                 info["diff"] = float((y - reference).abs().max())
             else:
                 raise ValueError(f"unknown path {path!r}; use {', '.join(PATHS)}")
+            logger.info("%s / %s ready (setup %s s wall, %s s CPU; max diff %s)", tag, path, info["setup_wall_s"],
+                        info["setup_cpu_s"], info["diff"])
         except Exception as err:  # noqa: BLE001 - a failing path is a result (reported), not a crash
             logger.warning("%s / %s failed: %s", tag, path, _error(err))
             info["error"] = _error(err)
@@ -275,5 +277,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level="WARNING")
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s: %(message)s")
+    logger.setLevel(logging.INFO)
     main()

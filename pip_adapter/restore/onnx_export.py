@@ -219,7 +219,7 @@ def _verify(path: str, wrapper: nn.Module, channels: int, types: int, multiple: 
     got = session.run([OUTPUT_NAME], {"image": x.numpy(), "omega": w.numpy()})[0]
     diff = float((torch.from_numpy(got) - expected).abs().max())
     if not diff <= atol:
-        raise RuntimeError(f"the exported ONNX graph differs from PyTorch by {diff:.3g} (> {atol:g}) on a "
+        raise ValueError(f"the exported ONNX graph differs from PyTorch by {diff:.3g} (> {atol:g}) on a "
                            f"{tuple(x.shape)} input; the export is not faithful, nothing was written")
     logger.info("ONNX check: onnxruntime vs PyTorch max |diff| %.2g on %s", diff, tuple(x.shape))
     return diff, tuple(x.shape)
