@@ -249,3 +249,13 @@ def test_pip_config_is_json_and_wrapper_refuses_double_wrap():
     assert sized.pip_config()["example_input_size"] == [3, 32, 40]
     assert [i["probe_shape"][2:] for i in sized.skip_info] == [[32, 40], [16, 20]]
     assert isinstance(model, PIPWrappedModel)
+
+
+def test_wrapper_takes_the_backbone_mode():
+    net = TinyNAF().eval()
+    model = wrap_with_pip(net, **SMALL)
+    assert not model.training and not any(m.training for m in model.modules())
+    trained = wrap_with_pip(TinyNAF(), **SMALL)
+    assert trained.training and all(m.training for m in trained.pip_levels.modules())
+    model.train()
+    assert all(m.training for m in model.modules())

@@ -22,7 +22,7 @@ import os
 from collections import Counter, OrderedDict
 from copy import deepcopy
 from os import path as osp
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
@@ -59,6 +59,28 @@ def plain_state(obj: Any) -> Any:
         out = [plain_state(v) for v in obj]
         return tuple(out) if isinstance(obj, tuple) else out
     return obj
+
+
+_COMPILE_KEYS = ("backend", "mode", "dynamic", "fullgraph", "options")
+
+
+def compiled_network(net: torch.nn.Module, option: Any) -> torch.nn.Module:
+    """``train.compile``: false/absent → ``net``; true → ``torch.compile(net)``; a dict → its keys
+    (``backend``, ``mode``, ``dynamic``, ``fullgraph``, ``options``) passed to ``torch.compile``."""
+    if option is None or option is False:
+        return net
+    if option is True:
+        kwargs: Dict[str, Any] = {}
+    elif isinstance(option, Mapping):
+        kwargs = dict(option)
+        unknown = sorted(set(kwargs) - set(_COMPILE_KEYS))
+        if unknown:
+            raise ValueError(f"train.compile: unknown key(s) {unknown}; allowed: {list(_COMPILE_KEYS)} "
+                             "(e.g. compile: {backend: aot_eager}), or compile: true for the default")
+    else:
+        raise ValueError(f"train.compile must be true/false or a dict of torch.compile options, got {option!r}")
+    get_root_logger().info(f"training step compiled with torch.compile({kwargs})")
+    return torch.compile(net, **kwargs)
 
 
 def _to_metric_image(t: torch.Tensor, quantize: bool) -> np.ndarray:
@@ -170,6 +192,8 @@ class PIPModel(SRModel):
         if train_opt.get("zero_init") and self.opt["path"].get("pretrain_network_g") is None:
             self._zero_init(train_opt["zero_init"])
         super().init_training_settings()
+        # the training step may run compiled; net_g itself (saving, EMA, validation) stays the plain module
+        self._train_net = compiled_network(self.net_g, train_opt.get("compile"))
 
     def _zero_init(self, names: Any) -> None:
         """Zero the weights and biases of the named modules (e.g. ``ending``, the output conv of a
@@ -286,7 +310,7 @@ class PIPModel(SRModel):
     def optimize_parameters(self, current_iter: int) -> None:
         """One step on L_pix (+ perceptual) + α·L_ddl."""
         self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self._run(self.net_g, self.lq)
+        self.output = self._run(getattr(self, "_train_net", self.net_g), self.lq)
 
         l_total = 0
         loss_dict = OrderedDict()

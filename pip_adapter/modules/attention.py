@@ -163,7 +163,7 @@ class TransposedCrossAttention(nn.Module):
         # a slow path there, ~10x slower on CPU)
         qn = qt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
         kn = kt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(b, heads, c)
-        if b == 1 or q.device.type != "cpu" or torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or b == 1 or q.device.type != "cpu":
             gram = qh @ kh
         else:
             # per sample on CPU: a batched matmul over (B, heads) would first copy both strided operands
