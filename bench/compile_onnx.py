@@ -20,7 +20,8 @@ Paths, per model:
 
 Each path's output is compared with eager (max |diff|).  Timing: every (model, path) of one backbone pair runs
 round-robin in one process (``bench.common.time_interleaved``), median process CPU time and wall time.
-Results go to ``--out`` (``compile_onnx.json``, ``compile_onnx.md``); docs/BENCHMARKS.md only with ``--update-docs``.
+Results go to ``--out`` (``compile_onnx.json``, ``compile_onnx.md``); docs/BENCHMARKS.md only with ``--update-docs``
+(or later, from a finished run's folder, with ``--publish DIR``).
 """
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ from torch import nn
 if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import (REPO_ROOT, command_line, fmt_float, machine_info, markdown_table, median,  # noqa: E402
-                          time_interleaved, update_doc_section)
+from bench.common import (BENCH_DOC, REPO_ROOT, command_line, fmt_float, machine_info,  # noqa: E402
+                          markdown_table, median, time_interleaved, update_doc_section)
 from bench.efficiency import NAFNET_SIDD, RESTORMER_DEFAULT, PIP_SIZES  # noqa: E402
 from pip_adapter.backbones import NAFNet, Restormer  # noqa: E402
 from pip_adapter.restore.onnx_export import OnnxForward, require, trace_onnx  # noqa: E402
@@ -251,7 +252,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="tiny models (use with --size 32)")
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "results"), help="folder of the JSON and markdown")
     ap.add_argument("--update-docs", action="store_true", help="also write the section of docs/BENCHMARKS.md")
+    ap.add_argument("--doc", default=BENCH_DOC, help="the markdown file --update-docs / --publish write into")
+    ap.add_argument("--publish", metavar="DIR", default=None,
+                    help="measure nothing: write DIR/compile_onnx.md (an earlier run's result, with its command) "
+                         "into docs/BENCHMARKS.md")
     args = ap.parse_args(argv)
+    if args.publish:
+        with open(os.path.join(args.publish, "compile_onnx.md"), encoding="utf-8") as fh:
+            update_doc_section(DOC_TAG, fh.read(), path=args.doc, title=DOC_TITLE)
+        with open(os.path.join(args.publish, "compile_onnx.json"), encoding="utf-8") as fh:
+            return json.load(fh)
     torch.set_num_threads(args.threads)
     if args.backend == "inductor":
         import torch._inductor.config as inductor_config
@@ -272,7 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 fh.write(content)
     print(text)
     if args.update_docs:
-        update_doc_section(DOC_TAG, text, title=DOC_TITLE)
+        update_doc_section(DOC_TAG, text, path=args.doc, title=DOC_TITLE)
     return result
 
 

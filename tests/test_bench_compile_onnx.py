@@ -34,3 +34,8 @@ def test_quick_run_measures_every_path_and_writes_results(tmp_path):
     assert "**Restormer-8** (2 timed rounds)" in text and "| onnxruntime |" in text and "load average" in text
     assert json.loads((tmp_path / "compile_onnx.json").read_text())["pairs"][0]["name"] == "Restormer-8"
     assert (tmp_path / "onnx" / "Restormer-8-pip.onnx").is_file()
+    doc = tmp_path / "BENCH.md"
+    doc.write_text("# Benchmarks\n\nkept\n")
+    assert co.main(["--publish", str(tmp_path), "--doc", str(doc)])["pairs"][0]["name"] == "Restormer-8"
+    published = doc.read_text()
+    assert "kept" in published and "<!-- compile_onnx:begin -->" in published and text.strip() in published
