@@ -253,15 +253,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "results"), help="folder of the JSON and markdown")
     ap.add_argument("--update-docs", action="store_true", help="also write the section of docs/BENCHMARKS.md")
     ap.add_argument("--doc", default=BENCH_DOC, help="the markdown file --update-docs / --publish write into")
-    ap.add_argument("--publish", metavar="DIR", default=None,
-                    help="measure nothing: write DIR/compile_onnx.md (an earlier run's result, with its command) "
-                         "into docs/BENCHMARKS.md")
+    ap.add_argument("--publish", metavar="DIR", nargs="+", default=None,
+                    help="measure nothing: write DIR/compile_onnx.md of earlier runs (each with its command, one "
+                         "after the other) into the --doc file")
     args = ap.parse_args(argv)
     if args.publish:
-        with open(os.path.join(args.publish, "compile_onnx.md"), encoding="utf-8") as fh:
-            update_doc_section(DOC_TAG, fh.read(), path=args.doc, title=DOC_TITLE)
-        with open(os.path.join(args.publish, "compile_onnx.json"), encoding="utf-8") as fh:
-            return json.load(fh)
+        texts, results = [], []
+        for folder in args.publish:
+            with open(os.path.join(folder, "compile_onnx.md"), encoding="utf-8") as fh:
+                texts.append(fh.read().strip())
+            with open(os.path.join(folder, "compile_onnx.json"), encoding="utf-8") as fh:
+                results.append(json.load(fh))
+        update_doc_section(DOC_TAG, "\n\n---\n\n".join(texts), path=args.doc, title=DOC_TITLE)
+        return {"pairs": [pair for r in results for pair in r["pairs"]]}
     torch.set_num_threads(args.threads)
     if args.backend == "inductor":
         import torch._inductor.config as inductor_config
