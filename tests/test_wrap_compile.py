@@ -13,7 +13,7 @@ from torch.export import Dim, export
 import pip_adapter.bsr as bsr
 from pip_adapter.utils.io import safe_load_yaml
 from pip_adapter.wrap import PIPNet, build_pipnet, wrap_with_pip
-from tests.fixtures_wrap import MixedUNet, TinyNAF
+from tests.helpers_wrap import MixedUNet, TinyNAF
 
 SMALL = dict(prompt_dims=8, prompt_sizes=4)
 
