@@ -321,7 +321,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=sorted(PRECISIONS))
     p.add_argument("--models", nargs="*", default=None, help="names of bench/efficiency.py models (default: all)")
     p.add_argument("--size", type=int, default=None, help="input height = width (default 256; 64 with --quick)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3 on CPU, 30 on CUDA, 1 quick)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed rounds (default 3 on CPU, 30 on CUDA, 1 quick; 0: no timing)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default 1 on CPU, 5 on CUDA)")
     p.add_argument("--chunk", type=int, default=P2F_CHUNK_PIXELS,
                    help=f"pixels per P2F band for the banded PIP rows (default {P2F_CHUNK_PIXELS}; 0: no such rows)")
@@ -360,7 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         specs = [s for s in specs if s.name in args.models or any(
             s.name == o.baseline for o in specs if o.name in args.models)]
     size = args.size or (64 if args.quick else 256)
-    repeats = args.repeats or (1 if args.quick else (30 if cuda else 3))
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else (30 if cuda else 3))
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     info = machine_info(device)
     tag = "_cuda" if cuda else ""
@@ -382,7 +383,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             res = measure_training(args.precisions, 8, 2, 32, 1, 1, True, device.type)
         else:
             res = measure_training(args.precisions, args.train_width, args.train_batch, args.train_patch,
-                                   repeats, min(warmup, 2), False, device.type)
+                                   max(1, repeats), min(warmup, 2), False, device.type)
         sections[f"precision_train{tag}"] = render_training(res, info, command_line())
         raw["training"] = res
     with open(os.path.join(args.out_dir, "precision.json"), "w", encoding="utf-8") as fh:
