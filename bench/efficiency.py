@@ -432,6 +432,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
     p.add_argument("--no-cuda", action="store_true", help="CPU only even when a GPU is present")
+    p.add_argument("--no-cpu", action="store_true", help="CUDA only (bench/gpu_check.sh): skip the CPU table")
     p.add_argument("--profile-only", action="store_true",
                    help="instead of the table: profile the (PIP) models chosen with --models — time per PIP level "
                         "and sub-module, top operators — and write the 'efficiency profile' section")
@@ -457,9 +458,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     size = args.size or (64 if args.quick else 256)
     rows: List[Row] = []
     notes: List[str] = []
-    devices = [torch.device("cpu")]
+    devices = [] if args.no_cpu else [torch.device("cpu")]
     if torch.cuda.is_available() and not args.no_cuda:
         devices.append(torch.device("cuda"))
+    if not devices:
+        raise SystemExit("--no-cpu needs a CUDA device, and none is available (or --no-cuda was given)")
     if args.profile_only:
         return _profile_main(args, [s for s in specs if s.pip], size, devices[-1])
     for dev in devices:

@@ -164,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     load_cli_plugins(args, (args.opt,))
     restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
                                         classifier=args.classifier, builder=cli_builder,
-                                        tile=args.tile, tile_overlap=args.tile_overlap)
+                                        tile=args.tile, tile_overlap=args.tile_overlap,
+                                        precision=args.precision)
     # validate ω once, before any work, so that a typo fails fast with the known names
     if omega is not None:
         to_omega(omega, restorer.degradations, batch_size=1)
@@ -245,6 +246,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tile", type=int, default=0, help="tile size for large images (0: whole image)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles, blended (default 32)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="fp32 (default), or autocast to bf16 / fp16 (fp16 only where the device supports it)")
     p.add_argument("--gt", default=None, help="folder of ground-truth images (same names): report PSNR/SSIM")
     p.add_argument("--suffix", default="", help="added to output file names before the extension")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

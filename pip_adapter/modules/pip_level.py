@@ -362,7 +362,7 @@ class PIPLevel(nn.Module):
             y = self.p2f_ffn(self.p2f_norm_ffn(a)) + a
             y = y[:, :, r0 - a0:r1 - a0]
             if out is None:
-                out = y.new_empty(b, c, h, w).contiguous(memory_format=torch.channels_last)
+                out = torch.empty(b, c, h, w, dtype=y.dtype, device=y.device, memory_format=torch.channels_last)
             out[:, :, r0:r1] = y
         return out
 
