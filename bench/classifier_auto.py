@@ -6,6 +6,9 @@ Run from the repository root, after training a restorer (e.g. ``pip-adapter quic
     python bench/classifier_auto.py -m model.safetensors --classifier classifier.safetensors \
         [--data datasets/builtin] [--json OUT.json]
 
+With ``--draws N`` the classifier alone is also scored on N fresh degradations per type of every
+validation photo (new random draws of the same synthesisers, seeded): a larger check than 2 images per set.
+
 Every validation image is restored three times: with its set's true ω, with ``auto`` (the classifier's
 probabilities are ω) and with ``auto --auto-mode argmax`` (only its top type); the PSNR/SSIM protocol is that
 of ``pip-adapter evaluate`` (RGB float in [0, 1], scikit-image SSIM).  Prints markdown tables.
@@ -22,7 +25,12 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import command_line, fmt_float, markdown_table  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pip_adapter.data.lmdb_io import read_image_file  # noqa: E402
 from pip_adapter.data.outdir import read_manifest  # noqa: E402
+from pip_adapter.degradations import get_synthesizer  # noqa: E402
 from pip_adapter.data.standard import pair_folders  # noqa: E402
 from pip_adapter.restore.evaluate import BenchmarkSet, evaluate_set  # noqa: E402
 from pip_adapter.restore.restorer import Restorer  # noqa: E402
@@ -63,6 +71,26 @@ def run(model: str, classifier: str, data: str) -> Dict[str, Any]:
     return {"command": command_line(), "labels": names, "sets": rows, "confusion": confusion}
 
 
+def fresh_draws_confusion(classifier: Any, data: str, draws: int, seed: int = 1) -> Dict[str, Any]:
+    """Confusion of ``classifier`` on ``draws`` new degradations per type of each clean validation photo."""
+    names = list(classifier.degradations)
+    gt_dir = os.path.join(data, "val", "gt")
+    photos = sorted(f for f in os.listdir(gt_dir) if f.endswith(".png"))
+    confusion = [[0] * len(names) for _ in names]
+    for t, name in enumerate(names):
+        synth = get_synthesizer(name)
+        variants = synth.variants or [{}]
+        for p, photo in enumerate(photos):
+            clean = read_image_file(os.path.join(gt_dir, photo))
+            for k in range(draws):
+                rng = np.random.default_rng([seed, t, p, k])
+                lq = synth(clean, rng, **variants[k % len(variants)])
+                x = torch.from_numpy(lq).permute(2, 0, 1).float() / 255.0
+                confusion[t][int(classifier.predict_proba(x).argmax())] += 1
+    per_type = {n: confusion[i][i] / max(1, sum(confusion[i])) for i, n in enumerate(names)}
+    return {"draws": draws, "seed": seed, "photos": photos, "confusion": confusion, "per_type": per_type}
+
+
 def report(res: Dict[str, Any]) -> str:
     """Markdown: the PSNR table and the confusion matrix."""
     rows = [[r["set"], r["count"], fmt_float(r["input_psnr"]), fmt_float(r["true_psnr"]), fmt_float(r["auto_psnr"]),
@@ -75,7 +103,15 @@ def report(res: Dict[str, Any]) -> str:
     labels = res["labels"]
     conf = markdown_table(["true \\ predicted"] + labels,
                           [[labels[i]] + row for i, row in enumerate(res["confusion"])])
-    return f"{table}\n\nConfusion (argmax, every validation image):\n\n{conf}\n"
+    text = f"{table}\n\nConfusion (argmax, every validation image):\n\n{conf}\n"
+    fresh = res.get("fresh")
+    if fresh:
+        rows = [[labels[i]] + row + [fmt_float(fresh["per_type"][labels[i]])] for i, row in
+                enumerate(fresh["confusion"])]
+        text += (f"\nClassifier on {fresh['draws']} fresh draws per type of each validation photo "
+                 f"(seed {fresh['seed']}):\n\n" + markdown_table(["true \\ predicted"] + labels + ["accuracy"], rows)
+                 + "\n")
+    return text
 
 
 def main() -> int:
@@ -83,9 +119,13 @@ def main() -> int:
     p.add_argument("-m", "--model", required=True, help="exported restorer (pip-adapter export)")
     p.add_argument("--classifier", default=None, help="exported classifier (when the model has none bundled)")
     p.add_argument("--data", default="datasets/builtin", help="built-in data folder (default datasets/builtin)")
+    p.add_argument("--draws", type=int, default=0, help="also score the classifier on N fresh draws per type")
     p.add_argument("--json", default=None, help="also write the numbers here")
     args = p.parse_args()
     res = run(args.model, args.classifier, args.data)
+    if args.draws:
+        restorer = Restorer.from_checkpoint(args.model, classifier=args.classifier, device="cpu")
+        res["fresh"] = fresh_draws_confusion(restorer.classifier, args.data, args.draws)
     print(report(res))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -36,5 +36,8 @@ def test_true_vs_auto_and_confusion(builtin_data_dir, tmp_path):
         else:
             assert r["argmax_psnr"] != pytest.approx(r["true_psnr"], abs=1e-6)
     assert [row[rain] for row in res["confusion"]] == [3, 1, 1, 1, 1]  # every image predicted rain
+    res["fresh"] = ca.fresh_draws_confusion(cls, builtin_data_dir, draws=3)
+    assert [row[rain] for row in res["fresh"]["confusion"]] == [3, 3, 3, 3, 3]  # 1 photo × 3 draws per type
+    assert res["fresh"]["per_type"]["rain"] == 1.0 and res["fresh"]["per_type"]["noise"] == 0.0
     text = ca.report(res)
-    assert "true ω" in text and "Confusion" in text and "| average | 7 |" in text
+    assert "true ω" in text and "Confusion" in text and "| average | 7 |" in text and "3 fresh draws" in text

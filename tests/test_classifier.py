@@ -139,6 +139,7 @@ def test_train_with_basicsr_export_and_auto_restore(tiny_pip_experiment, tiny_bu
     opt["name"] = "cls_tiny"
     opt["num_gpu"] = 0
     opt["network_g"].update(arch="test_resnet", crop_size=32, num_crops=1)
+    opt["network_g"].pop("norm_layer", None)  # timm's 32-group GroupNorm needs the real net's channel counts
     opt["datasets"]["train"].update(gt_size=32, batch_size_per_gpu=5, num_worker_per_gpu=0, dataset_enlarge_ratio=2)
     opt["train"].update(total_iter=2, scheduler={"type": "LinearWarmupCosine", "warmup_iter": 1})
     opt["val"]["val_freq"] = 2

@@ -24,6 +24,7 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm import tqdm
 
 from pip_adapter.data.lmdb_io import read_image_file
 from pip_adapter.data.standard import find_standard
@@ -136,8 +137,8 @@ def add_benchmark_noise(clean: np.ndarray, name: str, sigma: float, seed: int = 
     return get_synthesizer("noise")(np.ascontiguousarray(clean), rng, sigma=float(sigma))
 
 
-def find_benchmark_set(root: str, bench_set: BenchmarkSet, seed: int = 0,
-               max_images: Optional[int] = None) -> List[Tuple[str, Optional[str], str]]:
+def find_benchmark_set(root: str, bench_set: BenchmarkSet,
+                       max_images: Optional[int] = None) -> List[Tuple[str, Optional[str], str]]:
     """``[(name, lq_path or None, gt_path)]`` of a test set in the standard layout (None: noise is added)."""
     _, pairs = find_standard(root, bench_set.degradation, split="test", task=f"test set {bench_set.title}")
     out = [(os.path.basename(lq or gt), lq, gt) for lq, gt in pairs]
@@ -223,8 +224,6 @@ def evaluate(restorer: Restorer, root: str, setting: str = "3task", omega: str =
     Returns a JSON-able dict: ``sets`` (per column: count, PSNR, SSIM, the degraded input's PSNR/SSIM and with
     ``auto`` the classifier's accuracy), ``averages``, ``published`` and the protocol.
     """
-    from tqdm import tqdm
-
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; use one of {', '.join(SETTINGS)}")
     if omega not in OMEGA_MODES:
@@ -240,7 +239,7 @@ def evaluate(restorer: Restorer, root: str, setting: str = "3task", omega: str =
         raise ValueError("omega 'auto' needs a degradation classifier: export the model with --classifier, or "
                          "pass --classifier FILE")
     # find every set before restoring anything: a missing folder fails in seconds, not after an hour
-    plan = [(s, find_benchmark_set(root, s, seed, max_images)) for s in SETTINGS[setting]]
+    plan = [(s, find_benchmark_set(root, s, max_images)) for s in SETTINGS[setting]]
     for s, pairs in plan:
         if max_images is None and s.expected_count and len(pairs) != s.expected_count:
             logger.warning("%s: %d images found, the published set has %d; the numbers are not comparable",
