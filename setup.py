@@ -26,8 +26,10 @@ setup(
     ],
     extras_require={
         # the test suite also draws inspect's figures, so dev includes the viz packages
-        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn"],
+        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn", "onnx", "onnxscript", "onnxruntime"],
         "viz": ["matplotlib", "scikit-learn"],
+        # pip-adapter export --format onnx, and restore -m model.onnx (onnxruntime)
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={
         "console_scripts": [

@@ -3,48 +3,62 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Mapping
+from typing import Any, Optional
 
-from torch import nn
-
+from pip_adapter.cli.common import cli_builder, load_cli_plugins  # noqa: F401 - re-exported (older imports)
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.checkpoint import export_checkpoint
+from pip_adapter.restore.onnx_export import export_onnx
+
+FORMATS = ("safetensors", "pth", "onnx")
+_SUFFIXES = {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth", ".onnx": "onnx"}
 
 
-def cli_builder(network: Mapping[str, Any]) -> nn.Module:
-    """Build with the pure registries; fall back to BasicSR's ``ARCH_REGISTRY`` for archs only it knows."""
-    from pip_adapter.restore.checkpoint import default_builder
-
-    try:
-        return default_builder(network)
-    except ValueError as err:
-        if "unknown" not in str(err):
-            raise
-        try:
-            from pip_adapter.bsr import build_arch
-            from pip_adapter.bsr.archs import PIPNet as bsr_pipnet
-        except ImportError:
-            raise err from None
-        opt = dict(network)
-        if opt.get("type") == "PIPNet":
-            opt.pop("type")
-            return bsr_pipnet(**opt)
-        return build_arch(opt)
+def output_format(out: str, fmt: Optional[str]) -> str:
+    """The export format: ``--format`` when given (it must agree with the suffix of ``--out``), else the suffix's."""
+    suffix = os.path.splitext(out)[1].lower()
+    implied = _SUFFIXES.get(suffix)
+    if fmt is None:
+        if implied is None:
+            raise ValueError(f"--out {out}: cannot tell the format from {suffix or 'no suffix'!r}; end it in "
+                             ".safetensors, .pth or .onnx, or pass --format")
+        return implied
+    if fmt not in FORMATS:
+        raise ValueError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if implied != fmt:
+        wanted = {"safetensors": ".safetensors", "pth": ".pth", "onnx": ".onnx"}[fmt]
+        raise ValueError(f"--format {fmt} writes a {wanted} file, but --out is {out}; name it *{wanted}")
+    return fmt
 
 
-def load_cli_plugins(args: argparse.Namespace, option_files=()) -> None:
-    """Load ``--plugin`` entries and the ``plugins:`` of the option files given (backbones they register)."""
-    from pip_adapter.plugins import load_plugins, load_plugins_from_option_file
-
-    load_plugins(getattr(args, "plugin", None) or [])
-    for path in option_files:
-        if path:
-            load_plugins_from_option_file(path)
+def run_onnx(args: argparse.Namespace) -> int:
+    """Export ``--ckpt`` to the ONNX graph ``--out``; prints its signature and the check against PyTorch."""
+    info = export_onnx(args.ckpt, args.opt, args.out, key=args.key, classifier=args.classifier,
+                       classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
+                       builder=cli_builder, overwrite=args.overwrite)
+    meta = info.meta
+    channels = (meta.get("onnx") or {}).get("in_channels", "C")
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB, ONNX opset {info.opset})")
+    print(f"  inputs:        image N×{channels}×H×W float32 (H, W multiples of {meta.get('multiple')}), "
+          f"omega N×{len(meta.get('degradations') or [])} float32")
+    print("  output:        restored N×C×H×W")
+    print(f"  degradations:  {', '.join(meta.get('degradations') or [])}")
+    if info.max_abs_diff is not None:
+        print(f"  checked:       onnxruntime vs PyTorch max |diff| {info.max_abs_diff:.2e} on {info.checked_shape}")
+    else:
+        print("  checked:       no (onnxruntime not installed)")
+    print(f"  classifier:    {info.classifier_file if info.classifier_file else 'none'}"
+          + (" (PyTorch; ONNX cannot hold it — keep it beside the graph for --degradation auto)"
+             if info.classifier_file else ""))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Export ``--ckpt`` to ``--out``; prints what the file holds."""
+    fmt = output_format(args.out, args.format)
     load_cli_plugins(args, (args.opt, args.classifier_opt))
+    if fmt == "onnx":
+        return run_onnx(args)
     loaded = export_checkpoint(args.ckpt, args.opt, args.out, key=args.key, classifier=args.classifier,
                                classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
                                builder=cli_builder, overwrite=args.overwrite)
@@ -67,15 +81,19 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add the ``export`` sub-command."""
     p = subparsers.add_parser(
-        "export", help="make a self-describing checkpoint (safetensors + JSON metadata) from a BasicSR net_g",
+        "export", help="make a self-describing checkpoint (safetensors + JSON metadata, or ONNX) from a BasicSR net_g",
         description="Turn a BasicSR net_g_<iter>.pth and its option YAML into one file that 'pip-adapter restore' "
                     "needs alone: .safetensors (weights + JSON metadata in the header) or a weights-only .pth. "
                     "A degradation classifier checkpoint exports the same way; --classifier bundles one into a "
-                    "restorer file so that '--degradation auto' works from that file.")
+                    "restorer file so that '--degradation auto' works from that file. --format onnx (or an --out ending in .onnx) "
+                    "writes an ONNX graph (image, omega -> restored; dynamic batch, height and width) that "
+                    "'pip-adapter restore -m' runs with onnxruntime (pip install -e \".[onnx]\").")
     p.add_argument("--ckpt", required=True, help="BasicSR net_g_<iter>.pth (or an exported file to re-export)")
     p.add_argument("--opt", default=None,
                    help="the training option YAML (its network_g); optional when the checkpoint carries it")
-    p.add_argument("--out", required=True, help="output file: .safetensors (recommended) or .pth")
+    p.add_argument("--out", required=True, help="output file: .safetensors (recommended), .pth or .onnx")
+    p.add_argument("--format", default=None, choices=FORMATS,
+                   help="output format (default: from the suffix of --out; safetensors when it is .safetensors)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of the net_g file (default: params_ema when present, else params)")
     p.add_argument("--classifier", default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pip_adapter.analysis.embedding import VIZ_HINT
 from pip_adapter.analysis.report import inspect_model
-from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.checkpoint import load_checkpoint
 

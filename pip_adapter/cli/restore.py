@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, List, Optional, Tuple
 
-from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.omega import name_to_index, to_omega
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.image_io import IMAGE_EXTENSIONS, is_image_file
@@ -199,7 +199,8 @@ def register(subparsers: Any) -> None:
                     "channels (gray, alpha) and size.")
     p.add_argument("inputs", nargs="+", help="image files, folders (their images) or glob patterns")
     p.add_argument("-m", "--model", "--ckpt", dest="model", required=True,
-                   help="exported checkpoint (.safetensors / .pth), or a BasicSR net_g_<iter>.pth")
+                   help="exported checkpoint (.safetensors / .pth, or .onnx run by onnxruntime), or a BasicSR "
+                        "net_g_<iter>.pth")
     p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of a bare net_g (default: params_ema when present)")

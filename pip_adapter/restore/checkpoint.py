@@ -1,28 +1,8 @@
-"""Self-describing checkpoints: weights plus everything needed to rebuild the network, in one file.
+"""Self-describing checkpoints: rebuilding the network a file describes, loading its weights, exporting one.
 
-Format (``format_version`` 1):
-
-* ``.safetensors``: the state dict as tensors; the safetensors header's metadata holds one entry,
-  ``"pip_adapter"``, a JSON document (below).
-* ``.pth`` / ``.pt``: a weights-only torch file ``{"pip_adapter": <the same JSON as a string>, "params": state_dict}``,
-  readable with ``torch.load(..., weights_only=True)``.
-
-The JSON document::
-
-    {"format": "pip-adapter", "format_version": 1,
-     "kind": "restorer" | "classifier",
-     "network": {"type": "PIPNet", ...},   # the BasicSR network option (type + kwargs) that builds it
-     "pip_config": {...} | null,            # PIPWrappedModel.pip_config() for PIP models
-     "degradations": ["noise", ...],        # ω order
-     "multiple": 16,                        # inputs are padded to a multiple of this
-     "source": {...},                       # where it came from (informational)
-     "classifier": {<a classifier document>} | absent}
-
-A restorer file may also hold its degradation classifier: its tensors carry the prefix ``__classifier__.`` and its
-document is the ``classifier`` entry, so ``--degradation auto`` needs only the one file.
-
-Loading never unpickles code (safetensors, or ``torch.load(weights_only=True)``).  A bare BasicSR
-``net_g_*.pth`` with its option YAML is accepted as well.
+The file format itself (reading and writing tensors + the JSON document) is :mod:`pip_adapter.restore.file_format`;
+this module builds networks from that document.  A bare BasicSR ``net_g_*.pth`` with its option YAML is accepted
+as well.
 """
 from __future__ import annotations
 
@@ -38,22 +18,16 @@ import torch.nn as nn
 from pip_adapter.backbones import build_backbone
 from pip_adapter.omega import normalise_names
 from pip_adapter.restore.classifier import DegradationClassifier
-from pip_adapter.utils.io import atomic_path, safe_load_yaml
+from pip_adapter.restore.file_format import (CLASSIFIER_PREFIX, CLASSIFIER_TYPE, FORMAT, FORMAT_VERSION,  # noqa: F401
+                                             META_KEY, CheckpointError, network_from_options, parse_meta,
+                                             plain_state, read_checkpoint, select_params, split_bundle,
+                                             write_checkpoint_file)
+from pip_adapter.utils.registry import Registry
 from pip_adapter.wrap.pipnet import PIPNet, build_pipnet
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "pip-adapter"
-FORMAT_VERSION = 1
-META_KEY = "pip_adapter"
-CLASSIFIER_PREFIX = "__classifier__."
-CLASSIFIER_TYPE = "DegradationClassifier"
-
 Builder = Callable[[Mapping[str, Any]], nn.Module]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the network it describes."""
 
 
 @dataclasses.dataclass
@@ -82,22 +56,24 @@ class LoadedCheckpoint:
 
 # ----------------------------------------------------------------------------------------------- building
 
+# whole networks a checkpoint can describe besides the bare backbones of ``BACKBONES``
+NETWORKS: Registry = Registry("network type", hint="Backbones register with pip_adapter.backbones.register_backbone.")
+NETWORKS.register(PIPNet, "PIPNet")
+NETWORKS.register(DegradationClassifier, CLASSIFIER_TYPE)
+
+
 def default_builder(network: Mapping[str, Any]) -> nn.Module:
     """Build a network from its option ``{"type": ..., **kwargs}`` with the pure-PyTorch registries.
 
-    ``PIPNet`` goes to the wrapper's builder, ``DegradationClassifier`` to the classifier, any other type to
-    :func:`pip_adapter.backbones.build_backbone`.  The CLI passes a builder that also knows BasicSR's
+    A type of ``NETWORKS`` (``PIPNet``: the wrapper's builder, ``DegradationClassifier``) is built from it, any
+    other type by :func:`pip_adapter.backbones.build_backbone`.  The CLI passes a builder that also knows BasicSR's
     ``ARCH_REGISTRY`` (third-party archs).
     """
     opt = dict(network)
-    kind = opt.get("type")
-    if kind == CLASSIFIER_TYPE:
-        opt.pop("type")
-        return DegradationClassifier(**opt)
-    if kind == "PIPNet":
-        opt.pop("type")
-        return PIPNet(**opt)
-    return build_backbone(opt)
+    kind = opt.pop("type", None)
+    if isinstance(kind, str) and kind in NETWORKS:
+        return NETWORKS.get(kind)(**opt)
+    return build_backbone(network)
 
 
 def _build_from_meta(meta: Mapping[str, Any], builder: Optional[Builder]) -> nn.Module:
@@ -179,103 +155,7 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     return model.eval()
 
 
-# ----------------------------------------------------------------------------------------------- reading
-
-def _torch_load(path: str) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: cannot read this checkpoint ({type(err).__name__}: {str(err)[:300]}). "
-                              "It is corrupt, truncated, or holds pickled code (only weights-only files "
-                              "are accepted)") from err
-
-
-def _read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
-    from safetensors import safe_open
-    try:
-        with safe_open(path, framework="pt", device="cpu") as fh:
-            header = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as err:  # noqa: BLE001 - SafetensorError and OSError alike mean "corrupt"
-        raise CheckpointError(f"{path}: not a valid safetensors file ({err}); it is corrupt or truncated, "
-                              "re-export it with 'pip-adapter export'") from err
-    meta = None
-    if META_KEY in header:
-        meta = _parse_meta(header[META_KEY], path)
-    return tensors, meta
-
-
-def _parse_meta(text: str, path: str) -> Dict[str, Any]:
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: the pip-adapter metadata is not valid JSON ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: the metadata is not a pip-adapter document")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {version!r} is newer than this pip-adapter reads "
-                              f"({FORMAT_VERSION}); upgrade pip-adapter")
-    return meta
-
-
-def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Any]:
-    """(tensors, pip-adapter document or None, the raw torch object or None) of any supported file."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    # safetensors: an 8-byte little-endian header length, then the JSON header; torch files are zip/pickle
-    looks_safetensors = len(head) == 9 and head[8:9] == b"{"
-    if path.endswith(".safetensors") or looks_safetensors:
-        tensors, meta = _read_safetensors(path)
-        return tensors, meta, None
-    obj = _torch_load(path)
-    if isinstance(obj, dict) and META_KEY in obj and "params" in obj:
-        return dict(obj["params"]), _parse_meta(obj[META_KEY], path), obj
-    return {}, None, obj
-
-
-def select_params(obj: Any, path: str, key: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """The state dict inside a BasicSR ``net_g_*.pth``: ``key``, else ``params_ema`` if present, else ``params``."""
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict of weights, got {type(obj).__name__}")
-    if key is not None:
-        if key not in obj:
-            raise CheckpointError(f"{path}: no key {key!r}; it holds {sorted(map(str, obj))}")
-        state = obj[key]
-    elif "params_ema" in obj:
-        state = obj["params_ema"]
-        key = "params_ema"
-    elif "params" in obj:
-        state = obj["params"]
-        key = "params"
-    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state = obj  # a plain state dict
-    else:
-        raise CheckpointError(f"{path}: no 'params' or 'params_ema' in it (keys: {sorted(map(str, obj))[:10]}); "
-                              "pass --key to pick the state dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: {key!r} is not a state dict of tensors")
-    logger.debug("%s: using %s", path, key)
-    return dict(state)
-
-
-def network_from_options(opt_path: str, section: str = "network_g") -> Dict[str, Any]:
-    """The ``network_g`` option dict of a BasicSR YAML (safe loader)."""
-    opt = safe_load_yaml(opt_path)
-    if not isinstance(opt, dict) or not isinstance(opt.get(section), dict) or "type" not in opt[section]:
-        raise CheckpointError(f"{opt_path}: no '{section}' section with a 'type' — is this the training option "
-                              "file of the checkpoint?")
-    return dict(opt[section])
-
-
-def _split_bundle(tensors: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-    main = {k: v for k, v in tensors.items() if not k.startswith(CLASSIFIER_PREFIX)}
-    cls = {k[len(CLASSIFIER_PREFIX):]: v for k, v in tensors.items() if k.startswith(CLASSIFIER_PREFIX)}
-    return main, cls
-
+# ----------------------------------------------------------------------------------------------- loading
 
 def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = None,
                     builder: Optional[Builder] = None) -> LoadedCheckpoint:
@@ -304,7 +184,7 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
         elif isinstance(raw, dict):
             source["key"] = "params_ema" if "params_ema" in raw else "params"
         return _load_from_network(network, state, path, builder, source=source)
-    main, cls_state = _split_bundle(tensors)
+    main, cls_state = split_bundle(tensors)
     model = load_weights(_build_checked(meta, builder, path), main, path)
     classifier = None
     if meta.get("kind") == "classifier":
@@ -367,9 +247,7 @@ def make_meta(model: nn.Module, network: Optional[Mapping[str, Any]] = None,
 
 
 def _plain_state(model_or_state: Any) -> Dict[str, torch.Tensor]:
-    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
-    # safetensors refuses tensors sharing memory: give each its own contiguous CPU copy
-    return {k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}
+    return plain_state(model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state)
 
 
 def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
@@ -386,18 +264,31 @@ def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
             classifier_meta = make_meta(classifier)
         meta["classifier"] = dict(classifier_meta)
         tensors.update({CLASSIFIER_PREFIX + k: v for k, v in _plain_state(classifier).items()})
-    text = json.dumps(meta, sort_keys=True)
-    ext = os.path.splitext(path)[1].lower()
-    with atomic_path(path) as tmp:
-        if ext == ".safetensors":
-            from safetensors.torch import save_file
-            save_file(tensors, tmp, metadata={META_KEY: text})
-        elif ext in (".pth", ".pt"):
-            torch.save({META_KEY: text, "params": tensors}, tmp)
-        else:
-            raise ValueError(f"{path}: unknown checkpoint extension {ext!r}; use .safetensors or .pth")
+    write_checkpoint_file(path, tensors, meta)
     logger.info("wrote %s (%s, %d tensors)", path, meta.get("kind"), len(tensors))
     return path
+
+
+def bundled_classifier(loaded: LoadedCheckpoint, classifier: Optional[str] = None,
+                       classifier_opt: Optional[str] = None, classifier_key: Optional[str] = None,
+                       builder: Optional[Builder] = None) -> Tuple[Optional[nn.Module], Optional[Dict[str, Any]]]:
+    """(classifier, its document) to export with the restorer ``loaded``: the file ``classifier`` (checked
+    against the restorer's types), else the one ``loaded`` already bundles, else (None, None)."""
+    if classifier is not None:
+        if loaded.kind == "classifier":
+            raise ValueError("--classifier bundles a classifier into a restorer; the main checkpoint is "
+                             "already a classifier")
+        cls = load_checkpoint(classifier, opt=classifier_opt, key=classifier_key, builder=builder)
+        if cls.kind != "classifier" or cls.classifier is None:
+            raise ValueError(f"{classifier}: not a degradation classifier (network type "
+                             f"{(cls.meta.get('network') or {}).get('type')!r})")
+        if list(cls.classifier.degradations) != loaded.degradations:
+            raise ValueError(f"{classifier}: the classifier's types {cls.classifier.degradations} differ from "
+                             f"the restorer's {loaded.degradations}; their ω orders must match")
+        return cls.classifier, cls.meta
+    if loaded.classifier is not None and loaded.kind == "restorer":
+        return loaded.classifier, loaded.meta.get("classifier")
+    return None, None
 
 
 def export_checkpoint(ckpt: str, opt: Optional[str], out: str, key: Optional[str] = None,
@@ -417,21 +308,7 @@ def export_checkpoint(ckpt: str, opt: Optional[str], out: str, key: Optional[str
     if key:
         source["key"] = key
     meta["source"] = source
-    cls_model = cls_meta = None
-    if classifier is not None:
-        if loaded.kind == "classifier":
-            raise ValueError("--classifier bundles a classifier into a restorer; the main checkpoint is "
-                             "already a classifier")
-        cls = load_checkpoint(classifier, opt=classifier_opt, key=classifier_key, builder=builder)
-        if cls.kind != "classifier" or cls.classifier is None:
-            raise ValueError(f"{classifier}: not a degradation classifier (network type "
-                             f"{(cls.meta.get('network') or {}).get('type')!r})")
-        if list(cls.classifier.degradations) != loaded.degradations:
-            raise ValueError(f"{classifier}: the classifier's types {cls.classifier.degradations} differ from "
-                             f"the restorer's {loaded.degradations}; their ω orders must match")
-        cls_model, cls_meta = cls.classifier, cls.meta
-    elif loaded.classifier is not None and loaded.kind == "restorer":
-        cls_model, cls_meta = loaded.classifier, meta.get("classifier")
+    cls_model, cls_meta = bundled_classifier(loaded, classifier, classifier_opt, classifier_key, builder)
     meta.pop("classifier", None)
     save_checkpoint(out, loaded.model, meta, classifier=cls_model, classifier_meta=cls_meta, overwrite=True)
     return load_checkpoint(out, builder=builder)

@@ -21,8 +21,10 @@ import torch.nn as nn
 
 from pip_adapter.omega import canonical_name, to_omega
 from pip_adapter.restore.checkpoint import load_checkpoint
+from pip_adapter.restore.file_format import is_onnx_path
 from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
+from pip_adapter.restore.onnx_runtime import load_onnx
 from pip_adapter.restore.tiling import count_tiles, run_padded, tiled_forward
 from pip_adapter.utils.metrics import psnr
 
@@ -138,7 +140,16 @@ class Restorer:
                         device: Union[str, torch.device, None] = "auto", classifier: Optional[str] = None,
                         builder: Optional[Callable[[Mapping[str, Any]], nn.Module]] = None,
                         **kwargs: Any) -> "Restorer":
-        """Load an exported checkpoint (or a BasicSR ``net_g`` + ``opt``); ``classifier`` is a classifier file."""
+        """Load an exported checkpoint (or a BasicSR ``net_g`` + ``opt``); ``classifier`` is a classifier file.
+
+        A ``.onnx`` export runs through onnxruntime (:class:`~pip_adapter.restore.onnx_runtime.OnnxRuntimeNet`).
+        """
+        if is_onnx_path(path):
+            if opt is not None or key is not None:
+                raise ValueError(f"{path}: --opt and --key apply to BasicSR net_g files, not to an ONNX export")
+            onnx = load_onnx(path, device=resolve_device(device), classifier=classifier, builder=builder)
+            return cls(onnx.model, onnx.model.degradations, multiple=onnx.model.multiple, device=device,
+                       classifier=onnx.classifier, uses_omega=onnx.model.uses_omega, **kwargs)
         loaded = load_checkpoint(path, opt=opt, key=key, builder=builder)
         if loaded.kind == "classifier":
             raise ValueError(f"{path} is a degradation classifier, not a restoration network; pass it as "

@@ -1,0 +1,179 @@
+"""The self-describing checkpoint file format: tensors plus one JSON document, read and written.
+
+Nothing here builds a network (that is :mod:`pip_adapter.restore.checkpoint`).  Format (``format_version`` 1):
+
+* ``.safetensors``: the state dict as tensors; the safetensors header's metadata holds one entry,
+  ``"pip_adapter"``, a JSON document (below).
+* ``.pth`` / ``.pt``: a weights-only torch file ``{"pip_adapter": <the same JSON as a string>, "params": state_dict}``,
+  readable with ``torch.load(..., weights_only=True)``.
+* ``.onnx`` (:mod:`pip_adapter.restore.onnx_export`): the same document in the ONNX ``metadata_props``.
+
+The JSON document::
+
+    {"format": "pip-adapter", "format_version": 1,
+     "kind": "restorer" | "classifier",
+     "network": {"type": "PIPNet", ...},   # the BasicSR network option (type + kwargs) that builds it
+     "pip_config": {...} | null,            # PIPWrappedModel.pip_config() for PIP models
+     "degradations": ["noise", ...],        # ω order
+     "multiple": 16,                        # inputs are padded to a multiple of this
+     "source": {...},                       # where it came from (informational)
+     "classifier": {<a classifier document>} | absent}
+
+A restorer file may also hold its degradation classifier: its tensors carry the prefix ``__classifier__.`` and its
+document is the ``classifier`` entry, so ``--degradation auto`` needs only the one file.
+
+Reading never unpickles code (safetensors, or ``torch.load(weights_only=True)``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+
+from pip_adapter.utils.io import atomic_path, safe_load_yaml
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "pip-adapter"
+FORMAT_VERSION = 1
+META_KEY = "pip_adapter"
+CLASSIFIER_PREFIX = "__classifier__."
+CLASSIFIER_TYPE = "DegradationClassifier"
+WEIGHT_EXTENSIONS = (".safetensors", ".pth", ".pt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the network it describes."""
+
+
+def parse_meta(text: str, path: str) -> Dict[str, Any]:
+    """The pip-adapter JSON document ``text`` (read from ``path``), checked for format and version."""
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: the pip-adapter metadata is not valid JSON ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: the metadata is not a pip-adapter document")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r} is newer than this pip-adapter reads "
+                              f"({FORMAT_VERSION}); upgrade pip-adapter")
+    return meta
+
+
+def _torch_load(path: str) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
+        raise CheckpointError(f"{path}: cannot read this checkpoint ({type(err).__name__}: {str(err)[:300]}). "
+                              "It is corrupt, truncated, or holds pickled code (only weights-only files "
+                              "are accepted)") from err
+
+
+def _read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="pt", device="cpu") as fh:
+            header = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as err:  # noqa: BLE001 - SafetensorError and OSError alike mean "corrupt"
+        raise CheckpointError(f"{path}: not a valid safetensors file ({err}); it is corrupt or truncated, "
+                              "re-export it with 'pip-adapter export'") from err
+    meta = None
+    if META_KEY in header:
+        meta = parse_meta(header[META_KEY], path)
+    return tensors, meta
+
+
+def is_onnx_path(path: Any) -> bool:
+    """Whether ``path`` names an ONNX graph (by its ``.onnx`` suffix)."""
+    return os.fspath(path).lower().endswith(".onnx")
+
+
+def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]], Any]:
+    """(tensors, pip-adapter document or None, the raw torch object or None) of any supported weights file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if is_onnx_path(path):
+        raise CheckpointError(f"{path}: an ONNX file holds a graph, not PyTorch weights; use it with "
+                              "'pip-adapter restore -m' or Restorer.from_checkpoint, or give the .safetensors / "
+                              ".pth it was exported from")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header; torch files are zip/pickle
+    looks_safetensors = len(head) == 9 and head[8:9] == b"{"
+    if path.endswith(".safetensors") or looks_safetensors:
+        tensors, meta = _read_safetensors(path)
+        return tensors, meta, None
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and META_KEY in obj and "params" in obj:
+        return dict(obj["params"]), parse_meta(obj[META_KEY], path), obj
+    return {}, None, obj
+
+
+def select_params(obj: Any, path: str, key: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """The state dict inside a BasicSR ``net_g_*.pth``: ``key``, else ``params_ema`` if present, else ``params``."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of weights, got {type(obj).__name__}")
+    if key is not None:
+        if key not in obj:
+            raise CheckpointError(f"{path}: no key {key!r}; it holds {sorted(map(str, obj))}")
+        state = obj[key]
+    elif "params_ema" in obj:
+        state = obj["params_ema"]
+        key = "params_ema"
+    elif "params" in obj:
+        state = obj["params"]
+        key = "params"
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = obj  # a plain state dict
+    else:
+        raise CheckpointError(f"{path}: no 'params' or 'params_ema' in it (keys: {sorted(map(str, obj))[:10]}); "
+                              "pass --key to pick the state dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: {key!r} is not a state dict of tensors")
+    logger.debug("%s: using %s", path, key)
+    return dict(state)
+
+
+def network_from_options(opt_path: str, section: str = "network_g") -> Dict[str, Any]:
+    """The ``network_g`` option dict of a BasicSR YAML (safe loader)."""
+    opt = safe_load_yaml(opt_path)
+    if not isinstance(opt, dict) or not isinstance(opt.get(section), dict) or "type" not in opt[section]:
+        raise CheckpointError(f"{opt_path}: no '{section}' section with a 'type' — is this the training option "
+                              "file of the checkpoint?")
+    return dict(opt[section])
+
+
+def split_bundle(tensors: Mapping[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """(the main network's tensors, the bundled classifier's tensors without their prefix)."""
+    main = {k: v for k, v in tensors.items() if not k.startswith(CLASSIFIER_PREFIX)}
+    cls = {k[len(CLASSIFIER_PREFIX):]: v for k, v in tensors.items() if k.startswith(CLASSIFIER_PREFIX)}
+    return main, cls
+
+
+def plain_state(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Each tensor as its own contiguous CPU copy (safetensors refuses tensors that share memory)."""
+    return {k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}
+
+
+def write_checkpoint_file(path: str, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str:
+    """Write ``tensors`` with the document ``meta`` to ``path`` (.safetensors, .pth or .pt), atomically."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in WEIGHT_EXTENSIONS:
+        raise ValueError(f"{path}: unknown checkpoint extension {ext!r}; use .safetensors or .pth "
+                         "(or --format onnx for an ONNX graph)")
+    text = json.dumps(dict(meta), sort_keys=True)
+    tensors = dict(tensors)
+    with atomic_path(path) as tmp:
+        if ext == ".safetensors":
+            from safetensors.torch import save_file
+            save_file(tensors, tmp, metadata={META_KEY: text})
+        else:
+            torch.save({META_KEY: text, "params": tensors}, tmp)
+    return path
