@@ -23,6 +23,7 @@ from pip_adapter.restore.file_format import (CLASSIFIER_PREFIX, CLASSIFIER_TYPE,
                                              plain_state, read_checkpoint, select_params, split_bundle,
                                              write_checkpoint_file)
 from pip_adapter.utils.registry import Registry
+from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.wrap.pipnet import PIPNet, build_pipnet
 
 logger = logging.getLogger(__name__)
@@ -140,16 +141,9 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
                           + ". Was it trained with another configuration (backbone, widths, degradations)?")
 
 
-def _strip_module_prefix(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Drop a DataParallel ``module.`` prefix when every key has it."""
-    if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
-
-
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
     """Check then load ``state`` strictly into ``model`` (in eval mode, on CPU)."""
-    state = _strip_module_prefix(state)
+    state = strip_parallel_prefix(state)
     check_state_dict(model, state, source)
     model.load_state_dict(state, strict=True)
     return model.eval()
