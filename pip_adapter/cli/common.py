@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from types import ModuleType
 from typing import Any, Iterable, Mapping, Optional
 
 from torch import nn
@@ -46,3 +47,11 @@ def load_cli_plugins(args: argparse.Namespace, option_files: Iterable[Optional[s
     for path in option_files:
         if path:
             load_plugins_from_option_file(path)
+
+
+def bsr_pipeline() -> ModuleType:
+    """:mod:`pip_adapter.bsr.pipeline` (BasicSR's train/test with pip_adapter's fixes), imported on first use:
+    loading BasicSR costs seconds, and most commands never need it."""
+    from pip_adapter.bsr import pipeline
+
+    return pipeline
