@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.fixtures_train import REPO_ROOT, subprocess_env
+from tests.helpers_train import REPO_ROOT, subprocess_env
 
 STEPS = ["env", "tests", "train_fp32", "train_bf16", "efficiency", "precision", "compiled"]
 

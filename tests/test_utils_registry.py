@@ -7,7 +7,10 @@ from torch import nn
 from pip_adapter import bsr
 from pip_adapter.backbones import BACKBONES, build_backbone
 from pip_adapter.degradations import get_synthesizer
+from pip_adapter.restore.checkpoint import NETWORKS, default_builder
+from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.utils.registry import Registry, RegistryError
+from pip_adapter.wrap.pipnet import PIPNet
 
 
 def test_unknown_name_says_given_known_closest_and_what_to_do():
@@ -65,3 +68,11 @@ def test_glue_registers_aliases_through_basicsr_public_api():
         bsr.register_all()  # idempotent: BasicSR's register would assert on a second registration
     finally:
         BACKBONES.unregister("renov13_alias_net")
+
+
+def test_checkpoint_networks_registry_builds_pipnet_and_the_classifier_types():
+    assert NETWORKS["PIPNet"] is PIPNet and NETWORKS["DegradationClassifier"] is DegradationClassifier
+    net = default_builder({"type": "PIPNet", "backbone": {"type": "NAFNet", "width": 8, "middle_blk_num": 1,
+                                                          "enc_blk_nums": [1], "dec_blk_nums": [1]},
+                           "degradations": 3, "prompt_dims": 8, "prompt_sizes": 4})
+    assert isinstance(net, PIPNet) and len(net.pip_levels) == 1

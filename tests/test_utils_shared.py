@@ -1,4 +1,6 @@
-"""The one copy of padding and PSNR that backbones, inference, training metrics and the analysis share."""
+"""The one copy of padding, PSNR and the DataParallel prefix strip that backbones, inference, training metrics and the analysis share."""
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,9 @@ import torch.nn.functional as F
 from pip_adapter.analysis.wrong_prompt import psnr as batch_psnr
 from pip_adapter.bsr.metrics import calculate_psnr_aio
 from pip_adapter.restore.restorer import image_metrics
+from pip_adapter.utils.messages import warn
 from pip_adapter.utils.metrics import psnr, psnr_from_mse
+from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_bottom_right, pad_to_multiple
 
 
@@ -33,3 +37,24 @@ def test_psnr_is_one_formula_for_numpy_torch_and_the_registered_metric():
     assert psnr(a, a) == float("inf") and psnr_from_mse(0.01) == pytest.approx(20.0)
     with pytest.raises(ValueError, match="differ in shape"):
         psnr(a, b[:4])
+
+
+def test_parallel_prefix_is_stripped_only_when_every_key_has_it():
+    wrapped = {"module.conv.weight": 1, "module.conv.bias": 2}
+    assert list(strip_parallel_prefix(wrapped).items()) == [("conv.weight", 1), ("conv.bias", 2)]
+    own = {"module.weight": 1, "head.weight": 2}  # a network with a submodule named "module"
+    assert strip_parallel_prefix(own) == own and strip_parallel_prefix({}) == {}
+
+
+def test_warn_reaches_python_warnings_and_a_configured_log(caplog):
+    logger = logging.getLogger("pip_adapter.test_warn")
+    with caplog.at_level(logging.WARNING, logger=logger.name), pytest.warns(UserWarning, match="drift"):
+        warn(logger, "outputs may drift")
+    assert caplog.text.count("outputs may drift") == 1
+    silent = logging.getLogger("pip_adapter.test_warn_unconfigured")
+    silent.propagate = False  # no handler anywhere: the warnings channel alone reports it
+    try:
+        with pytest.warns(UserWarning, match="alone"):
+            warn(silent, "alone")
+    finally:
+        silent.propagate = True

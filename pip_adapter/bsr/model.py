@@ -40,6 +40,7 @@ from pip_adapter.data import degradation_mix
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
 from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, placeholder_names, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_only
+from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_to_multiple
 
 from .scheduler import LinearWarmupCosine
@@ -183,7 +184,7 @@ class PIPModel(SRModel):
             if param_key not in ckpt:
                 raise ValueError(f"{load_path} has no '{param_key}' entry (it has: {sorted(ckpt)})")
             ckpt = ckpt[param_key]
-        state = OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in ckpt.items())
+        state = strip_parallel_prefix(ckpt)
         logger.info(f"Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].")
         self._print_different_keys_loading(net, state, strict)
         net.load_state_dict(state, strict=strict)
@@ -551,8 +552,7 @@ class PIPModel(SRModel):
         save_dict: Dict[str, Any] = {}
         for net_, key in zip(nets, keys):
             state = self.get_bare_model(net_).state_dict()
-            save_dict[key] = OrderedDict(
-                (k[7:] if k.startswith("module.") else k, v.detach().cpu()) for k, v in state.items())
+            save_dict[key] = OrderedDict((k, v.detach().cpu()) for k, v in strip_parallel_prefix(state).items())
         save_dict["meta"] = self._checkpoint_meta()
         atomic_torch_save(save_dict, save_path)
 

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import List, Optional
 
+from pip_adapter.cli.common import bsr_pipeline
 from pip_adapter.utils.io import OptionFileError, UnreadableFileError, os_error_line
 
 _USAGE = """usage: basicsr {train,test} -opt OPTIONS.yml [--launcher {none,pytorch}] [--auto_resume] [--debug]
@@ -44,8 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
 
-    from pip_adapter.bsr import pipeline
-
+    pipeline = bsr_pipeline()
     run = pipeline.train_pipeline if mode == "train" else pipeline.test_pipeline
     try:
         out = run(os.getcwd(), rest)

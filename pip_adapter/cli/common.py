@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from types import ModuleType
 from typing import Any, Iterable, Mapping, Optional
 
 from torch import nn
@@ -31,8 +32,7 @@ def cli_builder(network: Mapping[str, Any]) -> nn.Module:
     if pure_registries_build(network):
         return default_builder(network)
     # imported here: loading BasicSR costs seconds, and most networks never need it
-    from pip_adapter.bsr import build_arch
-    from pip_adapter.bsr.archs import PIPNet as bsr_pipnet
+    from pip_adapter.bsr import PIPNet as bsr_pipnet, build_arch
 
     opt = dict(network)
     if opt.get("type") == "PIPNet":
@@ -47,3 +47,11 @@ def load_cli_plugins(args: argparse.Namespace, option_files: Iterable[Optional[s
     for path in option_files:
         if path:
             load_plugins_from_option_file(path)
+
+
+def bsr_pipeline() -> ModuleType:
+    """:mod:`pip_adapter.bsr.pipeline` (BasicSR's train/test with pip_adapter's fixes), imported on first use:
+    loading BasicSR costs seconds, and most commands never need it."""
+    from pip_adapter.bsr import pipeline
+
+    return pipeline

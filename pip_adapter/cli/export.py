@@ -8,6 +8,7 @@ from typing import Any, Optional
 from pip_adapter.cli.common import cli_builder, load_cli_plugins  # noqa: F401 - re-exported (older imports)
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.checkpoint import export_checkpoint
+from pip_adapter.restore.onnx_export import export_onnx
 
 FORMATS = ("safetensors", "pth", "onnx")
 _SUFFIXES = {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth", ".onnx": "onnx"}
@@ -32,8 +33,6 @@ def output_format(out: str, fmt: Optional[str]) -> str:
 
 def run_onnx(args: argparse.Namespace) -> int:
     """Export ``--ckpt`` to the ONNX graph ``--out``; prints its signature and the check against PyTorch."""
-    from pip_adapter.restore.onnx_export import export_onnx
-
     info = export_onnx(args.ckpt, args.opt, args.out, key=args.key, classifier=args.classifier,
                        classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
                        builder=cli_builder, overwrite=args.overwrite)

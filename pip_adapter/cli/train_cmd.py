@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import time
-from typing import List, Optional
+from typing import List
 
 from pip_adapter.cli.basicsr_cmd import main as basicsr_main
+from pip_adapter.cli.common import bsr_pipeline
 
 _QUICKSTART = os.path.join("basicsr_options", "quickstart.yml")
 
@@ -42,8 +43,7 @@ def format_summary(summary: dict) -> str:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from pip_adapter.bsr import pipeline
-
+    pipeline = bsr_pipeline()
     opt_path = args.opt or find_quickstart_options()
     argv: List[str] = ["-opt", opt_path]
     if args.auto_resume:

@@ -22,6 +22,8 @@ from pip_adapter.restore.file_format import (CLASSIFIER_PREFIX, CLASSIFIER_TYPE,
                                              META_KEY, CheckpointError, network_from_options, parse_meta,
                                              plain_state, read_checkpoint, select_params, split_bundle,
                                              write_checkpoint_file)
+from pip_adapter.utils.registry import Registry
+from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.wrap.pipnet import PIPNet, build_pipnet
 
 logger = logging.getLogger(__name__)
@@ -55,22 +57,24 @@ class LoadedCheckpoint:
 
 # ----------------------------------------------------------------------------------------------- building
 
+# whole networks a checkpoint can describe besides the bare backbones of ``BACKBONES``
+NETWORKS: Registry = Registry("network type", hint="Backbones register with pip_adapter.backbones.register_backbone.")
+NETWORKS.register(PIPNet, "PIPNet")
+NETWORKS.register(DegradationClassifier, CLASSIFIER_TYPE)
+
+
 def default_builder(network: Mapping[str, Any]) -> nn.Module:
     """Build a network from its option ``{"type": ..., **kwargs}`` with the pure-PyTorch registries.
 
-    ``PIPNet`` goes to the wrapper's builder, ``DegradationClassifier`` to the classifier, any other type to
-    :func:`pip_adapter.backbones.build_backbone`.  The CLI passes a builder that also knows BasicSR's
+    A type of ``NETWORKS`` (``PIPNet``: the wrapper's builder, ``DegradationClassifier``) is built from it, any
+    other type by :func:`pip_adapter.backbones.build_backbone`.  The CLI passes a builder that also knows BasicSR's
     ``ARCH_REGISTRY`` (third-party archs).
     """
     opt = dict(network)
-    kind = opt.get("type")
-    if kind == CLASSIFIER_TYPE:
-        opt.pop("type")
-        return DegradationClassifier(**opt)
-    if kind == "PIPNet":
-        opt.pop("type")
-        return PIPNet(**opt)
-    return build_backbone(opt)
+    kind = opt.pop("type", None)
+    if isinstance(kind, str) and kind in NETWORKS:
+        return NETWORKS.get(kind)(**opt)
+    return build_backbone(network)
 
 
 def _build_from_meta(meta: Mapping[str, Any], builder: Optional[Builder]) -> nn.Module:
@@ -137,16 +141,9 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
                           + ". Was it trained with another configuration (backbone, widths, degradations)?")
 
 
-def _strip_module_prefix(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Drop a DataParallel ``module.`` prefix when every key has it."""
-    if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
-
-
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
     """Check then load ``state`` strictly into ``model`` (in eval mode, on CPU)."""
-    state = _strip_module_prefix(state)
+    state = strip_parallel_prefix(state)
     check_state_dict(model, state, source)
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -248,7 +245,7 @@ def check_sizes_on_meta_device(build: Callable[[], nn.Module], state: Mapping[st
     except Exception as err:  # noqa: BLE001 - a constructor that needs real data: checked after building
         logger.debug("%s: no meta-device size check (%s: %s)", path, type(err).__name__, err)
         return
-    check_state_dict(model, _strip_module_prefix(state), path)
+    check_state_dict(model, strip_parallel_prefix(state), path)
 
 
 # ----------------------------------------------------------------------------------------------- loading
