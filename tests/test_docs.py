@@ -216,8 +216,10 @@ def _force_yml_entries(opt_path: str) -> List[str]:
         parts = key.split(":")
         for part in parts[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and (parts[-1] in node or parts[0] == "builtin_data"):
+        if isinstance(node, dict) and parts[-1] in node:
             entries.append(f"{key}={value}")
+        elif isinstance(node, dict) and parts[0] == "builtin_data":
+            entries.append(f"+{key}={value}")  # a new key: '+' adds it (a typo of an existing key is refused)
     return entries
 
 
@@ -478,7 +480,7 @@ def test_shorten_adds_overrides_and_keeps_the_documented_ones(tmp_path, monkeypa
     argv = shorten(["pip-adapter", "quickstart", "--force_yml", "train:total_iter=500", "--auto_resume"])
     i = argv.index("--force_yml")
     assert argv[i + 1] == "train:total_iter=500" and "train:total_iter=2" in argv[i + 2:argv.index("--auto_resume")]
-    assert "builtin_data:max_train_images=2" in argv and argv.count("--force_yml") == 1
+    assert "+builtin_data:max_train_images=2" in argv and argv.count("--force_yml") == 1
     argv = shorten(["pip-adapter", "prepare-data", "--builtin", "out", "--val-size", "32"])
     assert "--max-train-images=2" in argv and "--val-size=64" not in argv and "--no-progress" in argv
     assert shorten(["pip-adapter", "restore", "x"]) == ["pip-adapter", "restore", "x"]

@@ -224,6 +224,11 @@ class DemoSession:
                     raise DemoInputError(f"the ground truth {_display_name(gt)} and {name} differ in size; "
                                          "upload the clean version of the same image") from err
                 raise DemoInputError(str(err)) from err
+        if gt and res.unscored:  # restore_file writes the result but does not score against a bad ground truth
+            if "differ in size" in res.unscored:
+                raise DemoInputError(f"the ground truth {_display_name(gt)} and {name} differ in size; "
+                                     "upload the clean version of the same image")
+            raise DemoInputError(res.unscored)
         seconds = time.perf_counter() - start
         rgb_out, _ = read_image(dst)
         return DemoResult(output=dst, before=to_preview(rgb_in), after=to_preview(rgb_out), omega=res.omega,
