@@ -183,6 +183,17 @@ def test_force_yml_is_parsed_safely(tmp_path):
         pipeline.parse_options(str(tmp_path), True, ["-opt", str(opt), "--force_yml", "nothere:x=1"])
 
 
+def test_force_yml_typos_of_the_files_keys_only():
+    opt = {"train": {"total_iter": 10}, "builtin_data": {"root": "r"}}
+    with pytest.raises(ValueError, match="did you mean 'train:total_iter'"):
+        pipeline.apply_force_yml(opt, ["train:total_iters=5"])
+    # two new keys of one command may look alike: only the option file's own keys are typo candidates
+    pipeline.apply_force_yml(opt, ["builtin_data:max_train_images=2", "builtin_data:max_val_images=1"])
+    assert opt["builtin_data"] == {"root": "r", "max_train_images": 2, "max_val_images": 1}
+    pipeline.apply_force_yml(opt, ["+train:total_iters=3"])
+    assert opt["train"] == {"total_iter": 10, "total_iters": 3}
+
+
 def test_force_yml_name_cannot_escape(tmp_path):
     opt = tmp_path / "o.yml"
     opt.write_text(_MINIMAL)

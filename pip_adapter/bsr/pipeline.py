@@ -114,7 +114,9 @@ def apply_force_yml(opt: Dict[str, Any], entries: Sequence[str]) -> None:
     A last key that does not exist but is close to one that does (``train:total_iters`` for ``total_iter``)
     is refused naming it — a typo would otherwise add an unused key and train with the old value.  A new
     key far from every existing one is added with a log line; ``+a:b=value`` adds one without either check.
+    Only the option file's own keys count as existing: two new keys of one command may look alike.
     """
+    added = set()  # (parent path, key) added by earlier entries of this command
     for entry in entries:
         if "=" not in entry:
             raise ValueError(f"--force_yml entries look like train:total_iter=100, got {entry!r}")
@@ -136,12 +138,15 @@ def apply_force_yml(opt: Dict[str, Any], entries: Sequence[str]) -> None:
             raise ValueError(f"--force_yml: {':'.join(path[:-1])} is not a mapping")
         leaf = path[-1]
         if leaf not in node and not add:
-            close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.8)
+            own = [str(k) for k in node if (tuple(path[:-1]), str(k)) not in added]
+            close = difflib.get_close_matches(leaf, own, n=1, cutoff=0.8)
             if close:
                 parent = ":".join(path[:-1] + [close[0]])
                 raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {leaf!r} here; did you "
                                  f"mean {parent!r}? (to add {leaf!r} as a new key, write +{':'.join(path)}=...)")
             logger.info("--force_yml: %s adds a new key (not in the option file)", ":".join(path))
+        if leaf not in node:
+            added.add((tuple(path[:-1]), leaf))
         node[leaf] = _force_value(value.strip())
 
 
