@@ -6,14 +6,15 @@ import logging
 import signal
 from typing import Any
 
-from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.cli.common import cli_builder, load_cli_plugins
+from pip_adapter.demo.app import launch
+from pip_adapter.demo.session import DemoSession
+from pip_adapter.plugins import add_plugin_argument
+from pip_adapter.restore.restorer import Restorer
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the model once, serve the page until Ctrl+C, then remove the temporary folder."""
-    from pip_adapter.demo.session import DemoSession
-    from pip_adapter.restore.restorer import Restorer
-
     if args.tile < 0 or args.tile_overlap < 0:
         raise ValueError("--tile and --tile-overlap must be >= 0")
     if args.tile and args.tile_overlap >= args.tile:
@@ -23,8 +24,6 @@ def run(args: argparse.Namespace) -> int:
     load_cli_plugins(args, (args.opt,))
     restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
                                         classifier=args.classifier, builder=cli_builder)
-    from pip_adapter.demo.app import launch  # gradio is optional: only imported once the model loaded
-
     session = DemoSession(restorer, tile=args.tile, tile_overlap=args.tile_overlap)
     # Gradio logs its own start-up probes of the local server through httpx; they are not worth a line each
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -49,8 +48,6 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` sub-command."""
-    from pip_adapter.plugins import add_plugin_argument
-
     p = subparsers.add_parser(
         "demo", help="a local web page: restore an image, steer ω with sliders (needs the [demo] extra)",
         description="Serve a web page on this machine to restore an uploaded or built-in example image, with one "

@@ -5,14 +5,14 @@ import argparse
 import os
 from typing import Any
 
-from pip_adapter.cli.export import cli_builder, load_cli_plugins
+from pip_adapter.cli.common import cli_builder, load_cli_plugins
+from pip_adapter.plugins import add_plugin_argument
+from pip_adapter.restore.evaluate import evaluate, format_markdown, write_results
+from pip_adapter.restore.restorer import Restorer
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the markdown table, write it and the JSON under ``--out``."""
-    from pip_adapter.restore.evaluate import evaluate, format_markdown, write_results
-    from pip_adapter.restore.restorer import Restorer
-
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
     if not os.path.isdir(args.data):
@@ -36,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` sub-command."""
-    from pip_adapter.plugins import add_plugin_argument
-
     p = subparsers.add_parser(
         "evaluate", help="the all-in-one benchmark table of a model (BSD68, Rain100L, SOTS, GoPro, LOL)",
         description="Restore the test sets of the standard all-in-one layout and print the PSNR/SSIM table as "

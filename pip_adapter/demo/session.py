@@ -18,6 +18,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from pip_adapter.data.builtin import val_examples, val_photos
+from pip_adapter.degradations import list_synthesizers
 from pip_adapter.omega import canonical_name
 from pip_adapter.restore.image_io import IMAGE_EXTENSIONS, ImageInfo, ImageReadError, read_image, write_image
 from pip_adapter.restore.restorer import Restorer
@@ -240,9 +242,6 @@ class DemoSession:
         """The built-in validation images (both photos, every type the model knows that has a synthesiser),
         made from scikit-image's photos by the seeded synthesisers and written once into the session's folder."""
         if self._examples is None:
-            from pip_adapter.data.builtin import val_examples, val_photos
-            from pip_adapter.degradations import list_synthesizers
-
             known = set(list_synthesizers())
             names = [n for n in self.degradations if canonical_name(n) in known]
             start = time.perf_counter()
