@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import gc
 import json
 import logging
@@ -43,7 +42,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (REPO_ROOT, command_line, fmt_float, machine_info, markdown_table, median,  # noqa: E402
-                          run_json_subprocess, sync, time_interleaved, update_doc_section)
+                          run_json_subprocess, time_interleaved, update_doc_section)
 from bench.efficiency import MALLOC_ENV, SPEC_SETS, ModelSpec  # noqa: E402
 from bench import train_cost  # noqa: E402
 from pip_adapter.modules.pip_level import set_p2f_chunking  # noqa: E402
@@ -220,7 +219,8 @@ def render_inference(rows: Sequence[InferenceRow], size: int, repeats: int, warm
     for r in rows:
         bare, fp32 = _bare_of(rows, r), _fp32_of(rows, r)
         t = (lambda q: q.cpu_time_s) if cpu else (lambda q: q.latency_s)
-        table.append([r.variant.spec, r.variant.setting, fmt_float(None if r.latency_s is None else r.latency_s * 1e3, 1)]
+        latency = None if r.latency_s is None else r.latency_s * 1e3
+        table.append([r.variant.spec, r.variant.setting, fmt_float(latency, 1)]
                      + ([fmt_float(None if r.cpu_time_s is None else r.cpu_time_s * 1e3, 1)] if cpu else [])
                      + [fmt_float(None if r.peak_mem_bytes is None else r.peak_mem_bytes / 2 ** 20, 0),
                         fmt_float(_ratio(t(r), t(bare)) if bare is not None and bare is not r else None, 3),
@@ -392,7 +392,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with open(os.path.join(args.out_dir, "precision.md"), "w", encoding="utf-8") as fh:
         fh.write(text)
     if args.update_doc:
-        titles = {"precision": "Mixed precision and P2F bands: inference", "precision_train": "Mixed precision: training step"}
+        titles = {"precision": "Mixed precision and P2F bands: inference",
+                  "precision_train": "Mixed precision: training step"}
         for k, body in sections.items():
             update_doc_section(k, body, path=args.doc, title=titles.get(k.replace("_cuda", ""), k) +
                                (" (CUDA)" if k.endswith("_cuda") else ""))

@@ -1,4 +1,4 @@
-"""bench/gpu_check.sh --dry-run: every step of the GPU check runs on the CPU (tiny sizes, Gloo) and writes under $OUT."""
+"""bench/gpu_check.sh --dry-run: every step of the GPU check runs on the CPU (tiny sizes, Gloo), output under $OUT."""
 import json
 import os
 import shutil
