@@ -24,6 +24,7 @@ _SELF_RETURNING = {"contiguous", "to", "type_as", "float", "double", "half", "bf
 
 Path = Tuple[Any, ...]
 
+
 # --------------------------------------------------------------------------------------------- records
 @dataclass
 class _Node:
