@@ -38,10 +38,11 @@ from basicsr.utils.dist_util import master_only
 
 from pip_adapter.data import degradation_mix
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, placeholder_names, to_omega
+from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_only
 from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_to_multiple
+from pip_adapter.wrap.protocol import degradation_names, is_pip_model
 
 from .scheduler import LinearWarmupCosine
 
@@ -137,18 +138,12 @@ class PIPModel(SRModel):
     @property
     def uses_omega(self) -> bool:
         """True when the network takes ω (it has PIP levels)."""
-        return hasattr(self.bare_net, "pip_levels")
+        return is_pip_model(self.bare_net)
 
     @property
     def degradation_names(self) -> List[str]:
         """The network's ordered degradation names (ω columns)."""
-        names = getattr(self.bare_net, "degradations", None)
-        if names:
-            return list(names)
-        levels = list(getattr(self.bare_net, "pip_levels", []) or [])
-        if levels:
-            return placeholder_names(levels[0].num_types)
-        return []
+        return degradation_names(self.bare_net)
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
         """Move ``net`` to the device and wrap it for DDP (``device_ids`` only on CUDA) or DataParallel."""

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..modules.prompt_geometry import min_prompt_angle, orthogonal_prompt_init, prompt_angles
+from .protocol import bare_model, pip_levels_of, strip_parallel_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -31,25 +32,6 @@ __all__ = ["TRAINABLE_MODES", "prompt_angles", "min_prompt_angle", "orthogonal_p
 TRAINABLE_MODES = ("new_prompts", "pip", "all")
 
 # ---- the model side ------------------------------------------------------------------------------
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DataParallel / DistributedDataParallel wrappers."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
-
-
-def pip_levels_of(model: nn.Module) -> List[nn.Module]:
-    """Every ``PIPLevel`` inside ``model`` (in ``modules()`` order); ``ValueError`` if there is none."""
-    from pip_adapter.modules.pip_level import PIPLevel
-
-    model = _unwrap(model)
-    levels = [m for m in model.modules() if isinstance(m, PIPLevel)]
-    if not levels:
-        raise ValueError(f"{type(model).__name__} holds no PIP levels: extend/apply_trainable need a PIP "
-                         "model (wrap_with_pip(...) or a PIPNet)")
-    return levels
-
 
 def _model_names(model: nn.Module, levels: Sequence[nn.Module]) -> List[str]:
     names = getattr(model, "degradations", None)
@@ -183,7 +165,7 @@ def extend_degradations(model: nn.Module, new_types: Sequence[str], seed: int = 
     dupes = sorted({n for n in new if new.count(n) > 1})
     if dupes:
         raise ValueError(f"extend_degradations: new types repeated: {dupes}")
-    base = _unwrap(model)
+    base = bare_model(model)
     levels = pip_levels_of(base)
     if len({lv.num_types for lv in levels}) != 1:
         raise ValueError(f"the PIP levels disagree on T: {[lv.num_types for lv in levels]}")
@@ -223,7 +205,7 @@ def apply_trainable(model: nn.Module, mode: str = "new_prompts") -> List[nn.Para
     """
     if mode not in TRAINABLE_MODES:
         raise ValueError(f"train.trainable must be one of {', '.join(TRAINABLE_MODES)}, got {mode!r}")
-    base = _unwrap(model)
+    base = bare_model(model)
     levels = pip_levels_of(base)
     for p in base.parameters():
         p.requires_grad_(False)
@@ -340,7 +322,7 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
             model = build(network)
         except (TypeError, KeyError) as err:
             raise ValueError(f"{ckpt}: cannot build its network {network.get('type')!r}: {err}") from err
-        state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = strip_parallel_prefix(state)
         if bsr_meta.get("degradations") and getattr(model, "degradations", None):
             # an option file of another model (other types, or another order) is caught here, by name
             check_names_extend(bsr_meta["degradations"], model.degradations)
