@@ -149,6 +149,7 @@ def test_compiled_training_step(tmp_path):
         m.optimize_parameters(1)
     torch.testing.assert_close(model.output, eager.output, rtol=0, atol=1e-5)
     for (name, p), q in zip(model.bare_net.named_parameters(), eager.bare_net.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)   # the compiled backward
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
     assert all(not k.startswith("_orig_mod") for k in model.bare_net.state_dict())   # checkpoints unchanged
     with pytest.raises(ValueError, match="unknown key"):

@@ -66,22 +66,9 @@ def test_new_image_size_recompiles_at_most_once_and_pip_stays_disabled_when_aske
             torch.testing.assert_close(compiled(x, w), model.backbone(x), rtol=0, atol=1e-5)
 
 
-def test_compiled_training_step_matches_eager_gradients():
-    _, model = _mixed()
-    model.train()
-    x, w = torch.rand(2, 3, 16, 16), torch.tensor([0, 3])
-    model(x, w).square().mean().backward()
-    want = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    compiled = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=False)
-    compiled(x, w).square().mean().backward()
-    for n, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, want[n], rtol=1e-4, atol=1e-6, msg=n)
-
-
 def test_one_inductor_compile_of_a_tiny_model():
     torch.manual_seed(0)
-    model = wrap_with_pip(TinyNAF(depth=1), **SMALL).eval()
+    model = wrap_with_pip(TinyNAF(depth=1), selective=False, **SMALL).eval()   # fewer kernels to build
     compiled = torch.compile(model, fullgraph=True, dynamic=False)
     x, w = torch.rand(1, 3, 16, 16), torch.tensor([[0.2, 0.0, 1.0, 0.0, 0.0]])
     with torch.no_grad():
@@ -95,7 +82,8 @@ def test_one_inductor_compile_of_a_tiny_model():
 ])
 def test_torch_export_dynamic_batch_and_size(backbone, multiple):
     torch.manual_seed(0)
-    model = PIPNet(backbone, **SMALL).eval()
+    # s=8: the example's deepest level is 8×8 too, which must not pin H×W to the example's size
+    model = PIPNet(backbone, prompt_dims=8, prompt_sizes=8).eval()
     batch = Dim("batch", min=1, max=64)
     h, w = multiple * Dim("h", min=1, max=512), multiple * Dim("w", min=1, max=512)
     example = (torch.rand(2, 3, 4 * multiple, 4 * multiple), torch.rand(2, 5))

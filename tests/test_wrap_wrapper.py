@@ -14,6 +14,7 @@ from torch import nn
 from pip_adapter.backbones import NAFNet, Restormer
 from pip_adapter.wrap import PIPWrappedModel, wrap_with_pip
 from pip_adapter.wrap.adapter_io import load_pip_adapter, read_pip_adapter, save_pip_adapter
+from pip_adapter.wrap.protocol import bare_model, degradation_names, is_pip_model, pip_levels_of, strip_parallel_prefix
 from pip_adapter.wrap.sizing import level_sizes, rule_prompt_dim, rule_prompt_size
 from tests.fixtures_wrap import FunctionalUNet, TinyNAF
 
@@ -259,3 +260,15 @@ def test_wrapper_takes_the_backbone_mode():
     assert trained.training and all(m.training for m in trained.pip_levels.modules())
     model.train()
     assert all(m.training for m in model.modules())
+
+
+def test_one_protocol_for_a_pip_model():
+    net, model = make()
+    for wrapped in (model, nn.DataParallel(model), torch.compile(model, backend="eager")):
+        assert bare_model(wrapped) is model and is_pip_model(wrapped)
+        assert pip_levels_of(wrapped) == list(model.pip_levels)
+        assert degradation_names(wrapped) == ["noise", "rain", "haze", "blur", "low_light"]
+    assert not is_pip_model(net) and degradation_names(net) == []
+    with pytest.raises(ValueError, match="TinyNAF holds no PIP levels"):
+        pip_levels_of(nn.DataParallel(net))
+    assert strip_parallel_prefix({"module.a": 1, "b": 2}) == {"a": 1, "b": 2}

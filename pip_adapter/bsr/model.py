@@ -36,6 +36,7 @@ from basicsr.utils.dist_util import master_only
 
 from pip_adapter.omega import labels_to_omega, name_to_index, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write
+from pip_adapter.wrap.protocol import degradation_names, is_pip_model, strip_parallel_prefix
 
 from .scheduler import LinearWarmupCosine
 
@@ -115,18 +116,12 @@ class PIPModel(SRModel):
     @property
     def uses_omega(self) -> bool:
         """True when the network takes ω (it has PIP levels)."""
-        return hasattr(self.bare_net, "pip_levels")
+        return is_pip_model(self.bare_net)
 
     @property
     def degradation_names(self) -> List[str]:
         """The network's ordered degradation names (ω columns)."""
-        names = getattr(self.bare_net, "degradations", None)
-        if names:
-            return list(names)
-        levels = list(getattr(self.bare_net, "pip_levels", []) or [])
-        if levels:
-            return [f"type{i}" for i in range(levels[0].num_types)]
-        return []
+        return degradation_names(self.bare_net)
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
         """Move ``net`` to the device and wrap it for DDP (``device_ids`` only on CUDA) or DataParallel."""
@@ -162,7 +157,7 @@ class PIPModel(SRModel):
             if param_key not in ckpt:
                 raise ValueError(f"{load_path} has no '{param_key}' entry (it has: {sorted(ckpt)})")
             ckpt = ckpt[param_key]
-        state = OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in ckpt.items())
+        state = OrderedDict(strip_parallel_prefix(ckpt))
         logger.info(f"Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].")
         self._print_different_keys_loading(net, state, strict)
         net.load_state_dict(state, strict=strict)

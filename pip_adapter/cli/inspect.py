@@ -5,6 +5,8 @@ import argparse
 import os
 from typing import Any
 
+from pip_adapter.wrap.protocol import is_pip_model
+
 
 def run(args: argparse.Namespace) -> int:
     """Load ``--ckpt`` (+ ``--opt``), print the text report, write figures to ``--out`` when possible."""
@@ -16,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     load_cli_plugins(args, (args.opt,))
     loaded = load_checkpoint(args.ckpt, args.opt, key=args.key, builder=cli_builder)
     model = loaded.model
-    if not hasattr(model, "pip_levels"):
+    if not is_pip_model(model):
         raise ValueError(f"{args.ckpt} holds a network without PIP levels ({type(model).__name__}); "
                          "inspect needs a PIP model")
     images = args.images

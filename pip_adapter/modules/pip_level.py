@@ -238,7 +238,8 @@ class PIPLevel(nn.Module):
         else:
             x = zs + self.p2p_attn(self.p2p_norm_query(zs), kv)
         x = x + self.p2p_ffn(self.p2p_norm_ffn(x))
-        if (h, w) != (s, s):
+        # traced: always resize (an exact identity at s×s), so a symbolic H×W is not specialised to s
+        if torch.compiler.is_compiling() or (h, w) != (s, s):
             x = resize_bilinear(x, (h, w))
         return self.out_conv(x)
 

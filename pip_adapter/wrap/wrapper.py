@@ -38,6 +38,7 @@ from ..modules.pip_level import PIPLevel
 from ..omega import normalise_names, to_omega
 from .adapter_io import load_pip_state_dict, pip_state_dict
 from .detect import LevelPlan, default_probe_input, op_raw_name, probe_skips
+from .extend import apply_trainable
 from .sizing import DEFAULT_MAX_PROMPT_DIM, DEFAULT_PATCH_SIZE, level_sizes
 
 logger = logging.getLogger(__name__)
@@ -469,6 +470,12 @@ class PIPWrappedModel(nn.Module):
         for p in self.backbone.parameters():
             p.requires_grad_(not freeze)
         return self
+
+    def set_trainable(self, mode: str = "new_prompts") -> List[nn.Parameter]:
+        """Fine-tuning policy (like PEFT's ``set_requires_grad``): ``new_prompts`` (only the prompts of added
+        types), ``pip`` (every PIP level) or ``all``; returns the trainable parameters.  Same as
+        :func:`pip_adapter.wrap.extend.apply_trainable`."""
+        return apply_trainable(self, mode)
 
     def unwrap(self) -> nn.Module:
         """Remove the hooks and return the original backbone (this wrapper is unusable afterwards)."""
