@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pip_adapter.backbones import NAFNet
-from pip_adapter.wrap import PIPNet, build_pipnet, load_release_state_dict, release_state_dict
+from pip_adapter.wrap import PIPConfig, PIPNet, build_pipnet, load_release_state_dict, release_state_dict
 from tests.paths import load_manifests
 from tests.test_wrap_detect import restormer_reference
 
@@ -58,6 +58,15 @@ def test_build_pipnet_rebuilds_identical_model():
     assert twin.pip_config() == cfg
     with pytest.raises(ValueError, match="lacks"):
         build_pipnet({"backbone": NAF})
+    # the config as data: PIPConfig round trip, build_pipnet takes it too, today's format tag is read
+    obj = model.pip_config_object()
+    assert isinstance(obj, PIPConfig) and PIPConfig.from_dict(cfg) == obj and obj.to_dict() == cfg
+    assert cfg["format"] == "pip_adapter.pipnet/1"
+    assert build_pipnet(obj).pip_config() == cfg
+    untagged = {k: v for k, v in cfg.items() if k != "format"}
+    assert PIPConfig.from_dict(untagged) == obj
+    with pytest.raises(ValueError, match="unknown PIP config format"):
+        build_pipnet(dict(cfg, format="pip_adapter.pipnet/9"))
 
 
 def test_build_pipnet_after_extension_and_from_module():

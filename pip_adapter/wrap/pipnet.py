@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..modules.release_keys import load_release_level, ours_to_release_prefixed, release_prefixes, split_prefixed
+from .config import PIPConfig
 from .wrapper import PIPWrappedModel
 
 logger = logging.getLogger(__name__)
@@ -75,26 +76,24 @@ class PIPNet(PIPWrappedModel):
             install_migration_hooks(self)   # rebuilt extended models still load pre-extension checkpoints
 
 
-def build_pipnet(config: Mapping[str, Any], backbone_builder: Optional[BackboneBuilder] = None,
+def build_pipnet(config: Any, backbone_builder: Optional[BackboneBuilder] = None,
                  backbone: Optional[nn.Module] = None) -> PIPNet:
     """Rebuild the model described by ``PIPWrappedModel.pip_config()`` (same levels, sizes, types).
 
-    ``backbone`` supplies the network when the config has no backbone type (a model wrapped from a module).
+    ``config`` is that dict (read through :meth:`PIPConfig.from_dict`, which also takes today's format tag) or
+    a :class:`PIPConfig`.  ``backbone`` supplies the network when the config has no backbone type (a model
+    wrapped from a module).
     """
-    if not isinstance(config, Mapping):
-        raise ValueError(f"build_pipnet expects a pip_config() dict, got {type(config).__name__}")
-    missing = [k for k in ("degradations", "levels", "pip_levels") if k not in config]
-    if missing:
-        raise ValueError(f"build_pipnet: the config lacks {missing}; give the dict returned by pip_config()")
-    spec = config.get("backbone")
+    cfg = PIPConfig.from_dict(config)
+    spec = cfg.backbone
     if backbone is None:
         if not spec:
             raise ValueError("build_pipnet: this config has no backbone type (the model was wrapped from a module "
-                             f"of class {config.get('backbone_class')}); pass backbone=<that network>")
+                             f"of class {cfg.backbone_class}); pass backbone=<that network>")
         backbone = spec
-    return PIPNet(backbone, degradations=list(config["degradations"]), levels=list(config["levels"]),
-                  example_input_size=config.get("example_input_size"), backbone_builder=backbone_builder,
-                  level_configs=[dict(c) for c in config["pip_levels"]],
+    return PIPNet(backbone, degradations=list(cfg.degradations), levels=list(cfg.levels),
+                  example_input_size=cfg.example_input_size, backbone_builder=backbone_builder,
+                  level_configs=[dict(c) for c in cfg.pip_levels],
                   **({"backbone_config": dict(spec)} if spec and isinstance(backbone, nn.Module) else {}))
 
 

@@ -37,6 +37,7 @@ from torch.utils.hooks import RemovableHandle
 from ..modules.pip_level import PIPLevel
 from ..omega import normalise_names, to_omega
 from .adapter_io import load_pip_state_dict, pip_state_dict
+from .config import PIPConfig
 from .detect import LevelPlan, default_probe_input, op_raw_name, probe_skips
 from .extend import apply_trainable
 from .sizing import DEFAULT_MAX_PROMPT_DIM, DEFAULT_PATCH_SIZE, level_sizes
@@ -323,8 +324,7 @@ class PIPWrappedModel(nn.Module):
         self._example_input_size = list(example_input_size) if example_input_size is not None else None
 
         if example_input is None and example_input_size is not None:
-            example_input = default_probe_input(backbone, [example_input_size] if isinstance(example_input_size, int)
-                                                else example_input_size)
+            example_input = default_probe_input(backbone, example_input_size)
         probe = probe_skips(backbone, example_input, levels)
         self._plans: List[LevelPlan] = list(probe.levels)
         channels = [p.channels for p in probe.levels]
@@ -540,17 +540,20 @@ class PIPWrappedModel(nn.Module):
         return f"levels={[p.spec for p in self._plans]}, degradations={self.degradations}"
 
     def pip_config(self) -> Dict[str, Any]:
-        """JSON-able description that :func:`pip_adapter.wrap.pipnet.build_pipnet` rebuilds the model from."""
+        """JSON-able description that :func:`pip_adapter.wrap.pipnet.build_pipnet` rebuilds the model from
+        (``PIPConfig.to_dict()``; :meth:`pip_config_object` gives the :class:`PIPConfig` itself)."""
+        return self.pip_config_object().to_dict()
+
+    def pip_config_object(self) -> PIPConfig:
+        """This model's :class:`~pip_adapter.wrap.config.PIPConfig`."""
         cls = type(self.backbone)
-        return {
-            "format": "pip_adapter.pipnet/1",
-            "backbone": dict(self._backbone_config) if self._backbone_config is not None else None,
-            "backbone_class": f"{cls.__module__}.{cls.__qualname__}",
-            "degradations": list(self.degradations),
-            "levels": [p.spec for p in self._plans],
-            "pip_levels": [dict(level.config()) for level in self.pip_levels],
-            "example_input_size": list(self._example_input_size) if self._example_input_size else None,
-        }
+        return PIPConfig(
+            backbone=dict(self._backbone_config) if self._backbone_config is not None else None,
+            backbone_class=f"{cls.__module__}.{cls.__qualname__}",
+            degradations=list(self.degradations),
+            levels=[p.spec for p in self._plans],
+            pip_levels=[dict(level.config()) for level in self.pip_levels],
+            example_input_size=list(self._example_input_size) if self._example_input_size else None)
 
 
 def wrap_with_pip(model: nn.Module, degradations: Any = None, example_input: Optional[Any] = None,
