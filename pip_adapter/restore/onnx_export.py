@@ -30,6 +30,7 @@ from pip_adapter.restore.checkpoint import (Builder, bundled_classifier, load_ch
                                             save_checkpoint)
 from pip_adapter.restore.file_format import META_KEY, is_onnx_path
 from pip_adapter.utils.io import atomic_path
+from pip_adapter.wrap.protocol import is_pip_model
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def export_onnx_model(model: nn.Module, meta: Mapping[str, Any], out: str, opset
                          "classifier stays a .safetensors file")
     names = list(meta.get("degradations") or [])
     multiple = max(1, int(meta.get("multiple") or 1))
-    uses_omega = bool(meta.get("pip_config")) or hasattr(model, "pip_levels")
+    uses_omega = bool(meta.get("pip_config")) or is_pip_model(model)
     channels = input_channels(model, meta)
     wrapper = OnnxForward(model.eval(), uses_omega).eval()
     program = trace_onnx(wrapper, channels, len(names), multiple, opset=opset)
