@@ -10,7 +10,9 @@ Accepted forms (``names`` is the model's ordered list of degradation types, T = 
 
 Weights are validated (finite, non-negative, not all zero per row) but not renormalised: PIP takes
 any non-negative weights (spec §1).  Every problem raises ``ValueError`` naming what was expected
-and what was given.
+and what was given.  Value checks read the tensor's data, so they run in eager calls only: under
+``torch.compile`` / ``torch.export`` (``torch.compiler.is_compiling()``) shapes are still checked but the
+values are not, and a traced graph stays free of data-dependent branches.
 """
 from __future__ import annotations
 
@@ -82,10 +84,17 @@ def name_to_index(name: str, names: Sequence[str]) -> int:
     raise ValueError(f"unknown degradation {name!r}; this model knows: {', '.join(names)}")
 
 
+def _tracing() -> bool:
+    """True while torch.compile / torch.export trace: data-dependent value checks must not run then."""
+    return torch.compiler.is_compiling()
+
+
 def _check_weights(w: torch.Tensor, num_types: int) -> torch.Tensor:
     if w.dim() != 2 or w.shape[1] != num_types:
         raise ValueError(
             f"omega weights must have shape B×T with T={num_types}, got shape {tuple(w.shape)}")
+    if _tracing():
+        return w
     if not torch.isfinite(w).all():
         raise ValueError("omega weights contain NaN or infinite values; give finite, non-negative weights")
     if (w < 0).any():
@@ -102,7 +111,7 @@ def labels_to_omega(labels: torch.Tensor, num_types: int, dtype: torch.dtype = t
     labels = torch.as_tensor(labels)
     if labels.dim() != 1:
         raise ValueError(f"omega labels must have shape (B,), got shape {tuple(labels.shape)}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_types):
+    if not _tracing() and labels.numel() and (labels.min() < 0 or labels.max() >= num_types):
         raise ValueError(f"omega labels must lie in [0, {num_types - 1}] (T={num_types}), "
                          f"got {labels.tolist()}")
     return torch.nn.functional.one_hot(labels.long(), num_types).to(dtype)

@@ -265,3 +265,35 @@ class SharedPoolUNet(nn.Module):
         b = self.bott(self.pool(e2))
         d2 = self.dec2(torch.cat([self.up(b), p(1, e2)], 1))
         return self.dec1(torch.cat([self.up(d2), p(0, e1)], 1))
+
+
+class MixedUNet(nn.Module):
+    """Three skips that need the three insertion kinds: level 0 ``intercept`` (``F.max_pool2d`` down and
+    ``torch.cat`` across, both in forward), level 1 ``consumer`` (a gate module reads the skip), level 2
+    ``producer`` (modules on both sides, additive merge)."""
+
+    def __init__(self, c: int = 4):
+        super().__init__()
+        self.enc1 = nn.Sequential(nn.Conv2d(3, c, 3, padding=1), nn.ReLU())
+        self.enc2 = nn.Sequential(nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU())
+        self.pool2 = nn.MaxPool2d(2)
+        self.enc3 = nn.Sequential(nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU())
+        self.down3 = nn.Conv2d(2 * c, 2 * c, 2, 2)
+        self.bott = nn.Conv2d(2 * c, 2 * c, 3, padding=1)
+        self.up3 = nn.ConvTranspose2d(2 * c, 2 * c, 2, 2)
+        self.dec3 = nn.Conv2d(2 * c, 2 * c, 3, padding=1)
+        self.up2 = nn.Upsample(scale_factor=2, mode="nearest")
+        self.gate2 = Gate(2 * c)
+        self.dec2 = nn.Conv2d(4 * c, c, 3, padding=1)
+        self.up1 = nn.ConvTranspose2d(c, c, 2, 2)
+        self.dec1 = nn.Conv2d(2 * c, 3, 3, padding=1)
+
+    def forward(self, x, pips=None, omega=None):
+        p = (lambda i, z: pips[i](z, omega)) if pips is not None else (lambda i, z: z)
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        e3 = self.enc3(self.pool2(e2))
+        d3 = self.dec3(self.up3(self.bott(self.down3(e3))) + p(2, e3))
+        g2 = self.up2(d3)
+        d2 = self.dec2(torch.cat([self.gate2(p(1, e2), g2), g2], 1))
+        return self.dec1(torch.cat([p(0, e1), self.up1(d2)], 1)) + x

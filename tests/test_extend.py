@@ -169,6 +169,8 @@ def test_apply_trainable_modes(tiny_pip):
         assert len(apply_trainable(tiny_pip, "all")) == len(list(tiny_pip.parameters()))
     with pytest.raises(ValueError, match="new_prompts, pip, all"):
         apply_trainable(tiny_pip, "prompts")
+    assert {id(p) for p in tiny_pip.set_trainable("new_prompts")} == added   # the same policy, as a method
+    assert {id(p) for p in tiny_pip.parameters() if p.requires_grad} == added
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints / CLI

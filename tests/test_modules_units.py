@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from pip_adapter.modules import (DualGateFFN, GDFN, LayerNorm2d, PIPLevel, TransposedCrossAttention, topm_ks,
-                                 topm_masks)
+                                 topm_masks, unfused)
 
 
 def _gen(seed=0):
@@ -208,12 +208,16 @@ def test_attention_layouts_agree(topm):
         # fewer query channels = zero padding, without building the padded map
         padded = F.pad(x[:, :5], (0, 0, 0, 0, 0, 3))
         torch.testing.assert_close(m(x[:, :5], y), m(padded, y), rtol=1e-5, atol=1e-5)
-        # a hook on project_out disables the folded projection: same numbers
+        # fused=False calls project_out as a module (hooks see it) instead of folding it: same numbers
         seen = []
         h = m.project_out.register_forward_hook(lambda *a: seen.append(1))
         try:
-            torch.testing.assert_close(m(x.contiguous(memory_format=CL), y.contiguous(memory_format=CL)), ref,
-                                       rtol=1e-5, atol=1e-5)
+            m(x.contiguous(memory_format=CL), y.contiguous(memory_format=CL))
+            assert not seen                      # an attached hook does not change the path taken
+            with unfused(m):
+                torch.testing.assert_close(m(x.contiguous(memory_format=CL), y.contiguous(memory_format=CL)),
+                                           ref, rtol=1e-5, atol=1e-5)
+            assert m.fused
         finally:
             h.remove()
         assert seen
@@ -240,10 +244,5 @@ def test_level_modes_and_layouts_agree(c):
     assert ref.is_contiguous() and out_cl.is_contiguous(memory_format=CL)  # the caller's layout comes back
     torch.testing.assert_close(out_cl, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(level(z, omega), ref, rtol=1e-5, atol=1e-5)  # autograd path (no in-place)
-    handles = [m.register_forward_hook(lambda *a: None) for m in level.modules()]
-    try:
-        with torch.no_grad():
-            torch.testing.assert_close(level(z, omega), ref, rtol=1e-5, atol=1e-5)  # module-by-module path
-    finally:
-        for h in handles:
-            h.remove()
+    with torch.no_grad(), unfused(level):
+        torch.testing.assert_close(level(z, omega), ref, rtol=1e-5, atol=1e-5)  # module-by-module path

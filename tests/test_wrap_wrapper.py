@@ -13,8 +13,8 @@ from torch import nn
 
 from pip_adapter.backbones import NAFNet, Restormer
 from pip_adapter.wrap import PIPWrappedModel, wrap_with_pip
-from pip_adapter.wrap import wrapper as wrapper_mod
 from pip_adapter.wrap.adapter_io import load_pip_adapter, read_pip_adapter, save_pip_adapter
+from pip_adapter.wrap.protocol import bare_model, degradation_names, is_pip_model, pip_levels_of, strip_parallel_prefix
 from pip_adapter.wrap.sizing import level_sizes, rule_prompt_dim, rule_prompt_size
 from tests.helpers_wrap import FunctionalUNet, TinyNAF
 
@@ -75,12 +75,12 @@ def test_repeated_sizes_and_no_state_survives_forward():
         del out
     gc.collect()
     assert seen and all(r() is None for r in seen)          # no skip tensor kept alive
-    assert wrapper_mod._ACTIVE.get() is None
+    assert model._run is None
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules()) == hooks_before
     # an error inside the backbone leaves nothing behind either
     with pytest.raises(RuntimeError):
         model(torch.rand(1, 4, 16, 16), [0])
-    assert wrapper_mod._ACTIVE.get() is None
+    assert model._run is None
 
 
 def test_intercept_levels_keep_nothing():
@@ -250,3 +250,25 @@ def test_pip_config_is_json_and_wrapper_refuses_double_wrap():
     assert sized.pip_config()["example_input_size"] == [3, 32, 40]
     assert [i["probe_shape"][2:] for i in sized.skip_info] == [[32, 40], [16, 20]]
     assert isinstance(model, PIPWrappedModel)
+
+
+def test_wrapper_takes_the_backbone_mode():
+    net = TinyNAF().eval()
+    model = wrap_with_pip(net, **SMALL)
+    assert not model.training and not any(m.training for m in model.modules())
+    trained = wrap_with_pip(TinyNAF(), **SMALL)
+    assert trained.training and all(m.training for m in trained.pip_levels.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_one_protocol_for_a_pip_model():
+    net, model = make()
+    for wrapped in (model, nn.DataParallel(model), torch.compile(model, backend="eager")):
+        assert bare_model(wrapped) is model and is_pip_model(wrapped)
+        assert pip_levels_of(wrapped) == list(model.pip_levels)
+        assert degradation_names(wrapped) == ["noise", "rain", "haze", "blur", "low_light"]
+    assert not is_pip_model(net) and degradation_names(net) == []
+    with pytest.raises(ValueError, match="TinyNAF holds no PIP levels"):
+        pip_levels_of(nn.DataParallel(net))
+    assert strip_parallel_prefix({"module.a": 1, "b": 2}) == {"a": 1, "b": 2}

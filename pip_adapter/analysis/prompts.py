@@ -13,24 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from pip_adapter.omega import placeholder_names
-
-
-def _is_pip_level(m: nn.Module) -> bool:
-    return callable(getattr(m, "all_degradation_prompts", None)) and callable(getattr(m, "universal_prompt", None))
-
-
-def pip_levels_of(model: nn.Module) -> List[nn.Module]:
-    """The PIP levels of ``model``, shallowest first (``model.pip_levels`` when the model has it)."""
-    levels = getattr(model, "pip_levels", None)
-    if levels is not None:
-        found = [m for m in (levels.values() if isinstance(levels, nn.ModuleDict) else levels) if _is_pip_level(m)]
-        if found:
-            return found
-    found = [m for m in model.modules() if _is_pip_level(m)]
-    if not found:
-        raise ValueError(f"{type(model).__name__} holds no PIP level; inspect expects a model wrapped with PIP "
-                         "(wrap_with_pip / PIPNet or an exported PIP checkpoint)")
-    return found
+from pip_adapter.wrap.protocol import pip_levels_of
 
 
 def parameter_split(model: nn.Module) -> Dict[str, int]:

@@ -24,8 +24,11 @@ def build_arch(opt: Mapping[str, Any]) -> nn.Module:
         raise ValueError(f"a backbone option must be a dict with a 'type', got {opt!r}")
     kwargs = dict(opt)
     name = kwargs.pop("type")
-    if name in ARCH_REGISTRY:
-        return ARCH_REGISTRY.get(name)(**kwargs)
+    # BasicSR registers some of its own archs with a suffix (UNetDiscriminatorSN_basicsr) and looks the plain
+    # name up with that suffix too; do the same, without its print
+    for key in (name, f"{name}_basicsr"):
+        if key in ARCH_REGISTRY:
+            return ARCH_REGISTRY.get(key)(**kwargs)
     if name in BACKBONES:
         return build_backbone(opt)
     raise ValueError(f"unknown backbone type {name!r}: neither BasicSR's ARCH_REGISTRY nor pip_adapter's "

@@ -22,7 +22,7 @@ import os
 from collections import Counter, OrderedDict
 from copy import deepcopy
 from os import path as osp
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
@@ -35,10 +35,11 @@ from basicsr.utils.dist_util import master_only
 
 from pip_adapter.data import degradation_mix
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, placeholder_names, to_omega
+from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write
 from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_to_multiple
+from pip_adapter.wrap.protocol import degradation_names, is_pip_model
 
 from .scheduler import LinearWarmupCosine
 
@@ -62,6 +63,28 @@ def plain_state(obj: Any) -> Any:
         out = [plain_state(v) for v in obj]
         return tuple(out) if isinstance(obj, tuple) else out
     return obj
+
+
+_COMPILE_KEYS = ("backend", "mode", "dynamic", "fullgraph", "options")
+
+
+def compiled_network(net: torch.nn.Module, option: Any) -> torch.nn.Module:
+    """``train.compile``: false/absent → ``net``; true → ``torch.compile(net)``; a dict → its keys
+    (``backend``, ``mode``, ``dynamic``, ``fullgraph``, ``options``) passed to ``torch.compile``."""
+    if option is None or option is False:
+        return net
+    if option is True:
+        kwargs: Dict[str, Any] = {}
+    elif isinstance(option, Mapping):
+        kwargs = dict(option)
+        unknown = sorted(set(kwargs) - set(_COMPILE_KEYS))
+        if unknown:
+            raise ValueError(f"train.compile: unknown key(s) {unknown}; allowed: {list(_COMPILE_KEYS)} "
+                             "(e.g. compile: {backend: aot_eager}), or compile: true for the default")
+    else:
+        raise ValueError(f"train.compile must be true/false or a dict of torch.compile options, got {option!r}")
+    get_root_logger().info(f"training step compiled with torch.compile({kwargs})")
+    return torch.compile(net, **kwargs)
 
 
 def _to_metric_image(t: torch.Tensor, quantize: bool) -> np.ndarray:
@@ -96,18 +119,12 @@ class PIPModel(SRModel):
     @property
     def uses_omega(self) -> bool:
         """True when the network takes ω (it has PIP levels)."""
-        return hasattr(self.bare_net, "pip_levels")
+        return is_pip_model(self.bare_net)
 
     @property
     def degradation_names(self) -> List[str]:
         """The network's ordered degradation names (ω columns)."""
-        names = getattr(self.bare_net, "degradations", None)
-        if names:
-            return list(names)
-        levels = list(getattr(self.bare_net, "pip_levels", []) or [])
-        if levels:
-            return placeholder_names(levels[0].num_types)
-        return []
+        return degradation_names(self.bare_net)
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
         """Move ``net`` to the device and wrap it for DDP (``device_ids`` only on CUDA) or DataParallel."""
@@ -171,6 +188,8 @@ class PIPModel(SRModel):
         if train_opt.get("zero_init") and self.opt["path"].get("pretrain_network_g") is None:
             self._zero_init(train_opt["zero_init"])
         super().init_training_settings()
+        # the training step may run compiled; net_g itself (saving, EMA, validation) stays the plain module
+        self._train_net = compiled_network(self.net_g, train_opt.get("compile"))
 
     def _zero_init(self, names: Any) -> None:
         """Zero the weights and biases of the named modules (e.g. ``ending``, the output conv of a
@@ -283,7 +302,7 @@ class PIPModel(SRModel):
     def optimize_parameters(self, current_iter: int) -> None:
         """One step on L_pix (+ perceptual) + α·L_ddl."""
         self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self._run(self.net_g, self.lq)
+        self.output = self._run(getattr(self, "_train_net", self.net_g), self.lq)
 
         l_total = 0
         loss_dict = OrderedDict()

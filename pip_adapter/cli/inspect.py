@@ -10,6 +10,7 @@ from pip_adapter.analysis.report import inspect_model
 from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.checkpoint import load_checkpoint
+from pip_adapter.wrap.protocol import is_pip_model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     load_cli_plugins(args, (args.opt,))
     loaded = load_checkpoint(args.ckpt, args.opt, key=args.key, builder=cli_builder)
     model = loaded.model
-    if not hasattr(model, "pip_levels"):
+    if not is_pip_model(model):
         raise ValueError(f"{args.ckpt} holds a network without PIP levels ({type(model).__name__}); "
                          "inspect needs a PIP model")
     images = args.images

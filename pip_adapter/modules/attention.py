@@ -6,21 +6,38 @@ top-k entries for four values of k and sums the four softmax outputs with learna
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+import contextlib
+from typing import Dict, Iterator, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def watched(*modules: nn.Module) -> bool:
-    """True when forward hooks observe one of ``modules`` (or all modules): fast paths that fold a module's
-    work into another op must then call it as a module, so counters and profilers still see it."""
-    from torch.nn.modules import module as _m
+def set_fused(model: nn.Module, fused: bool) -> Dict[nn.Module, bool]:
+    """Set the ``fused`` flag of every sub-module that has one; returns the previous values.
 
-    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    Fused paths fold a module's work into another op (the attention's output projection into its mixing
+    matrix, the FFN's 1×1 and depthwise convs into per-half convs).  With ``fused=False`` every such module
+    is called as a module, so forward hooks (counters, profilers) see it; the numbers agree up to rounding.
+    """
+    previous = {}
+    for m in model.modules():
+        if isinstance(getattr(m, "fused", None), bool):
+            previous[m] = m.fused
+            m.fused = fused
+    return previous
+
+
+@contextlib.contextmanager
+def unfused(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside this block every fused path of ``model`` calls its modules (see :func:`set_fused`)."""
+    previous = set_fused(model, False)
+    try:
+        yield model
+    finally:
+        for m, value in previous.items():
+            m.fused = value
 
 
 def topm_ks(c: int) -> Tuple[int, int, int, int]:
@@ -59,11 +76,12 @@ class TransposedCrossAttention(nn.Module):
     Then a 1×1 projection.  No bias anywhere.
     """
 
-    def __init__(self, dim: int, num_heads: int, topm: bool = False) -> None:
+    def __init__(self, dim: int, num_heads: int, topm: bool = False, fused: bool = True) -> None:
         super().__init__()
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"attention width {dim} must be divisible by the number of heads {num_heads}")
         self.dim, self.num_heads, self.topm = dim, num_heads, topm
+        self.fused = fused   # an explicit flag (see set_fused), never inferred from attached hooks
         self.head_dim = dim // num_heads
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
         self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=False)
@@ -106,8 +124,8 @@ class TransposedCrossAttention(nn.Module):
 
         Channels-last inputs run token-major (B×HW×dim views, no copies) and fold the per-head mixing and
         the output projection into one dim×dim matrix per sample; other layouts run head-major.  Both give
-        the same numbers up to rounding.  When hooks watch ``project_out`` (e.g. counting) it is called as a
-        module instead of being folded in.
+        the same numbers up to rounding.  With ``fused=False`` (see :func:`set_fused`; counting
+        sets it) ``project_out`` is called as a module instead of being folded in.
         """
         b, _, h, w = y.shape
         if x.shape[-2:] != y.shape[-2:] or x.shape[0] not in (1, b):
@@ -117,7 +135,7 @@ class TransposedCrossAttention(nn.Module):
             raise ValueError(f"query has {x.shape[1]} channels, more than the attention width {self.dim}")
         if x.shape[1] == self.dim:
             q = self.q(x)
-        elif watched(self.q):
+        elif not self.fused:
             q = self.q(F.pad(x, (0, 0, 0, 0, 0, self.dim - x.shape[1])))
         else:
             q = F.conv2d(x, self.q.weight[:, :x.shape[1]])
@@ -145,18 +163,19 @@ class TransposedCrossAttention(nn.Module):
         # (timed against linalg.vector_norm in docs/BENCHMARKS.md, "Transposed attention: CPU paths")
         qn = qt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
         kn = kt.square().sum(dim=1).sqrt().clamp_min(1e-12).view(b, heads, c)
-        if b == 1 or q.device.type != "cpu":
+        if torch.compiler.is_compiling() or b == 1 or q.device.type != "cpu":
             gram = qh @ kh
         else:
             # per sample on CPU: a batched matmul over (B, heads) would first copy both strided operands
-            # (docs/BENCHMARKS.md, "Transposed attention: CPU paths"); on GPUs one launch beats B launches
+            # (docs/BENCHMARKS.md, "Transposed attention: CPU paths"); on GPUs one launch beats B launches, and a
+            # traced graph (compile / export) takes the batched product so the batch size can stay symbolic
             gram = torch.stack([qh[i if qh.shape[0] > 1 else 0] @ kh[i] for i in range(b)])
         attn = gram / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
         mix = self.mix_weights(attn)                                    # B×heads×c×c
         eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
         block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
         proj = self.project_out
-        fold = not watched(proj)
+        fold = self.fused
         if fold:
             block = proj.weight.view(dim, dim) @ block
         out = (vt @ block.transpose(-1, -2)).view(b, h, w, dim).permute(0, 3, 1, 2)

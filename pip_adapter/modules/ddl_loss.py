@@ -7,16 +7,9 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from .prompt_geometry import pairwise_cosine
+
 _FORMS = ("paper", "release")
-
-
-def pairwise_cosine(prompts: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Cosines of all pairs i<j of the rows of ``prompts`` (T×D), ``d_i·d_j / max(|d_i||d_j|, eps)``."""
-    norms = torch.linalg.vector_norm(prompts, dim=1)
-    gram = prompts @ prompts.t()
-    denom = (norms.unsqueeze(1) * norms.unsqueeze(0)).clamp_min(eps)
-    i, j = torch.triu_indices(prompts.shape[0], prompts.shape[0], offset=1, device=prompts.device)
-    return (gram / denom)[i, j]
 
 
 class DirectionalDecoupledLoss(nn.Module):

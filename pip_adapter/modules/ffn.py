@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import watched
 
 
 def hidden_width(dim: int, expansion: float) -> int:
@@ -16,8 +15,9 @@ def hidden_width(dim: int, expansion: float) -> int:
 class _GatedFFN(nn.Module):
     """1×1 in (dim→2h) → 3×3 depthwise on 2h → gate → 1×1 out (h→dim); no bias anywhere."""
 
-    def __init__(self, dim: int, expansion: float = 2.66) -> None:
+    def __init__(self, dim: int, expansion: float = 2.66, fused: bool = True) -> None:
         super().__init__()
+        self.fused = fused   # an explicit flag (see modules.attention.set_fused), never inferred from hooks
         hidden = hidden_width(dim, expansion)
         if hidden < 1:
             raise ValueError(f"FFN hidden width int({dim}·{expansion}) must be >= 1")
@@ -31,7 +31,7 @@ class _GatedFFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if channels_last and not watched(self.project_in, self.dwconv):
+        if channels_last and self.fused:
             # the two halves of a channels-last map would be interleaved (element-wise kernels on them run
             # several times slower); computing each half with its slice of the weights gives dense maps
             h = self.hidden
@@ -50,16 +50,14 @@ class GDFN(_GatedFFN):
     """Restormer's gated-Dconv FFN: ``gelu(x1) · x2`` (used in P2P)."""
 
     def gate(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            return F.gelu(x1) * x2
-        return F.gelu(x1).mul_(x2)  # inference: reuse the buffer (no graph needs it)
+        # in place on gelu's fresh output: one buffer fewer, and autograd keeps what the backward needs
+        return F.gelu(x1).mul_(x2)
 
 
 class DualGateFFN(_GatedFFN):
     """The release's dual-gate FFN: ``gelu(x2) · x1 + gelu(x1) · x2`` (used in P2F)."""
 
     def gate(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            return torch.addcmul(F.gelu(x2) * x1, F.gelu(x1), x2)
-        # inference: two buffers instead of four (each fresh full-size buffer costs page faults on CPU)
+        # two buffers instead of four (each fresh full-size buffer costs page faults on CPU); the in-place
+        # ops act on fresh gelu outputs, so autograd stays exact
         return F.gelu(x2).mul_(x1).addcmul_(F.gelu(x1), x2)

@@ -31,6 +31,32 @@ def _like(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return out.contiguous()
 
 
+def _bilinear_matrix(out_size, in_size, like: torch.Tensor) -> torch.Tensor:
+    """out×in weights of a 1-D bilinear resize (align_corners=False, no antialias), as ``F.interpolate``."""
+    src = ((torch.arange(out_size, device=like.device, dtype=torch.float32) + 0.5) * in_size / out_size
+           - 0.5).clamp_min(0)
+    i0 = src.floor()
+    lam = src - i0
+    i1 = (i0 + 1).clamp_max(in_size - 1)
+    grid = torch.arange(in_size, device=like.device, dtype=torch.float32)
+    w = (grid == i0[:, None]) * (1 - lam)[:, None] + (grid == i1[:, None]) * lam[:, None]
+    return w.to(like.dtype)
+
+
+def resize_bilinear(x: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resize of a B×C×H×W map to ``size`` (align_corners=False, no antialias).
+
+    Eager calls use ``F.interpolate``.  Traced calls (torch.compile / export) use two small interpolation
+    matrices instead: the same numbers up to rounding, and a symbolic H×W stays symbolic (``F.interpolate``
+    to or from a padded symbolic size fails in torch's scalar pass).
+    """
+    if not torch.compiler.is_compiling():
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+    wh = _bilinear_matrix(size[0], x.shape[-2], x)
+    ww = _bilinear_matrix(size[1], x.shape[-1], x)
+    return wh @ x @ ww.transpose(0, 1)
+
+
 class PIPLevel(nn.Module):
     """PIP on one skip connection: ``Ẑ = PIP(Z, ω)`` for ``Z`` B×C×H×W and ``ω`` B×T.
 
@@ -196,7 +222,7 @@ class PIPLevel(nn.Module):
         h, w = z.shape[-2:]
         # the resize is per channel, so dropping channels first is exact and cheaper
         zs = z[:, :dim] if c > dim else z
-        zs = F.interpolate(zs, size=(s, s), mode="bilinear", align_corners=False, antialias=False)
+        zs = resize_bilinear(zs, (s, s))
         if self.degradation_prompt is not None:
             d = self.degradation_vector(omega)
             zs = zs * d[:, :zs.shape[1], None, None]
@@ -212,8 +238,9 @@ class PIPLevel(nn.Module):
         else:
             x = zs + self.p2p_attn(self.p2p_norm_query(zs), kv)
         x = x + self.p2p_ffn(self.p2p_norm_ffn(x))
-        if (h, w) != (s, s):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        # traced: always resize (an exact identity at s×s), so a symbolic H×W is not specialised to s
+        if torch.compiler.is_compiling() or (h, w) != (s, s):
+            x = resize_bilinear(x, (h, w))
         return self.out_conv(x)
 
     def universal_prompt(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
@@ -227,26 +254,25 @@ class PIPLevel(nn.Module):
         c, dim = self.channels, self.prompt_dim
         zn = self.p2f_norm_feature(z)
         un = self.p2f_norm_prompt(u)
-        inference = not torch.is_grad_enabled()
         rest = None
         if c > dim:
             query, rest = zn[:, :dim], zn[:, dim:]
         else:
             query = zn  # C < D: the attention zero-pads the query implicitly
+        # the attention's and the FFN's outputs are fresh tensors that no backward needs: adding in place
+        # saves two full-size buffers and is autograd-safe, so there is one code path for training,
+        # inference and tracing
         a = self.p2f_attn(query, un)
         if c < dim:
-            if inference:
-                a[:, :c].add_(zn)
-            else:
-                a = a + F.pad(zn, (0, 0, 0, 0, 0, dim - c))
+            a[:, :c].add_(zn)
         else:
-            a = a.add_(query) if inference else a + query
+            a = a.add_(query)
         if self.reduce_channel is not None:
             a = self.reduce_channel(a)
         elif rest is not None:
             a = torch.cat([a, rest], dim=1)
         out = self.p2f_ffn(self.p2f_norm_ffn(a))
-        return out.add_(a) if inference else out + a
+        return out.add_(a)
 
     def forward(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         """``Ẑ`` (B×C×H×W) from the skip feature ``z`` and ``omega`` (B×T float weights or B int labels)."""

@@ -27,6 +27,7 @@ from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_ar
 from pip_adapter.restore.onnx_runtime import load_onnx
 from pip_adapter.restore.tiling import count_tiles, run_padded, tiled_forward
 from pip_adapter.utils.metrics import psnr
+from pip_adapter.wrap.protocol import is_pip_model
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class Restorer:
         self.tile_overlap = int(tile_overlap)
         if uses_omega is None:
             # as PIPModel decides: a network with PIP levels takes ω, a plain backbone does not
-            uses_omega = hasattr(model, "pip_levels")
+            uses_omega = is_pip_model(model)
         self.uses_omega = uses_omega
         self.last_omega: Optional[Dict[str, float]] = None
         self.last_choice: Optional[str] = None

@@ -36,6 +36,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from ..modules.attention import unfused
+
 logger = logging.getLogger(__name__)
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -174,7 +176,7 @@ def count_model(model: nn.Module, inputs: Union[Sequence[int], torch.Tensor, Seq
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), unfused(model):   # the hooks must see every module the fast paths fold away
             model(*args, **kwargs)
         for h in handles:
             h.remove()

@@ -115,7 +115,7 @@ def _release_sd(state: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
 
 def _release_levels(model: PIPWrappedModel) -> List[int]:
     """Index in ``model.pip_levels`` of release levels 1, 2, 3 (found by the skip producers' names)."""
-    specs = [p["spec"] for p in model._plans]
+    specs = [p.spec for p in model._plans]
     idx = []
     for i in (1, 2, 3):
         name = f"encoder_level{i}"

@@ -7,57 +7,64 @@ The wrapped backbone runs its own ``forward``; a few module hooks (planned once 
   (e.g. the downsampling conv) give them ``Z`` back;
 * ``consumer`` levels: a pre-hook on the skip-branch module (a gate, a decoder taking a feature list) swaps
   ``Z`` for ``Ẑ`` in its arguments;
-* ``intercept`` levels (skip and down path both in plain functions): a torch-function mode swaps ``Z`` for
-  ``Ẑ`` in the operations the probe found on the skip branch.
+* ``intercept`` levels (skip branch in plain functions, or ``Z`` made by a plain function): a torch-function
+  mode, entered by ``forward`` only when such levels exist, swaps ``Z`` for ``Ẑ`` in the operations the probe
+  found on the skip branch (no module boundary exists there to hook).
 
-Hooks are stateless objects: ω and the tensors of one forward live in a :class:`_Run` reached through a
-:mod:`contextvars` variable that ``forward`` sets and clears in ``finally``, so nothing survives a forward,
-``deepcopy``/pickling copies only plain data, each DataParallel replica (a thread) sees its own run, and a
-bare call of the backbone (``model.backbone(x)``) is the original network.
+The hooks are registered once, kept as :class:`~torch.utils.hooks.RemovableHandle` objects and removed by
+handle.  Each hook holds the wrapper and reads the per-call state (ω and the tensors of one forward, a
+:class:`_Run`) from ``wrapper._run``, which ``forward`` sets and clears in ``finally``: nothing survives a
+forward, a bare backbone call (``model.backbone(x)``) finds no run and is the original network, and the
+whole mechanism is plain Python that ``torch.compile(fullgraph=True)`` and ``torch.export`` trace (ω is an
+ordinary tensor input; no data-dependent branch).  ``deepcopy``/pickle copy hooks and wrapper together.
+DataParallel replicas run in threads and share the original's hooks: a replica publishes its run in a
+thread-local slot that the hooks read when their own wrapper has none (eager only).
 """
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
+import threading
 import uuid
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from ..modules.pip_level import PIPLevel
 from ..omega import normalise_names, to_omega
-from .detect import _iter_tensors, default_probe_input, probe_skips
+from .adapter_io import load_pip_state_dict, pip_state_dict
+from .detect import LevelPlan, default_probe_input, op_raw_name, probe_skips
+from .extend import apply_trainable
 from .sizing import DEFAULT_MAX_PROMPT_DIM, DEFAULT_PATCH_SIZE, level_sizes
 
 logger = logging.getLogger(__name__)
 
-_ACTIVE: "contextvars.ContextVar[Optional[_Run]]" = contextvars.ContextVar("pip_adapter_active_run", default=None)
-
-# keyword arguments of wrap_with_pip that are not PIPLevel options
-_WRAPPER_KEYS = ("patch_size", "max_prompt_dim", "backbone_config", "level_configs", "example_input_size")
+# DataParallel replicas (threads sharing the original's hooks): wrapper uid -> that thread's run
+_REPLICA_RUNS = threading.local()
 
 
 class _Run:
-    """Everything one forward needs; cleared at its end."""
+    """Everything one forward needs; dropped at its end."""
 
-    __slots__ = ("uid", "omega", "levels", "z", "zhat", "applied", "counts", "seq", "paused", "pending")
+    __slots__ = ("omega", "levels", "z", "zhat", "applied", "counts", "seq", "paused", "pending", "opcounts")
 
-    def __init__(self, uid: str, omega: torch.Tensor, levels: nn.ModuleList, pending: Sequence[int] = ()):
+    def __init__(self, omega: torch.Tensor, levels: nn.ModuleList, pending: Sequence[int]):
         n = len(levels)
-        self.uid = uid
         self.omega = omega
         self.levels = levels
         self.z: List[Optional[torch.Tensor]] = [None] * n
         self.zhat: List[Optional[torch.Tensor]] = [None] * n
         self.applied = [False] * n
         self.counts: Dict[int, int] = {}
+        self.opcounts: Dict[str, int] = {}
         self.seq = [0] * n
         self.paused = False
         # hooked consumer calls still to come per level; at 0 the run lets go of Z (no extra memory held)
-        self.pending = list(pending) if pending else [0] * n
+        self.pending = list(pending)
 
     def zhat_of(self, i: int) -> torch.Tensor:
         zh = self.zhat[i]
@@ -71,11 +78,14 @@ class _Run:
         self.applied[i] = True
         return zh
 
-    def clear(self) -> None:
-        self.omega = None
-        self.levels = None
-        self.z = [None] * len(self.z)
-        self.zhat = [None] * len(self.zhat)
+
+def _run_of(owner: "PIPWrappedModel") -> Optional[_Run]:
+    run = owner._run
+    if run is None:
+        runs = getattr(_REPLICA_RUNS, "runs", None)
+        if runs:
+            run = runs.get(owner._uid)
+    return run
 
 
 def _get_path(obj: Any, path: Tuple[Any, ...]) -> Any:
@@ -100,53 +110,84 @@ def _set_path(obj: Any, path: Tuple[Any, ...], value: Any) -> Any:
     return items
 
 
-def _swap(obj: Any, table: Dict[int, torch.Tensor]) -> Tuple[Any, bool]:
-    """Replace tensors whose ``id`` is in ``table`` anywhere in (nested) ``obj``; (new obj, changed)."""
+def _contains(obj: Any, target: torch.Tensor) -> bool:
+    """Whether the tensor object ``target`` is (nested) in ``obj`` (identity, not values)."""
     if isinstance(obj, torch.Tensor):
-        new = table.get(id(obj))
-        return (new, True) if new is not None else (obj, False)
+        return obj is target
     if isinstance(obj, (list, tuple)):
-        out, changed = [], False
-        for o in obj:
-            n, c = _swap(o, table)
-            out.append(n)
-            changed |= c
-        if not changed:
-            return obj, False
-        if isinstance(obj, tuple):
-            return (type(obj)(*out) if hasattr(obj, "_fields") else tuple(out)), True
-        return out, True
+        return any(_contains(o, target) for o in obj)
     if isinstance(obj, dict):
-        out_d, changed = {}, False
-        for k, o in obj.items():
-            n, c = _swap(o, table)
-            out_d[k] = n
-            changed |= c
-        return (out_d if changed else obj), changed
-    return obj, False
+        return any(_contains(o, target) for o in obj.values())
+    return False
+
+
+def _replace(obj: Any, old: torch.Tensor, new: torch.Tensor) -> Any:
+    """``obj`` with the tensor object ``old`` replaced by ``new`` (containers rebuilt only where needed)."""
+    if isinstance(obj, torch.Tensor):
+        return new if obj is old else obj
+    if isinstance(obj, (list, tuple)):
+        if not any(_contains(o, old) for o in obj):
+            return obj
+        out = [_replace(o, old, new) for o in obj]
+        if isinstance(obj, tuple):
+            return type(obj)(*out) if hasattr(obj, "_fields") else tuple(out)
+        return out
+    if isinstance(obj, dict):
+        if not any(_contains(o, old) for o in obj.values()):
+            return obj
+        return {k: _replace(o, old, new) for k, o in obj.items()}
+    return obj
+
+
+@dataclass(frozen=True)
+class CaptureEntry:
+    """A forward-hook entry: call ``occurrence`` of the hooked module makes level ``level``'s Z at ``path``."""
+
+    level: int
+    occurrence: int
+    path: Tuple[Any, ...]
+    replace: bool          # ``producer`` insertion: the module returns Ẑ instead of Z
+
+
+@dataclass(frozen=True)
+class SwapEntry:
+    """A pre-hook entry: ``"skip"`` gives the hooked module Ẑ instead of Z, ``"restore"`` Z instead of Ẑ."""
+
+    level: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class OpCaptureEntry:
+    """A function-made skip: call ``occurrence`` of ops named ``name`` makes level ``level``'s Z at ``path``."""
+
+    level: int
+    name: str
+    occurrence: int
+    path: Tuple[Any, ...]
 
 
 class _ProducerHook:
     """Forward hook on a module making skip tensors: records Z (and returns Ẑ for ``producer`` levels)."""
 
-    def __init__(self, uid: str, key: int, entries: List[Tuple[int, int, Tuple[Any, ...], bool]]):
-        self.uid = uid
+    def __init__(self, owner: "PIPWrappedModel", key: int, entries: Sequence[CaptureEntry]):
+        self.owner = owner
         self.key = key            # index in the run's call counters
-        self.entries = entries    # (level, occurrence, path, replace)
+        self.entries = tuple(entries)
 
     def __call__(self, module: nn.Module, args: Any, output: Any) -> Any:
-        run = _ACTIVE.get()
-        if run is None or run.uid != self.uid:
+        run = _run_of(self.owner)
+        if run is None:
             return None
         k = run.counts.get(self.key, 0)
         run.counts[self.key] = k + 1
         changed = False
-        for level, occurrence, path, replace in self.entries:
-            if occurrence != k:
+        for e in self.entries:
+            if e.occurrence != k:
                 continue
-            run.z[level] = _get_path(output, path)
-            if replace:
-                output = _set_path(output, path, run.zhat_of(level))
+            run.z[e.level] = _get_path(output, e.path)
+            if e.replace:
+                output = _set_path(output, e.path, run.zhat_of(e.level))
                 changed = True
         return output if changed else None
 
@@ -154,71 +195,82 @@ class _ProducerHook:
 class _SwapPreHook:
     """Forward pre-hook: ``skip`` entries give this module Ẑ instead of Z, ``restore`` entries Z instead of Ẑ."""
 
-    def __init__(self, uid: str, entries: List[Tuple[int, str]]):
-        self.uid = uid
-        self.entries = entries    # (level, "skip" | "restore")
+    def __init__(self, owner: "PIPWrappedModel", entries: Sequence[SwapEntry]):
+        self.owner = owner
+        self.entries = tuple(entries)
 
     def __call__(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
-        run = _ACTIVE.get()
-        if run is None or run.uid != self.uid:
+        run = _run_of(self.owner)
+        if run is None:
             return None
-        table: Dict[int, torch.Tensor] = {}
-        for level, kind in self.entries:
-            if kind == "skip":
-                z = run.z[level]
-                if z is not None:
-                    table[id(z)] = None  # placeholder: computed only if Z is really among the arguments
-            else:
-                zh = run.zhat[level]
-                if zh is not None:
-                    table[id(zh)] = run.z[level]
-        if not table:
-            return None
-        present = {id(t) for _, t in _iter_tensors((args, kwargs))} & set(table)
-        if not present:
-            return None
-        for level, kind in self.entries:
-            if kind == "skip" and run.z[level] is not None and id(run.z[level]) in present:
-                table[id(run.z[level])] = run.zhat_of(level)
-        table = {k: v for k, v in table.items() if k in present and v is not None}
-        (new_args, new_kwargs), _ = _swap((args, kwargs), table)
-        for level, kind in self.entries:
-            z = run.z[level]
-            key = id(z) if kind == "skip" else id(run.zhat[level])
-            if z is not None and key in present:
-                run.pending[level] -= 1
-                if run.pending[level] == 0:
-                    run.z[level] = None
-        return tuple(new_args), dict(new_kwargs)
+        changed = False
+        for e in self.entries:
+            z = run.z[e.level]
+            if z is None:
+                continue
+            old = z if e.kind == "skip" else run.zhat[e.level]
+            if old is None or not _contains((args, kwargs), old):
+                continue
+            new = run.zhat_of(e.level) if e.kind == "skip" else z
+            args, kwargs = _replace(args, old, new), _replace(kwargs, old, new)
+            changed = True
+            run.pending[e.level] -= 1
+            if run.pending[e.level] == 0:
+                run.z[e.level] = None
+        return (tuple(args), dict(kwargs)) if changed else None
 
 
 class _InterceptMode(TorchFunctionMode):
-    """Swaps Z for Ẑ in the operations the probe found on the skip branch (``intercept`` levels)."""
+    """Swaps Z for Ẑ in the operations the probe found on the skip branch (``intercept`` levels) and captures
+    skips that a plain function makes."""
 
-    def __init__(self, run: _Run, watch: Dict[int, frozenset]):
+    def __init__(self, run: _Run, watch: Mapping[int, frozenset], captures: Sequence[OpCaptureEntry]):
         super().__init__()
         self.run = run
         self.watch = watch        # level -> indices (among the ops reading Z) that must read Ẑ
+        self.captures = captures
+        self.capture_names = frozenset(c.name for c in captures)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         run = self.run
-        if not run.paused:
-            table = None
-            for level, idx in self.watch.items():
-                z = run.z[level]
-                if z is None:
-                    continue
-                if any(t is z for _, t in _iter_tensors((args, kwargs))):
-                    n = run.seq[level]
-                    run.seq[level] = n + 1
-                    if n in idx:
-                        if table is None:
-                            table = {}
-                        table[id(z)] = run.zhat_of(level)
-            if table:
-                (args, kwargs), _ = _swap((args, kwargs), table)
-        return func(*args, **kwargs)
+        if run.paused:
+            return func(*args, **kwargs)
+        for level, idx in self.watch.items():
+            z = run.z[level]
+            if z is None or not _contains((args, kwargs), z):
+                continue
+            n = run.seq[level]
+            run.seq[level] = n + 1
+            if n in idx:
+                zh = run.zhat_of(level)
+                args, kwargs = _replace(args, z, zh), _replace(kwargs, z, zh)
+        out = func(*args, **kwargs)
+        if self.capture_names:
+            name = op_raw_name(func)
+            if name in self.capture_names:
+                k = run.opcounts.get(name, 0)
+                run.opcounts[name] = k + 1
+                for c in self.captures:
+                    if c.name == name and c.occurrence == k:
+                        run.z[c.level] = _get_path(out, c.path)
+        return out
+
+
+def _first_tensor(obj: Any) -> Optional[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        for o in obj:
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    if isinstance(obj, dict):
+        for o in obj.values():
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    return None
 
 
 class _OmegaContext:
@@ -263,6 +315,8 @@ class PIPWrappedModel(nn.Module):
         self._default_omega: Any = None
         self._pip_disabled = 0
         self._unwrapped = False
+        self._run: Optional[_Run] = None
+        self._handles: List[RemovableHandle] = []
         self._backbone_config = dict(backbone_config) if backbone_config is not None else None
         if isinstance(example_input_size, int):
             example_input_size = [example_input_size]
@@ -272,7 +326,7 @@ class PIPWrappedModel(nn.Module):
             example_input = default_probe_input(backbone, [example_input_size] if isinstance(example_input_size, int)
                                                 else example_input_size)
         probe = probe_skips(backbone, example_input, levels)
-        self._plans: List[Dict[str, Any]] = [p.to_dict() for p in probe.levels]
+        self._plans: List[LevelPlan] = list(probe.levels)
         channels = [p.channels for p in probe.levels]
         reductions = [p.reduction for p in probe.levels]
         heads = (opts.get("p2p_heads", 2), opts.get("p2f_heads", 4))
@@ -305,46 +359,49 @@ class PIPWrappedModel(nn.Module):
             self.pip_levels.to(device=ref.device)
         self._notes = list(probe.notes)
         self._install_hooks()
+        # the wrapper takes the backbone's mode (a backbone wrapped in eval mode gives an eval-mode model)
+        self.training = backbone.training
+        self.pip_levels.train(backbone.training)
         logger.info("wrapped %s with PIP on %d skip levels (%s)", type(backbone).__name__, len(self.pip_levels),
                     self._sizing_source)
 
     # ------------------------------------------------------------------ hooks
     def _install_hooks(self) -> None:
-        producers: Dict[str, List[Tuple[int, int, Tuple[Any, ...], bool]]] = {}
-        pre: Dict[str, List[Tuple[int, str]]] = {}
-        self._watch: Dict[int, frozenset] = {}
+        captures: Dict[str, List[CaptureEntry]] = {}
+        swaps: Dict[str, List[SwapEntry]] = {}
+        watch: Dict[int, frozenset] = {}
+        op_captures: List[OpCaptureEntry] = []
         for i, plan in enumerate(self._plans):
-            producers.setdefault(plan["producer"], []).append(
-                (i, plan["occurrence"], tuple(plan["path"]), plan["strategy"] == "producer"))
-            for name in plan["restore_modules"]:
-                pre.setdefault(name, []).append((i, "restore"))
-            for name in plan["skip_modules"]:
-                pre.setdefault(name, []).append((i, "skip"))
-            if plan["strategy"] == "intercept":
-                self._watch[i] = frozenset(plan["skip_op_indices"])
-        for key, (name, entries) in enumerate(producers.items()):
-            self.backbone.get_submodule(name).register_forward_hook(_ProducerHook(self._uid, key, entries))
-        for name, entries in pre.items():
-            self.backbone.get_submodule(name).register_forward_pre_hook(_SwapPreHook(self._uid, entries),
-                                                                        with_kwargs=True)
+            if plan.capture_op:
+                op_captures.append(OpCaptureEntry(i, plan.capture_op, plan.capture_occurrence, tuple(plan.path)))
+            else:
+                captures.setdefault(plan.producer, []).append(
+                    CaptureEntry(i, plan.occurrence, tuple(plan.path), plan.strategy == "producer"))
+            for name in plan.restore_modules:
+                swaps.setdefault(name, []).append(SwapEntry(i, "restore"))
+            for name in plan.skip_modules:
+                swaps.setdefault(name, []).append(SwapEntry(i, "skip"))
+            if plan.strategy == "intercept":
+                watch[i] = frozenset(plan.skip_op_indices)
+        self._watch = watch
+        self._op_captures = tuple(op_captures)
+        for key, (name, entries) in enumerate(captures.items()):
+            self._handles.append(self.backbone.get_submodule(name).register_forward_hook(
+                _ProducerHook(self, key, entries)))
+        for name, entries in swaps.items():
+            self._handles.append(self.backbone.get_submodule(name).register_forward_pre_hook(
+                _SwapPreHook(self, entries), with_kwargs=True))
 
     def _remove_hooks(self) -> int:
-        removed = 0
-        for m in self.backbone.modules():
-            for dname in ("_forward_hooks", "_forward_pre_hooks"):
-                hooks = getattr(m, dname)
-                for hid in [h for h, fn in hooks.items() if isinstance(fn, (_ProducerHook, _SwapPreHook))
-                            and fn.uid == self._uid]:
-                    del hooks[hid]
-                    for extra in ("_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
-                                  "_forward_hooks_always_called"):
-                        getattr(m, extra, {}).pop(hid, None)
-                    removed += 1
+        removed = len(self._handles)
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
         return removed
 
     # ------------------------------------------------------------------ ω
     def _omega_for(self, omega: Any, x: Any) -> torch.Tensor:
-        ref = x if isinstance(x, torch.Tensor) else next((t for _, t in _iter_tensors(x)), None)
+        ref = _first_tensor(x)
         if ref is None:
             raise ValueError("the first argument of forward must be (or contain) the image batch tensor")
         if omega is None:
@@ -354,7 +411,8 @@ class PIPWrappedModel(nn.Module):
                                  "{name: weight} dict, or set a default with model.set_omega(...) "
                                  f"(types: {', '.join(self.degradations)})")
         dtype = ref.dtype if ref.is_floating_point() else torch.float32
-        return to_omega(omega, self.degradations, batch_size=int(ref.shape[0]), device=ref.device, dtype=dtype)
+        # the batch size stays symbolic under torch.compile / export (no int()): a new batch size is no new graph
+        return to_omega(omega, self.degradations, batch_size=ref.shape[0], device=ref.device, dtype=dtype)
 
     def set_omega(self, omega: Any) -> _OmegaContext:
         """Default ω for calls without one (``model(x)``); ``with model.set_omega(w): ...`` restores the old one."""
@@ -371,24 +429,31 @@ class PIPWrappedModel(nn.Module):
             raise RuntimeError("this wrapper was unwrapped (its hooks are gone); use the backbone directly")
         if self._pip_disabled:
             return self.backbone(x, *args, **kwargs)
-        run = _Run(self._uid, self._omega_for(omega, x), self.pip_levels,
-                   [p.get("hooked_calls", 0) for p in self._plans])
-        token = _ACTIVE.set(run)
+        run = _Run(self._omega_for(omega, x), self.pip_levels, [p.hooked_calls for p in self._plans])
+        replica = getattr(self, "_is_replica", False)   # set by DataParallel on its replicas (threads)
+        if replica:
+            if getattr(_REPLICA_RUNS, "runs", None) is None:
+                _REPLICA_RUNS.runs = {}
+            _REPLICA_RUNS.runs[self._uid] = run
+        else:
+            self._run = run
         try:
-            if self._watch:
-                with _InterceptMode(run, self._watch):
+            if self._watch or self._op_captures:
+                with _InterceptMode(run, self._watch, self._op_captures):
                     out = self.backbone(x, *args, **kwargs)
             else:
                 out = self.backbone(x, *args, **kwargs)
             if not all(run.applied):
-                missing = [self._plans[i]["spec"] for i, a in enumerate(run.applied) if not a]
+                missing = [self._plans[i].spec for i, a in enumerate(run.applied) if not a]
                 raise RuntimeError(f"PIP was not applied at {missing} in this forward: the backbone took another "
                                    "path than during the probe; wrap with example_input= resembling real inputs "
                                    "or choose levels= explicitly")
             return out
         finally:
-            _ACTIVE.reset(token)
-            run.clear()
+            if replica:
+                _REPLICA_RUNS.runs.pop(self._uid, None)
+            else:
+                self._run = None
 
     # ------------------------------------------------------------------ PEFT-like helpers
     @contextlib.contextmanager
@@ -406,6 +471,12 @@ class PIPWrappedModel(nn.Module):
             p.requires_grad_(not freeze)
         return self
 
+    def set_trainable(self, mode: str = "new_prompts") -> List[nn.Parameter]:
+        """Fine-tuning policy (like PEFT's ``set_requires_grad``): ``new_prompts`` (only the prompts of added
+        types), ``pip`` (every PIP level) or ``all``; returns the trainable parameters.  Same as
+        :func:`pip_adapter.wrap.extend.apply_trainable`."""
+        return apply_trainable(self, mode)
+
     def unwrap(self) -> nn.Module:
         """Remove the hooks and return the original backbone (this wrapper is unusable afterwards)."""
         self._remove_hooks()
@@ -414,12 +485,10 @@ class PIPWrappedModel(nn.Module):
 
     def pip_state_dict(self) -> Dict[str, torch.Tensor]:
         """The adapter only: ``pip_levels.*`` tensors (the same keys as in ``state_dict()``)."""
-        from .adapter_io import pip_state_dict
         return pip_state_dict(self)
 
     def load_pip_state_dict(self, state: Mapping[str, torch.Tensor], strict: bool = True) -> Dict[str, List[str]]:
         """Load an adapter (keys with or without ``pip_levels.``); mismatches raise ``ValueError``."""
-        from .adapter_io import load_pip_state_dict
         return load_pip_state_dict(self, state, strict=strict)
 
     def print_trainable_parameters(self) -> Dict[str, float]:
@@ -442,11 +511,11 @@ class PIPWrappedModel(nn.Module):
         out = []
         for i, (plan, level) in enumerate(zip(self._plans, self.pip_levels)):
             out.append({
-                "index": i, "module": plan["spec"], "producer": plan["producer"], "channels": plan["channels"],
-                "reduction": plan["reduction"], "merge": plan["merge"], "merge_op": plan["merge_op"],
-                "merge_module": plan["merge_module"], "strategy": plan["strategy"],
-                "skip_consumers": list(plan["skip_consumers"]), "other_consumers": list(plan["other_consumers"]),
-                "probe_shape": list(plan["shape"]), "prompt_dim": level.prompt_dim,
+                "index": i, "module": plan.spec, "producer": plan.producer, "channels": plan.channels,
+                "reduction": plan.reduction, "merge": plan.merge, "merge_op": plan.merge_op,
+                "merge_module": plan.merge_module, "strategy": plan.strategy,
+                "skip_consumers": list(plan.skip_consumers), "other_consumers": list(plan.other_consumers),
+                "probe_shape": list(plan.shape), "prompt_dim": level.prompt_dim,
                 "prompt_size": level.prompt_size,
                 "num_params": sum(p.numel() for p in level.parameters()),
             })
@@ -468,7 +537,7 @@ class PIPWrappedModel(nn.Module):
         return "\n".join(lines)
 
     def extra_repr(self) -> str:
-        return f"levels={[p['spec'] for p in self._plans]}, degradations={self.degradations}"
+        return f"levels={[p.spec for p in self._plans]}, degradations={self.degradations}"
 
     def pip_config(self) -> Dict[str, Any]:
         """JSON-able description that :func:`pip_adapter.wrap.pipnet.build_pipnet` rebuilds the model from."""
@@ -478,7 +547,7 @@ class PIPWrappedModel(nn.Module):
             "backbone": dict(self._backbone_config) if self._backbone_config is not None else None,
             "backbone_class": f"{cls.__module__}.{cls.__qualname__}",
             "degradations": list(self.degradations),
-            "levels": [p["spec"] for p in self._plans],
+            "levels": [p.spec for p in self._plans],
             "pip_levels": [dict(level.config()) for level in self.pip_levels],
             "example_input_size": list(self._example_input_size) if self._example_input_size else None,
         }
