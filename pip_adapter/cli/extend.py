@@ -6,12 +6,11 @@ from typing import Any
 
 from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
+from pip_adapter.restore.extend import extend_checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
     """Extend ``--ckpt`` with every ``--add`` type and write ``--out``; prints what was done."""
-    from pip_adapter.wrap.extend import extend_checkpoint
-
     load_cli_plugins(args, (args.opt,))
     info = extend_checkpoint(args.ckpt, args.add, args.out, opt=args.opt, builder=cli_builder,
                              overwrite=args.overwrite, seed=args.seed)

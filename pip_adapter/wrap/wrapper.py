@@ -323,8 +323,7 @@ class PIPWrappedModel(nn.Module):
         self._example_input_size = list(example_input_size) if example_input_size is not None else None
 
         if example_input is None and example_input_size is not None:
-            example_input = default_probe_input(backbone, [example_input_size] if isinstance(example_input_size, int)
-                                                else example_input_size)
+            example_input = default_probe_input(backbone, example_input_size)
         probe = probe_skips(backbone, example_input, levels)
         self._plans: List[LevelPlan] = list(probe.levels)
         channels = [p.channels for p in probe.levels]
