@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 
-from pip_adapter.backbones import NAFNet
 from pip_adapter.cli import main
 from pip_adapter.cli.export import output_format
 from pip_adapter.restore.checkpoint import CheckpointError, load_checkpoint, make_meta, save_checkpoint
@@ -18,6 +17,7 @@ from pip_adapter.restore.image_io import read_image_raw
 from pip_adapter.restore.onnx_export import MissingDependencyError, export_onnx_model
 from pip_adapter.restore.onnx_runtime import OnnxRuntimeNet, read_onnx_metadata_props
 from pip_adapter.restore.restorer import Restorer
+from pip_adapter.wrap.pipnet import PIPNet
 from tests.helpers_restore import TOY_NETWORK, make_toy, rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -112,28 +112,71 @@ def test_restore_cli_onnx_matches_safetensors_gray_rgba_16bit_tiles(toy_files, t
         assert np.abs(a.astype(np.int64) - b.astype(np.int64)).max() <= 1, name  # float rounding only
 
 
+class _Plain(torch.nn.Module):
+    """A plain (no ω) two-conv network: the bare-backbone path at the cost of a few nodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.b(torch.relu(self.a(x)))
+
+
 @needs_onnx
-def test_bare_nafnet_exports_and_needs_no_omega(tmp_path):
+def test_plain_backbone_exports_and_needs_no_omega(tmp_path):
     torch.manual_seed(0)
-    option = {"type": "NAFNet", "width": 8, "enc_blk_nums": [1], "dec_blk_nums": [1], "middle_blk_num": 1}
-    net = NAFNet(**{k: v for k, v in option.items() if k != "type"}).eval()
-    meta = make_meta(net, option)
-    path = str(tmp_path / "nafnet.onnx")
+    net = _Plain().eval()
+    meta = make_meta(net, {"type": "PlainTest"})
+    path = str(tmp_path / "plain.onnx")
     info = export_onnx_model(net, meta, path)
     assert info.max_abs_diff is not None and info.max_abs_diff < 1e-4 and info.opset == 20
-    assert info.meta["onnx"]["uses_omega"] is False
+    assert info.meta["onnx"]["uses_omega"] is False and info.meta["multiple"] == 16
     with pytest.raises(FileExistsError, match="--overwrite"):
         export_onnx_model(net, meta, path)
     ort_net = OnnxRuntimeNet(path)
-    for shape in [(1, 3, 16, 6), (2, 3, 8, 24)]:
+    for shape in [(1, 3, 16, 32), (2, 3, 48, 16)]:
         x = torch.rand(*shape)
         with torch.no_grad():
             assert (ort_net(x) - net(x)).abs().max().item() < 1e-4
     r = Restorer.from_checkpoint(path, device="cpu")
     img = rand_image(10, 9, seed=3)
     out = r(img)  # a plain backbone: no degradation needed
-    expected = Restorer(net, meta["degradations"], multiple=2, device="cpu")(img)
+    expected = Restorer(net, meta["degradations"], multiple=16, device="cpu")(img)
     assert out.shape == img.shape and np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+PIP_NAFNET = {"backbone": {"type": "NAFNet", "width": 8, "enc_blk_nums": [1], "dec_blk_nums": [1],
+                           "middle_blk_num": 1},
+              "degradations": ["noise", "rain", "haze"], "prompt_dims": 8, "prompt_sizes": 4}
+
+
+@needs_onnx
+def test_pip_nafnet_cli_export_dynamic_sizes_and_restore(tmp_path, capsys):
+    """A real PIP model: CLI export, one graph at two sizes and batches, and restore equal to PyTorch's."""
+    torch.manual_seed(0)
+    model = PIPNet(**PIP_NAFNET).eval()
+    st, onnx = str(tmp_path / "pip.safetensors"), str(tmp_path / "pip.onnx")
+    save_checkpoint(st, model, make_meta(model))
+    assert _export_cli(["--ckpt", st, "--out", onnx, "--format", "onnx"]) == 0
+    printed = capsys.readouterr().out
+    assert "ONNX opset 20" in printed and "omega N×3" in printed and "max |diff|" in printed
+    props = read_onnx_metadata_props(onnx)
+    assert json.loads(props["pip_config"]) == model.pip_config()
+    assert json.loads(props["backbone_config"]) == PIP_NAFNET["backbone"]
+    ort_net = OnnxRuntimeNet(onnx)
+    assert ort_net.uses_omega and ort_net.degradations == ["noise", "rain", "haze"]
+    gen = torch.Generator().manual_seed(0)
+    for shape in [(1, 3, 6, 10), (2, 3, 12, 8)]:
+        x = torch.rand(*shape, generator=gen)
+        w = torch.rand(shape[0], 3, generator=gen)
+        with torch.no_grad():
+            expected = model(x, w)
+        assert (ort_net(x, w) - expected).abs().max().item() < 1e-4
+    img = rand_image(13, 17, c=1, dtype=np.uint16, seed=7)
+    a = Restorer.from_checkpoint(onnx, device="cpu")(img, degradation="haze", tile=8, tile_overlap=2)
+    b = Restorer.from_checkpoint(st, device="cpu")(img, degradation="haze", tile=8, tile_overlap=2)
+    assert a.shape == img.shape and np.abs(a.astype(np.int64) - b.astype(np.int64)).max() <= 1
 
 
 @needs_onnx

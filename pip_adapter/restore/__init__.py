@@ -6,6 +6,8 @@ from pip_adapter.restore.checkpoint import (CheckpointError, LoadedCheckpoint, e
                                             load_checkpoint, make_meta, save_checkpoint)
 from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.restore.image_io import ImageInfo, ImageReadError, read_image, write_image
+from pip_adapter.restore.onnx_export import MissingDependencyError, export_onnx, export_onnx_model
+from pip_adapter.restore.onnx_runtime import OnnxRuntimeNet
 from pip_adapter.restore.restorer import Restorer, RestoreResult, image_metrics, parse_omega_spec
 from pip_adapter.restore.tiling import pad_to_multiple, tiled_forward
 
@@ -13,4 +15,5 @@ __all__ = [
     "CheckpointError", "LoadedCheckpoint", "export_checkpoint", "load_checkpoint", "make_meta", "save_checkpoint",
     "DegradationClassifier", "ImageInfo", "ImageReadError", "read_image", "write_image", "Restorer",
     "RestoreResult", "image_metrics", "parse_omega_spec", "pad_to_multiple", "tiled_forward",
+    "MissingDependencyError", "export_onnx", "export_onnx_model", "OnnxRuntimeNet",
 ]

@@ -30,6 +30,7 @@ from pip_adapter.restore.checkpoint import (Builder, bundled_classifier, load_ch
                                             save_checkpoint)
 from pip_adapter.restore.file_format import META_KEY, is_onnx_path
 from pip_adapter.utils.io import atomic_path
+from pip_adapter.wrap.protocol import is_pip_model
 
 logger = logging.getLogger(__name__)
 
@@ -136,29 +137,12 @@ def export_onnx_model(model: nn.Module, meta: Mapping[str, Any], out: str, opset
     if meta.get("kind") != "restorer":
         raise ValueError(f"only restoration networks export to ONNX, this is a {meta.get('kind')!r}; a degradation "
                          "classifier stays a .safetensors file")
-    require("onnxscript", "ONNX export")
-    require("onnx", "ONNX export")
     names = list(meta.get("degradations") or [])
     multiple = max(1, int(meta.get("multiple") or 1))
-    uses_omega = bool(meta.get("pip_config")) or hasattr(model, "pip_levels")
+    uses_omega = bool(meta.get("pip_config")) or is_pip_model(model)
     channels = input_channels(model, meta)
     wrapper = OnnxForward(model.eval(), uses_omega).eval()
-    # trace at batch 2 and H ≠ W so that no dimension is specialised to 1 or tied to another
-    image = torch.rand(2, channels, 2 * multiple, 3 * multiple, generator=torch.Generator().manual_seed(0))
-    omega = torch.full((2, len(names)), 1.0 / max(1, len(names)))
-    batch = torch.export.Dim("batch", min=1)
-    dyn_h, dyn_w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
-    dynamic_shapes = {"image": {0: batch, 2: multiple * dyn_h, 3: multiple * dyn_w}, "omega": {0: batch}}
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # the exporter notes that N of 'image' and 'omega' is one axis: that is the intent
-            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
-            program = torch.onnx.export(wrapper, (image, omega), dynamo=True, opset_version=opset,
-                                        input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                                        dynamic_shapes=dynamic_shapes, verbose=False, optimize=True)
-    except Exception as err:  # noqa: BLE001 - torch.export / onnxscript raise many types; name the network
-        raise ValueError(f"ONNX export of {type(model).__name__} failed in torch.onnx.export(dynamo=True): "
-                         f"{type(err).__name__}: {_summary(err)} (the full trace is chained to this error)") from err
+    program = trace_onnx(wrapper, channels, len(names), multiple, opset=opset)
     props = onnx_metadata(meta, channels, opset, uses_omega)
     program.model.metadata_props.update(props)
     program.model.producer_name = "pip-adapter"
@@ -169,7 +153,41 @@ def export_onnx_model(model: nn.Module, meta: Mapping[str, Any], out: str, opset
             diff, shape = _verify(tmp, wrapper, channels, len(names), multiple, atol)
     logger.info("wrote %s (ONNX opset %d, inputs image N×%d×H×W, omega N×%d; H, W multiples of %d)",
                 out, opset, channels, len(names), multiple)
-    return OnnxExportInfo(path=out, meta=json.loads(props[META_KEY]), opset=opset, max_abs_diff=diff, checked_shape=shape)
+    return OnnxExportInfo(path=out, meta=json.loads(props[META_KEY]), opset=opset, max_abs_diff=diff,
+                          checked_shape=shape)
+
+
+def trace_onnx(wrapper: nn.Module, channels: int, types: int, multiple: int, opset: int = OPSET,
+               example: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Any:
+    """``torch.onnx.export(dynamo=True)`` of ``wrapper(image, omega)``: the ONNX program (not yet saved).
+
+    Batch, height and width (multiples of ``multiple``) are symbolic; with ``example`` (image, ω) the graph is
+    instead fixed to that input's shape (benchmarks: one size, no symbolic shapes).
+    """
+    require("onnxscript", "ONNX export")
+    require("onnx", "ONNX export")
+    dynamic = example is None
+    if example is None:
+        # trace at batch 2 and H ≠ W so that no dimension is specialised to 1 or tied to another
+        example = (torch.rand(2, channels, 2 * multiple, 3 * multiple, generator=torch.Generator().manual_seed(0)),
+                   torch.full((2, types), 1.0 / max(1, types)))
+    image, omega = example
+    dynamic_shapes = None
+    if dynamic:
+        batch = torch.export.Dim("batch", min=1)
+        dyn_h, dyn_w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
+        dynamic_shapes = {"image": {0: batch, 2: multiple * dyn_h, 3: multiple * dyn_w}, "omega": {0: batch}}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # the exporter notes that N of 'image' and 'omega' is one axis: that is the intent
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+            return torch.onnx.export(wrapper, (image, omega), dynamo=True, opset_version=opset,
+                                     input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                                     dynamic_shapes=dynamic_shapes, verbose=False, optimize=True)
+    except Exception as err:  # noqa: BLE001 - torch.export / onnxscript raise many types; name the network
+        inner = getattr(wrapper, "model", wrapper)
+        raise ValueError(f"ONNX export of {type(inner).__name__} failed in torch.onnx.export(dynamo=True): "
+                         f"{type(err).__name__}: {_summary(err)} (the full trace is chained to this error)") from err
 
 
 def _summary(err: BaseException, limit: int = 600) -> str:
@@ -202,7 +220,7 @@ def _verify(path: str, wrapper: nn.Module, channels: int, types: int, multiple: 
     got = session.run([OUTPUT_NAME], {"image": x.numpy(), "omega": w.numpy()})[0]
     diff = float((torch.from_numpy(got) - expected).abs().max())
     if not diff <= atol:
-        raise RuntimeError(f"the exported ONNX graph differs from PyTorch by {diff:.3g} (> {atol:g}) on a "
+        raise ValueError(f"the exported ONNX graph differs from PyTorch by {diff:.3g} (> {atol:g}) on a "
                            f"{tuple(x.shape)} input; the export is not faithful, nothing was written")
     logger.info("ONNX check: onnxruntime vs PyTorch max |diff| %.2g on %s", diff, tuple(x.shape))
     return diff, tuple(x.shape)

@@ -21,6 +21,15 @@ from pip_adapter.restore.onnx_export import INPUT_NAMES, OUTPUT_NAME, require
 logger = logging.getLogger(__name__)
 
 
+def onnx_device(device: Union[str, torch.device, None]) -> torch.device:
+    """``"auto"``/None → CUDA when both torch and onnxruntime (onnxruntime-gpu) have it, else CPU."""
+    if device is None or str(device) == "auto":
+        ort = require("onnxruntime", "Restoring with an ONNX model")
+        use_cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+        return torch.device("cuda" if use_cuda else "cpu")
+    return torch.device(device)
+
+
 def _providers(ort: Any, device: torch.device) -> list:
     if device.type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -24,7 +24,7 @@ from pip_adapter.restore.checkpoint import load_checkpoint
 from pip_adapter.restore.file_format import is_onnx_path
 from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
-from pip_adapter.restore.onnx_runtime import load_onnx
+from pip_adapter.restore.onnx_runtime import load_onnx, onnx_device
 from pip_adapter.restore.tiling import count_tiles, run_padded, tiled_forward
 from pip_adapter.utils.metrics import psnr
 from pip_adapter.wrap.protocol import is_pip_model
@@ -148,7 +148,8 @@ class Restorer:
         if is_onnx_path(path):
             if opt is not None or key is not None:
                 raise ValueError(f"{path}: --opt and --key apply to BasicSR net_g files, not to an ONNX export")
-            onnx = load_onnx(path, device=resolve_device(device), classifier=classifier, builder=builder)
+            device = onnx_device(device)
+            onnx = load_onnx(path, device=device, classifier=classifier, builder=builder)
             return cls(onnx.model, onnx.model.degradations, multiple=onnx.model.multiple, device=device,
                        classifier=onnx.classifier, uses_omega=onnx.model.uses_omega, **kwargs)
         loaded = load_checkpoint(path, opt=opt, key=key, builder=builder)
