@@ -94,10 +94,15 @@ def test_cpu_times_are_recorded_beside_wall_times():
 
 
 def test_peak_rss_reset_and_growth():
+    import mmap
+
     import numpy as np
 
     common.reset_peak_rss()
     before = common.current_rss_bytes()
-    block = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+    # 64 MiB of fresh pages, touched: an anonymous mapping, since malloc may reuse memory that earlier tests
+    # freed but the process kept (already counted in the RSS)
+    block = mmap.mmap(-1, 64 * 2 ** 20)
+    np.frombuffer(block, dtype=np.uint8)[:] = 1
     assert common.peak_rss_bytes() - before >= 48 * 2 ** 20
-    del block
+    block.close()
