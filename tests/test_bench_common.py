@@ -95,19 +95,22 @@ def test_cpu_times_are_recorded_beside_wall_times():
 
 def test_peak_rss_reset_and_growth():
     import gc
+    import mmap
 
     import numpy as np
 
-    # Cyclic garbage of earlier tests (models, tensors) freed by a collection that the allocation below
-    # triggers would lower the RSS between the two readings: collect it first and keep the collector off.
+    # Cyclic garbage of earlier tests freed by a collection during the reading would lower the RSS: collect it
+    # first and keep the collector off; the 64 MiB are fresh pages of an anonymous mapping, since malloc may
+    # reuse memory that earlier tests freed but the process kept (already counted in the RSS)
     gc.collect()
     gc.disable()
     try:
         common.reset_peak_rss()
         before = common.current_rss_bytes()
-        block = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+        block = mmap.mmap(-1, 64 * 2 ** 20)
+        np.frombuffer(block, dtype=np.uint8)[:] = 1
         grown = common.peak_rss_bytes() - before
-        del block
+        block.close()
     finally:
         gc.enable()
     assert grown >= 48 * 2 ** 20

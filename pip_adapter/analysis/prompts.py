@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from pip_adapter.modules import prompt_geometry
 from pip_adapter.omega import placeholder_names
 from pip_adapter.wrap.protocol import pip_levels_of
 
@@ -67,10 +68,7 @@ def angle_matrix(vectors: Tensor, eps: float = 1e-8) -> Tensor:
     """Pairwise angles in degrees between the rows of a T×D tensor (cosine with ε in the denominator)."""
     if vectors.dim() != 2:
         raise ValueError(f"angle_matrix expects T×D vectors, got shape {tuple(vectors.shape)}")
-    v = vectors.detach().double()
-    norms = v.norm(dim=1)
-    cos = (v @ v.t()) / torch.clamp(norms[:, None] * norms[None, :], min=eps)
-    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0))).float()
+    return prompt_geometry.angle_matrix(vectors, eps).float()
 
 
 def level_prompt_angles(model: nn.Module) -> List[Tensor]:

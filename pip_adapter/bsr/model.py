@@ -42,6 +42,7 @@ from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, t
 from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_only
 from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_to_multiple
+from pip_adapter.wrap.extend import apply_trainable
 from pip_adapter.wrap.protocol import degradation_names, is_pip_model
 
 from .scheduler import LinearWarmupCosine
@@ -150,8 +151,6 @@ class PIPModel(SRModel):
         trainable = (self.opt.get("train") or {}).get("trainable") if self.is_train else None
         if trainable:
             # requires_grad must be final before DDP registers its gradient hooks
-            from pip_adapter.wrap.extend import apply_trainable
-
             apply_trainable(net, trainable)
             get_root_logger().info(f"Trainable parameters: {trainable}")
         net = net.to(self.device)

@@ -7,6 +7,7 @@ from typing import Any, List
 from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.omega import canonical_name
 from pip_adapter.plugins import add_plugin_argument
+from pip_adapter.restore.extend import extend_checkpoint
 
 
 def check_type_names(names: List[str]) -> List[str]:
@@ -27,8 +28,6 @@ def check_type_names(names: List[str]) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Extend ``--ckpt`` with every ``--add`` type and write ``--out``; prints what was done."""
-    from pip_adapter.wrap.extend import extend_checkpoint
-
     args.add = check_type_names(args.add)  # before anything is read or written
     load_cli_plugins(args, (args.opt,))
     info = extend_checkpoint(args.ckpt, args.add, args.out, opt=args.opt, builder=cli_builder,

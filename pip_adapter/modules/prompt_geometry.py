@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from typing import Optional
 
 import torch
 
+from pip_adapter.utils.messages import warn
+
 logger = logging.getLogger(__name__)
 
 
+def cosine_matrix(vectors: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """T×T cosines of the rows of a T×D tensor, ``d_i·d_j / max(|d_i||d_j|, eps)`` (differentiable)."""
+    if vectors.dim() != 2:
+        raise ValueError(f"prompts must be a T×D matrix, got shape {tuple(vectors.shape)}")
+    norms = torch.linalg.vector_norm(vectors, dim=1)
+    return (vectors @ vectors.t()) / (norms.unsqueeze(1) * norms.unsqueeze(0)).clamp_min(eps)
+
+
 def pairwise_cosine(prompts: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Cosines of all pairs i<j of the rows of ``prompts`` (T×D), ``d_i·d_j / max(|d_i||d_j|, eps)``."""
-    norms = torch.linalg.vector_norm(prompts, dim=1)
-    gram = prompts @ prompts.t()
-    denom = (norms.unsqueeze(1) * norms.unsqueeze(0)).clamp_min(eps)
+    """Cosines of all pairs i<j of the rows of ``prompts`` (T×D), in ``triu_indices`` order."""
     i, j = torch.triu_indices(prompts.shape[0], prompts.shape[0], offset=1, device=prompts.device)
-    return (gram / denom)[i, j]
+    return cosine_matrix(prompts, eps)[i, j]
+
+
+def angle_matrix(vectors: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """T×T angles in degrees between the rows of a T×D tensor, in float64 and without gradient."""
+    cos = cosine_matrix(vectors.detach().to(torch.float64), eps)
+    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
 
 
 # tilt (tan of the angle) of a single new prompt from the orthogonal complement towards the direction
@@ -28,12 +40,7 @@ _TILT = 0.75
 
 def prompt_angles(prompts: torch.Tensor) -> torch.Tensor:
     """Pairwise angles in degrees (T×T, diagonal 0) between the rows of a T×D prompt matrix."""
-    if prompts.dim() != 2:
-        raise ValueError(f"prompts must be a T×D matrix, got shape {tuple(prompts.shape)}")
-    p = prompts.detach().to(torch.float64)
-    n = p.norm(dim=1).clamp_min(1e-12)
-    cos = (p @ p.t()) / (n[:, None] * n[None, :])
-    ang = torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
+    ang = angle_matrix(prompts)
     ang.fill_diagonal_(0.0)
     return ang
 
@@ -109,14 +116,13 @@ def _optimised_init(existing: torch.Tensor, k: int, gen: torch.Generator, start:
     ``start`` (k×D) is refined as the first candidate; the other restarts begin at random.
     """
     t, d = existing.shape
-    old = existing / existing.norm(dim=1, keepdim=True).clamp_min(1e-12) if t else existing
     iu = torch.triu_indices(k, k, offset=1)
 
     def max_cos(x: torch.Tensor) -> torch.Tensor:
-        xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        parts = [(xn @ old.t()).reshape(-1)] if t else []
+        cos = cosine_matrix(torch.cat([existing, x]))[t:]          # k×(T+k): new vs old, new vs new
+        parts = [cos[:, :t].reshape(-1)] if t else []
         if k > 1:
-            parts.append((xn @ xn.t())[iu[0], iu[1]])
+            parts.append(cos[:, t:][iu[0], iu[1]])
         return torch.cat(parts)
 
     best, best_val = None, float("inf")
@@ -163,7 +169,6 @@ def orthogonal_prompt_init(existing: torch.Tensor, k: int, generator: Optional[t
                f"angle, which is {angle:.1f}°")
         if angle < 90.0:
             msg += " (< 90°: L_ddl starts above zero)"
-        warnings.warn(msg, stacklevel=3)
-        logger.warning(msg)
+        warn(logger, msg, stacklevel=3)
     norm = float(scale) if scale is not None else _target_norm(ex)
     return (unit * norm).to(existing.dtype if existing.is_floating_point() else torch.float32)

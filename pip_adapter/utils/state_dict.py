@@ -6,16 +6,11 @@ from typing import Mapping, TypeVar
 
 V = TypeVar("V")
 
-PARALLEL_PREFIX = "module."
 
+def strip_parallel_prefix(state: Mapping[str, V], prefix: str = "module.") -> "OrderedDict[str, V]":
+    """A copy of ``state`` (same order) without the ``module.`` prefix DataParallel / DDP put on keys.
 
-def strip_parallel_prefix(state: Mapping[str, V]) -> "OrderedDict[str, V]":
-    """A copy of ``state`` without the ``module.`` prefix that DataParallel / DDP put on every key.
-
-    The prefix is removed only when every key has it, so a network whose own submodule is called ``module``
-    keeps its keys.  The copy keeps the key order.
+    Each key that starts with ``prefix`` loses it and the others are kept, as BasicSR's own loader does.
     """
-    n = len(PARALLEL_PREFIX)
-    if state and all(k.startswith(PARALLEL_PREFIX) for k in state):
-        return OrderedDict((k[n:], v) for k, v in state.items())
-    return OrderedDict(state.items())
+    n = len(prefix)
+    return OrderedDict((k[n:] if k.startswith(prefix) else k, v) for k, v in state.items())

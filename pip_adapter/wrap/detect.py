@@ -1,37 +1,9 @@
-"""Find the skip connections of a U-shaped network by running it once (the *probe*).
+"""Find the skip connections of a U-shaped network by running it once (the *probe*) and plan PIP's insertion.
 
-How it works
-------------
-The model runs once on a small input with a forward pre-hook and a forward hook on every sub-module and a
-:class:`torch.overrides.TorchFunctionMode` that records every torch operation (``+``, ``torch.cat``,
-``F.conv2d`` ...).  That gives a data-flow graph of tensors (nodes) and operations, each operation tagged with
-the stack of module calls it ran in.  A tensor is *spatial* when it is 4-D and its last two sizes scale like the
-input's (the default probe input is deliberately non-square, 64×96, so that channel×channel attention maps and
-convolution weights do not look like feature maps); its *reduction* is input size / feature size.
-
-A **skip** is found from where it ends: an operation ``M`` (the *merge*) with two spatial inputs of the same
-size, ``Y`` and ``Z'``, where ``Y`` was made from a coarser tensor by an up-sampling operation (one whose
-spatial inputs are all coarser than its output: interpolation, pixel shuffle, transposed convolution; a 1×1
-global-pooled tensor broadcast back does not count) and ``Z'`` need not have been.  Walking back from ``Z'`` through tensors that are not coarser gives the
-*flat ancestors* of ``Z'``; among them, the *branch point* is the latest tensor at the merge's resolution that
-also feeds, through a different operation, a tensor leading to the coarse inputs of ``Y``'s up-sampling.  That branch
-point is the skip tensor ``Z``: the encoder stage output that goes both down and across.  Residual connections
-inside blocks are not branch points (both of their uses stay on the flat path), the network input and tensors
-made from it without parameters (a global residual, possibly padded) are ignored, and merges with a broadcast
-1×1 tensor (channel attention) are not merges.
-
-Each skip then gets an *insertion plan* (see :class:`LevelPlan`): which consumers of ``Z`` are on the skip
-branch (they must see ``Ẑ``) and which are not (the down path and anything else keep ``Z``).  Three ways to
-do that, the cheapest that fits is used:
-
-* ``consumer``: every skip-branch consumer is a module call → a forward pre-hook on it swaps ``Z`` for ``Ẑ``;
-* ``producer``: every other consumer that runs after the producer returns is a module call → the producer's
-  forward hook returns ``Ẑ`` and pre-hooks on those consumers give them ``Z`` back (NAFNet, Restormer);
-* ``intercept``: otherwise (e.g. ``F.max_pool2d`` on the way down and ``torch.cat`` across, both in the
-  model's own ``forward``) a torch-function mode counts the operations reading ``Z`` and swaps ``Z`` for ``Ẑ``
-  in the ones the probe found on the skip branch.
-
-Nothing here keeps a reference to the model's tensors once :func:`probe_skips` returns.
+:func:`probe_skips` traces one forward (:mod:`.tracing`), finds the skips in the data-flow graph (:mod:`.graph`) and
+gives each an insertion plan (:mod:`.planning`: ``producer``, ``consumer`` or ``intercept``).  docs/WRAP.md ("What
+is detected", "The probe, step by step", "How PIP is inserted") describes the method.  Nothing here keeps a
+reference to the model's tensors once :func:`probe_skips` returns.
 """
 from __future__ import annotations
 

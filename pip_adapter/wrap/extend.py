@@ -11,23 +11,24 @@ types' outputs stay bit-identical however long the new prompts train.
 """
 from __future__ import annotations
 
+import importlib
 import logging
-import os
 import warnings
 from typing import Any, List, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..modules.prompt_geometry import min_prompt_angle, orthogonal_prompt_init, prompt_angles
-from .protocol import bare_model, pip_levels_of, strip_parallel_prefix
+from ..modules.prompt_geometry import cosine_matrix, min_prompt_angle, orthogonal_prompt_init, prompt_angles
+from ..omega import canonical_name, placeholder_names
+from ..utils.messages import warn
+from .protocol import bare_model, pip_levels_of
 
 logger = logging.getLogger(__name__)
 
 # prompt_angles / min_prompt_angle / orthogonal_prompt_init live in pip_adapter.modules.prompt_geometry
 __all__ = ["TRAINABLE_MODES", "prompt_angles", "min_prompt_angle", "orthogonal_prompt_init", "pip_levels_of",
-           "check_names_extend", "install_migration_hooks", "extend_degradations", "apply_trainable",
-           "extend_checkpoint"]
+           "check_names_extend", "install_migration_hooks", "extend_degradations", "apply_trainable"]
 
 TRAINABLE_MODES = ("new_prompts", "pip", "all")
 
@@ -37,7 +38,7 @@ def _model_names(model: nn.Module, levels: Sequence[nn.Module]) -> List[str]:
     names = getattr(model, "degradations", None)
     t = levels[0].num_types
     if names is None:
-        return [f"type{i}" for i in range(t)]
+        return placeholder_names(t)
     names = list(names)
     if len(names) != t:
         raise ValueError(f"the model lists {len(names)} degradation names ({', '.join(names)}) but its PIP "
@@ -61,8 +62,6 @@ def _set_model_names(model: nn.Module, names: List[str]) -> None:
 
 def check_names_extend(old: Sequence[str], new: Sequence[str]) -> int:
     """How many types ``new`` adds to ``old`` (the old names must be its prefix, in order)."""
-    from pip_adapter.omega import canonical_name
-
     o = [canonical_name(n) for n in old]
     n = [canonical_name(x) for x in new]
     if len(o) > len(n) or n[:len(o)] != o:
@@ -126,9 +125,7 @@ def _fits(old: torch.Tensor, new: torch.Tensor) -> bool:
     """True when every row of ``new`` is non-zero and at >= 90° to every other row of old+new."""
     if bool((new.norm(dim=1) == 0).any()):
         return False
-    allp = torch.cat([old, new], 0)
-    n = allp.norm(dim=1).clamp_min(1e-12)
-    cos = (allp @ allp.t()) / (n[:, None] * n[None, :])
+    cos = cosine_matrix(torch.cat([old, new], 0))
     t = old.shape[0]
     cos.fill_diagonal_(-1.0)
     return bool((cos[t:] <= 1e-6).all())
@@ -151,8 +148,6 @@ def extend_degradations(model: nn.Module, new_types: Sequence[str], seed: int = 
     existing prompts' norm; ω grows from T to T+k; the names are appended to ``model.degradations``.
     Old checkpoints still load into the extended model (the new prompts are kept).
     """
-    from pip_adapter.omega import canonical_name
-
     if isinstance(new_types, str):
         new_types = [new_types]
     new = [canonical_name(n) for n in new_types]
@@ -224,14 +219,12 @@ def apply_trainable(model: nn.Module, mode: str = "new_prompts") -> List[nn.Para
         params = [p for lv in levels for p in lv.parameters()]
         msg = ("train.trainable=pip: the PIP modules train too, so outputs for the old degradation types may "
                "drift; use new_prompts to keep them bit-identical")
-        warnings.warn(msg, stacklevel=2)
-        logger.warning(msg)
+        warn(logger, msg, stacklevel=2)
     else:
         params = list(base.parameters())
         msg = ("train.trainable=all: backbone and PIP modules train, so outputs for the old degradation types "
                "will drift; use new_prompts to keep them bit-identical")
-        warnings.warn(msg, stacklevel=2)
-        logger.warning(msg)
+        warn(logger, msg, stacklevel=2)
     seen, out = set(), []
     for p in params:
         if id(p) not in seen:
@@ -244,116 +237,11 @@ def apply_trainable(model: nn.Module, mode: str = "new_prompts") -> List[nn.Para
     return out
 
 
-# ---- checkpoints ---------------------------------------------------------------------------------
-
-def _network_with_added(network: Optional[dict], new: Sequence[str]) -> Optional[dict]:
-    """The network option after an extension: ``added_degradations`` lists every type added so far."""
-    if not isinstance(network, dict):
-        return network
-    net = dict(network)
-    if net.get("type") == "PIPNet":
-        net["added_degradations"] = list(net.get("added_degradations") or []) + list(new)
-    return net
-
-
-def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str] = None,
-                      builder: Optional[Any] = None, overwrite: bool = False, seed: int = 0) -> dict:
-    """Write ``ckpt`` extended with the degradation types ``add`` to ``out``; return a summary dict.
-
-    ``ckpt`` is an exported file (``.safetensors``/``.pth`` from ``pip-adapter export``) or a BasicSR
-    ``net_g_*.pth`` (its network from ``opt``'s ``network_g``, or from the checkpoint's own ``meta``).
-    ``out`` keeps the input's format (a BasicSR file keeps ``params`` and ``params_ema``, each extended,
-    and its ``meta.network_g`` gains ``added_degradations``), except that ``.safetensors`` always gives
-    an exported file.  An existing ``out`` raises ``FileExistsError`` unless ``overwrite``.
-    """
-    from pip_adapter.restore import checkpoint as ck
-    from pip_adapter.utils.io import atomic_torch_save
-
-    ckpt, out = os.fspath(ckpt), os.fspath(out)
-    if isinstance(add, str):
-        add = [add]
-    if not add:
-        raise ValueError("give at least one degradation type to add (e.g. --add snow)")
-    if os.path.exists(out) and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite to replace it")
-    build = builder or ck.default_builder
-    tensors, meta, raw = ck.read_checkpoint(ckpt)
-    summary: dict = {"ckpt": ckpt, "out": out, "added": [], "dropped_classifier": False}
-
-    if meta is not None:  # an exported, self-describing file
-        loaded = ck.load_checkpoint(ckpt, builder=builder)
-        if loaded.kind != "restorer":
-            raise ValueError(f"{ckpt} is a degradation classifier, not a restorer: only restorers are extended")
-        model = extend_degradations(loaded.model, add, seed=seed)
-        new_meta = dict(loaded.meta)
-        new_meta["degradations"] = list(model.degradations)
-        new_meta["pip_config"] = model.pip_config()
-        new_meta["network"] = _network_with_added(new_meta.get("network"), model.degradations[-len(add):])
-        new_meta["source"] = dict(new_meta.get("source") or {}, extended_from=os.path.basename(ckpt),
-                                  added=list(model.degradations[-len(add):]))
-        if new_meta.pop("classifier", None) is not None:
-            logger.warning("%s bundles a degradation classifier trained on %s; it cannot score the new types, "
-                           "so the extended file leaves it out (train and bundle a new one for --degradation "
-                           "auto)", ckpt, ", ".join(loaded.degradations))
-            summary["dropped_classifier"] = True
-        if os.path.splitext(out)[1].lower() not in (".safetensors", ".pth", ".pt"):
-            raise ValueError(f"{out}: use a .safetensors or .pth output file")
-        ck.save_checkpoint(out, model, new_meta, overwrite=True)
-        summary.update(format="exported", degradations=list(model.degradations),
-                       added=list(model.degradations[-len(add):]), levels=_angle_summary(model))
-        return summary
-
-    # a BasicSR net_g file: its network option from --opt, else from the checkpoint's own meta
-    bsr_meta = raw.get("meta") if isinstance(raw, dict) and isinstance(raw.get("meta"), dict) else {}
-    if opt is not None:
-        network = ck.network_from_options(opt)
-    elif isinstance(bsr_meta.get("network_g"), dict):
-        network = dict(bsr_meta["network_g"])
-    else:
-        raise ValueError(f"{ckpt}: a BasicSR checkpoint without network metadata; give its training option "
-                         "file with --opt")
-    keys = [k for k in ("params", "params_ema") if isinstance(raw, dict) and k in raw]
-    states = {k: ck.select_params(raw, ckpt, k) for k in keys} if keys else \
-        {"params": ck.select_params(raw, ckpt)}
-    out_dict: dict = {}
-    model = None
-    for key, state in states.items():
-        try:
-            model = build(network)
-        except (TypeError, KeyError) as err:
-            raise ValueError(f"{ckpt}: cannot build its network {network.get('type')!r}: {err}") from err
-        state = strip_parallel_prefix(state)
-        if bsr_meta.get("degradations") and getattr(model, "degradations", None):
-            # an option file of another model (other types, or another order) is caught here, by name
-            check_names_extend(bsr_meta["degradations"], model.degradations)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ValueError(f"{ckpt} ({key}) does not fit the network of "
-                             f"{opt or 'its metadata'}: {str(err)[:800]}") from err
-        extend_degradations(model, add, seed=seed)
-        out_dict[key] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    added = list(model.degradations[-len(add):])
-    new_network = _network_with_added(network, added)
-    if os.path.splitext(out)[1].lower() == ".safetensors":
-        meta_doc = ck.make_meta(model, new_network, source={"ckpt": os.path.basename(ckpt), "added": added})
-        ck.save_checkpoint(out, model, meta_doc, overwrite=True)  # the last state built (params_ema if any)
-        fmt = "exported"
-    else:
-        out_dict["meta"] = dict(bsr_meta, network_g=new_network, degradations=list(model.degradations))
-        atomic_torch_save(out_dict, out)
-        fmt = "basicsr"
-    summary.update(format=fmt, degradations=list(model.degradations), added=added, network_g=new_network,
-                   keys=list(states), levels=_angle_summary(model))
-    return summary
-
-
-def _angle_summary(model: nn.Module) -> List[dict]:
-    out = []
-    for i, level in enumerate(pip_levels_of(model)):
-        prompts = level.all_degradation_prompts().detach()
-        trained = level.config()["num_types"]
-        out.append({"level": i, "prompt_dim": level.prompt_dim, "types": int(prompts.shape[0]),
-                    "min_angle_new": round(min_prompt_angle(prompts, from_index=trained), 2)
-                    if prompts.shape[0] > trained else None})
-    return out
+def __getattr__(name: str) -> Any:
+    # extend_checkpoint reads and writes checkpoint files, the restore layer's job: it lives in
+    # pip_adapter.restore.extend, which this lower layer must not import
+    if name == "extend_checkpoint":
+        warnings.warn("pip_adapter.wrap.extend.extend_checkpoint moved to pip_adapter.restore.extend",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("pip_adapter.restore.extend").extend_checkpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

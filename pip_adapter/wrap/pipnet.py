@@ -17,8 +17,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from ..backbones import build_backbone
+from ..backbones.restormer_release import release_unused_convs, split_release_state_dict
 from ..modules.release_keys import load_release_level, ours_to_release_prefixed, release_prefixes, split_prefixed
 from .config import PIPConfig
+from .extend import extend_degradations, install_migration_hooks
 from .wrapper import PIPWrappedModel
 
 logger = logging.getLogger(__name__)
@@ -27,7 +30,6 @@ BackboneBuilder = Callable[[Dict[str, Any]], nn.Module]
 
 
 def _default_builder(opt: Dict[str, Any]) -> nn.Module:
-    from ..backbones import build_backbone
     return build_backbone(opt)
 
 
@@ -69,7 +71,6 @@ class PIPNet(PIPWrappedModel):
         super().__init__(net, degradations=degradations, levels=levels, prompt_dims=prompt_dims,
                          prompt_sizes=prompt_sizes, backbone_config=cfg, example_input_size=example_input_size,
                          **pip_options)
-        from .extend import extend_degradations, install_migration_hooks
         if added_degradations:
             extend_degradations(self, added_degradations)
         elif any(level.config().get("num_added_types") for level in self.pip_levels):
@@ -144,8 +145,6 @@ def load_release_state_dict(model: PIPWrappedModel, state: Mapping[str, Any], st
     parameter filled, else ``ValueError`` listing the keys, and the model is left unchanged.
     Returns ``{"missing": [...], "unexpected": [...], "discarded": [...]}``.
     """
-    from ..backbones.restormer_release import release_unused_convs, split_release_state_dict
-
     state = _release_sd(state)
     dim, dims, idx = _release_sizes(model)
     backbone_sd, pip_sd, unused = split_release_state_dict(state, dim=dim, prompt_dims=dims)
@@ -185,8 +184,6 @@ def release_state_dict(model: PIPWrappedModel, include_unused: bool = True) -> D
     The unused ``reduce_noise_channel_*`` convs were discarded on loading; with ``include_unused`` they are
     written as zeros of the release's shapes so that the release's code can load the result strictly.
     """
-    from ..backbones.restormer_release import release_unused_convs
-
     dim, dims, idx = _release_sizes(model)
     out: Dict[str, torch.Tensor] = dict(model.backbone.state_dict())
     for rel, i in zip((1, 2, 3), idx):

@@ -63,4 +63,3 @@ def degradation_names(model: nn.Module) -> List[str]:
         return list(names)
     levels = _levels(model)
     return placeholder_names(levels[0].num_types) if levels else []
-
