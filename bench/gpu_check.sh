@@ -93,7 +93,7 @@ if [ "$DRY" -eq 0 ]; then
 fi
 
 step tests "${LIMITS[0]}" "$PY" -m pytest "${TEST_ARGS[@]}" -p no:cacheprovider \
-    tests/test_precision.py tests/test_bsr_units.py tests/test_export.py tests/test_restore_api.py
+    tests/test_precision.py tests/test_bsr_units.py tests/test_restore_export.py tests/test_restore_api.py
 
 for amp in fp32 bf16; do
     mkdir -p "$WORK/train_$amp" "$OUT/train_$amp"

@@ -1,7 +1,7 @@
 """bench/compile_onnx.py at toy size: every path runs, ratios and the table add up.
 
 The pair is the tiny Restormer and the release's PIP_Restormer: this is also the suite's check that PIP-Restormer
-runs through ONNX Runtime within 1e-4 of PyTorch (PIP-NAFNet's is in test_export_onnx.py).
+runs through ONNX Runtime within 1e-4 of PyTorch (PIP-NAFNet's is in test_restore_export_onnx.py).
 """
 import importlib.util
 import json
