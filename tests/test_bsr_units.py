@@ -249,3 +249,17 @@ def test_save_network_is_atomic(tmp_path, monkeypatch):
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     assert set(ckpt) == {"params", "meta"} and ckpt["meta"]["network_g"] == {"type": "X"}
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_archiving_twice_in_one_second_keeps_both(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "get_time_str", lambda: "20260101_000000")  # both runs in the same second
+    run = tmp_path / "experiments" / "x"
+    for i in range(3):
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "log.txt").write_text(f"run {i}")
+        pipeline.mkdir_and_rename(str(run))
+    archived = sorted(p.name for p in (tmp_path / "experiments").iterdir() if p.name != "x")
+    assert archived == ["x_archived_20260101_000000", "x_archived_20260101_000000_2",
+                        "x_archived_20260101_000000_3"]
+    assert [(tmp_path / "experiments" / a / "log.txt").read_text() for a in archived] == ["run 0", "run 1", "run 2"]
+    assert run.is_dir() and not any(run.iterdir())

@@ -32,7 +32,8 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from basicsr.utils import set_random_seed
+from basicsr.utils import get_time_str, set_random_seed
+from basicsr.utils import misc as bsr_misc
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
 
@@ -449,6 +450,20 @@ def _swapped(module: Any, **attrs: Any) -> Iterator[None]:
             setattr(module, name, value)
 
 
+def mkdir_and_rename(path: str) -> None:
+    """Create ``path``; an existing one is first renamed to ``<path>_archived_<time>`` (``_2``, ``_3``... when two
+    runs of one second both archive: BasicSR's own rename then fails with "directory not empty")."""
+    if osp.exists(path):
+        base = f"{path}_archived_{get_time_str()}"
+        new_name, n = base, 1
+        while osp.exists(new_name):
+            n += 1
+            new_name = f"{base}_{n}"
+        logger.info("%s exists: renamed to %s", path, new_name)
+        os.rename(path, new_name)
+    os.makedirs(path, exist_ok=True)
+
+
 class _DropSRModelOnlyWarning(logging.Filter):
     """BasicSR warns that several val sets work only with SRModel; PIPModel handles them (one per task)."""
 
@@ -497,7 +512,8 @@ def _run_pipeline(module: Any, root_path: Optional[str], argv: Optional[List[str
 
     pipeline = module.train_pipeline if is_train else module.test_pipeline
     try:
-        with _fresh_run_logger(), _swapped(module, parse_options=_parse, **swaps):
+        with _fresh_run_logger(), _swapped(module, parse_options=_parse, **swaps), \
+                _swapped(bsr_misc, mkdir_and_rename=mkdir_and_rename):
             pipeline(root_path)
     finally:
         _finish_dist()
@@ -512,7 +528,8 @@ def train_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = 
     """
     import basicsr.train as bsr_train
 
-    return _run_pipeline(bsr_train, root_path, argv, True, "experiments_root", load_resume_state=load_resume_state)
+    return _run_pipeline(bsr_train, root_path, argv, True, "experiments_root", load_resume_state=load_resume_state,
+                         mkdir_and_rename=mkdir_and_rename)
 
 
 def test_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None) -> str:
