@@ -11,6 +11,7 @@ from pip_adapter.bsr.metrics import calculate_psnr_aio
 from pip_adapter.restore.restorer import image_metrics
 from pip_adapter.utils.messages import warn
 from pip_adapter.utils.metrics import psnr, psnr_from_mse
+from pip_adapter.utils.tensor import center_crop_to_multiple
 from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_bottom_right, pad_to_multiple
 
@@ -57,3 +58,12 @@ def test_warn_reaches_python_warnings_and_a_configured_log(caplog):
             warn(silent, "alone")
     finally:
         silent.propagate = True
+
+
+def test_center_crop_to_multiple_numpy_and_torch():
+    img = np.arange(10 * 7 * 3).reshape(10, 7, 3)
+    out = center_crop_to_multiple(img, 4)
+    assert out.shape == (8, 4, 3) and (out == img[1:9, 1:5]).all()
+    assert tuple(center_crop_to_multiple(torch.zeros(17, 33), 16).shape) == (16, 32)
+    with pytest.raises(ValueError, match="smaller than the crop multiple 16"):
+        center_crop_to_multiple(img, 16)

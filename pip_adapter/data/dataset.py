@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from pip_adapter.degradations import Synthesizer, get_synthesizer
 from pip_adapter.omega import canonical_name, name_to_index, normalise_names
+from pip_adapter.utils.tensor import center_crop_to_multiple
 
 from .lmdb_io import PAIRS_FILE, LmdbReader, is_lmdb, read_image_file, read_pairs_file
 from .standard import find_standard, list_images, pair_folders
@@ -389,7 +390,7 @@ class MixedDegradationDataset(Dataset):
             gt, lq = _augment(gt, lq, self.use_hflip, self.use_rot)
             rng = np.random.default_rng(random.getrandbits(64))
         else:
-            gt, lq = _center_crop(gt, self.crop_multiple), (None if lq is None else _center_crop(lq, self.crop_multiple))
+            gt, lq = center_crop_to_multiple(gt, self.crop_multiple), (None if lq is None else center_crop_to_multiple(lq, self.crop_multiple))
             rng = np.random.default_rng([task.seed, j])
         if lq is None:
             lq = task.synth(np.ascontiguousarray(gt), rng, **variant)
@@ -452,11 +453,3 @@ def _augment(gt: np.ndarray, lq: Optional[np.ndarray], hflip: bool, rot: bool):
 
     return apply(gt), (None if lq is None else apply(lq))
 
-
-def _center_crop(img: np.ndarray, multiple: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    nh, nw = h - h % multiple, w - w % multiple
-    if nh == 0 or nw == 0:
-        raise ValueError(f"image of size {h}x{w} is smaller than crop_multiple={multiple}")
-    top, left = (h - nh) // 2, (w - nw) // 2
-    return img[top:top + nh, left:left + nw]

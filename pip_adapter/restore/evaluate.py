@@ -32,6 +32,7 @@ from pip_adapter.degradations import get_synthesizer
 from pip_adapter.omega import canonical_name
 from pip_adapter.restore.restorer import AUTO_MODES, Restorer, image_metrics
 from pip_adapter.utils.io import atomic_write
+from pip_adapter.utils.tensor import center_crop_to_multiple
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +118,7 @@ PUBLISHED_NOTE = {
 
 def crop_to_multiple(img: np.ndarray, multiple: int = CROP_MULTIPLE) -> np.ndarray:
     """Centre crop of an H×W[×C] image to multiples of ``multiple`` (PromptIR's ``crop_img``)."""
-    h, w = img.shape[:2]
-    nh, nw = h - h % multiple, w - w % multiple
-    if nh == 0 or nw == 0:
-        raise ValueError(f"an image of {h}x{w} pixels is smaller than the crop multiple {multiple}")
-    top, left = (h - nh) // 2, (w - nw) // 2
-    return img[top:top + nh, left:left + nw]
+    return center_crop_to_multiple(img, multiple)
 
 
 def noise_seed(name: str, sigma: float, seed: int = 0) -> int:

@@ -1,8 +1,12 @@
-"""Small tensor helpers shared by the backbones, inference and training: padding for size multiples."""
+"""Small tensor/array helpers shared by the backbones, data, inference and training: size multiples."""
 from __future__ import annotations
+
+from typing import TypeVar
 
 import torch.nn.functional as F
 from torch import Tensor
+
+Array = TypeVar("Array")
 
 
 def pad_bottom_right(x: Tensor, ph: int, pw: int) -> Tensor:
@@ -24,3 +28,13 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
         return x
     h, w = x.shape[-2:]
     return pad_bottom_right(x, (-h) % multiple, (-w) % multiple)
+
+
+def center_crop_to_multiple(img: Array, multiple: int) -> Array:
+    """Centre crop of an H×W[×C] array (numpy or tensor, spatial axes first) to multiples of ``multiple``."""
+    h, w = img.shape[:2]
+    nh, nw = h - h % multiple, w - w % multiple
+    if nh == 0 or nw == 0:
+        raise ValueError(f"an image of {h}x{w} pixels is smaller than the crop multiple {multiple}")
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return img[top:top + nh, left:left + nw]
