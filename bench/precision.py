@@ -5,7 +5,7 @@ Run from the repository root::
     python bench/precision.py --threads 1                 # CPU: the efficiency models at 256², fp32 and bf16
     python bench/precision.py --quick                     # tiny models at 64²: a smoke run in seconds
     python bench/precision.py --device cuda --compile     # on a GPU, with torch.compile'd rows
-    python bench/precision.py --update-doc                # also replace its sections of docs/BENCHMARKS.md
+    python bench/precision.py --update-docs               # also replace its sections of docs/BENCHMARKS.md
 
 Results go to ``--out-dir`` (default ``bench_results/precision``: ``precision.md`` and ``precision.json``);
 ``docs/BENCHMARKS.md`` changes only with ``--update-doc``.
@@ -337,7 +337,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--train-patch", type=int, default=128)
     p.add_argument("--note", action="append", default=[], help="a line to add under the inference table")
     p.add_argument("--out-dir", default=DEFAULT_OUT_DIR, help=f"results folder (default {DEFAULT_OUT_DIR})")
-    p.add_argument("--update-doc", action="store_true", help="also replace this script's sections of --doc")
+    p.add_argument("--update-docs", "--update-doc", dest="update_doc", action="store_true",
+                   help="also replace this script's sections of --doc (the flag name of the other bench scripts)")
     p.add_argument("--doc", default=os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md"))
     return p.parse_args(argv)
 
