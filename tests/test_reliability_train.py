@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pip_adapter.cli.basicsr_cmd import main as basicsr_main
+from pip_adapter.data import MixedDegradationDataset
 from pip_adapter.utils.io import atomic_torch_save
 from tests.helpers_train import REPO_ROOT, read_train_log, tiny_options, write_options
 
@@ -171,3 +172,18 @@ def test_atomic_torch_save_reports_the_os_reason(tmp_path, monkeypatch):
         atomic_torch_save({"a": torch.ones(2)}, str(target))
     assert info.value.errno == errno.EROFS and info.value.filename == str(target)
     assert target.read_bytes() == before and os.listdir(tmp_path) == ["x.pth"]
+
+
+def test_datasets_are_built_once_per_run(tiny_builtin_root, run_dir, monkeypatch):
+    built = []
+    init = MixedDegradationDataset.__init__
+
+    def counting_init(self, opt):
+        built.append(opt.get("name"))
+        init(self, opt)
+
+    monkeypatch.setattr(MixedDegradationDataset, "__init__", counting_init)
+    path = write_options(str(run_dir / "once.yml"), _opt("once", tiny_builtin_root, total_iter=2))
+    assert basicsr_main(["train", "-opt", path]) == 0
+    # checked before any folder is made, then handed to BasicSR instead of being built a second time
+    assert sorted(built) == sorted(d["name"] for d in _opt("once", tiny_builtin_root)["datasets"].values())

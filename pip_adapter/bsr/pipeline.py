@@ -190,31 +190,23 @@ def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
     barrier()
 
 
-class _Quiet(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-
-def check_datasets(opt: Dict[str, Any]) -> None:
-    """Build every ``MixedDegradationDataset`` of the options once, and check other datasets' data roots.
+def check_datasets(opt: Dict[str, Any]) -> Dict[int, MixedDegradationDataset]:
+    """Build every ``MixedDegradationDataset`` of the options, and check other datasets' data roots.
 
     Runs before BasicSR creates (or archives) ``experiments/<name>`` or ``results/<name>``, so a run that
-    stops for missing or damaged data leaves the folders as they were.
+    stops for missing or damaged data leaves the folders as they were.  Returns the built datasets keyed by
+    ``id`` of their option dict, for BasicSR's ``build_dataset`` to take instead of building them again.
     """
-    dataset_log = logging.getLogger("pip_adapter.data.dataset")
-    quiet = _Quiet()  # the datasets are built again by BasicSR, which logs them
-    dataset_log.addFilter(quiet)
-    try:
-        for phase, dataset in opt["datasets"].items():
-            if dataset.get("type") == "MixedDegradationDataset":
-                MixedDegradationDataset(dict(dataset))
-                continue
-            for key in ("dataroot_gt", "dataroot_lq"):
-                root = dataset.get(key)
-                if isinstance(root, str) and not osp.exists(root):
-                    raise FileNotFoundError(f"datasets.{phase}.{key} not found: {root}")
-    finally:
-        dataset_log.removeFilter(quiet)
+    built: Dict[int, MixedDegradationDataset] = {}
+    for phase, dataset in opt["datasets"].items():
+        if dataset.get("type") == "MixedDegradationDataset":
+            built[id(dataset)] = MixedDegradationDataset(dict(dataset))
+            continue
+        for key in ("dataroot_gt", "dataroot_lq"):
+            root = dataset.get(key)
+            if isinstance(root, str) and not osp.exists(root):
+                raise FileNotFoundError(f"datasets.{phase}.{key} not found: {root}")
+    return built
 
 
 def parse_options(root_path: str, is_train: bool = True,
@@ -503,16 +495,23 @@ def _run_pipeline(module: Any, root_path: Optional[str], argv: Optional[List[str
     """Run ``module``'s BasicSR pipeline with our option parsing (and ``swaps``); return ``path[result_key]``."""
     root_path = osp.abspath(root_path or os.getcwd())
     seen: Dict[str, Any] = {}
+    built: Dict[int, MixedDegradationDataset] = {}
+    bsr_build_dataset = module.build_dataset
 
     def _parse(root: str, is_train: bool = is_train):
         opt, args = parse_options(root, is_train=is_train, argv=argv)
         seen["opt"] = opt
-        check_datasets(opt)  # before BasicSR creates or archives experiments/<name> (results/<name>)
+        built.update(check_datasets(opt))  # before BasicSR creates or archives experiments/<name> (results/<name>)
         return opt, args
+
+    def _build_dataset(dataset_opt: Dict[str, Any]) -> Any:
+        # the datasets check_datasets built for these very option dicts: built once, not twice
+        dataset = built.pop(id(dataset_opt), None)
+        return dataset if dataset is not None else bsr_build_dataset(dataset_opt)
 
     pipeline = module.train_pipeline if is_train else module.test_pipeline
     try:
-        with _fresh_run_logger(), _swapped(module, parse_options=_parse, **swaps), \
+        with _fresh_run_logger(), _swapped(module, parse_options=_parse, build_dataset=_build_dataset, **swaps), \
                 _swapped(bsr_misc, mkdir_and_rename=mkdir_and_rename):
             pipeline(root_path)
     finally:
