@@ -92,8 +92,7 @@ def test_restore_auto_with_bundled_classifier(toy_basicsr_files, inputs, tmp_pat
     assert main(["export", "--ckpt", toy_basicsr_files["ckpt"], "--opt", toy_basicsr_files["opt"],
                  "--out", bundle, "--classifier", cls_file]) == 0
     out = tmp_path / "out"
-    rc = main(["restore", str(inputs / "a.png"), "-m", bundle, "-o", str(out), "-d", "auto",
-               "--auto-mode", "argmax", "--no-progress"])
+    rc = main(["restore", str(inputs / "a.png"), "-m", bundle, "-o", str(out), "-d", "auto", "--no-progress"])
     assert rc == 0
     text = capsys.readouterr()
     assert "auto:" in text.out + text.err

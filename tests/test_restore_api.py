@@ -43,11 +43,14 @@ def test_auto_uses_classifier_probabilities(toy_net):
 
     r = Restorer(toy_net, NAMES, multiple=2, device="cpu", classifier=FixedClassifier())
     img = rand_image(8, 8)
-    out = r(img, degradation="auto")
+    out = r(img, degradation="auto")  # default: argmax, one-hot on the top type
+    np.testing.assert_array_equal(out, _manual(toy_net, img, [0, 1, 0, 0, 0]))
+    assert r.last_choice.startswith("auto:rain") and r.last_omega == {n: float(n == "rain") for n in NAMES}
+    out = r(img, degradation="auto", auto_mode="weights")  # the probabilities as ω
     np.testing.assert_array_equal(out, _manual(toy_net, img, [0.1, 0.6, 0.1, 0.1, 0.1]))
     assert r.last_choice.startswith("auto:rain")
-    out = r(img, degradation="auto", auto_mode="argmax")
-    np.testing.assert_array_equal(out, _manual(toy_net, img, [0, 1, 0, 0, 0]))
+    with pytest.raises(ValueError, match="unknown auto mode 'mean'"):
+        r(img, degradation="auto", auto_mode="mean")
     with pytest.raises(ValueError, match="classifier"):
         Restorer(toy_net, NAMES, multiple=2, device="cpu")(img, degradation="auto")
 

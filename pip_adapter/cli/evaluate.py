@@ -8,7 +8,7 @@ from typing import Any
 from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.evaluate import evaluate, format_markdown, write_results
-from pip_adapter.restore.restorer import Restorer
+from pip_adapter.restore.restorer import AUTO_MODES, DEFAULT_AUTO_MODE, Restorer
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +52,9 @@ def register(subparsers: Any) -> None:
                    help="3task: SOTS, Rain100L, BSD68 σ15/25/50; 5task: + GoPro, LOL (default 3task)")
     p.add_argument("--omega", default="true", choices=["true", "auto"],
                    help="ω of each image: the set's true label (default) or chosen by the degradation classifier")
-    p.add_argument("--auto-mode", default="weights", choices=["weights", "argmax"],
-                   help="with --omega auto: the classifier's probabilities as ω, or only its top type")
+    p.add_argument("--auto-mode", default=DEFAULT_AUTO_MODE, choices=list(AUTO_MODES),
+                   help=f"with --omega auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
+                        "uses its probabilities as ω (for restorers trained on mixed ω, train.dmix)")
     p.add_argument("--classifier", default=None, help="exported degradation classifier (for --omega auto)")
     p.add_argument("--out", default=None, help="output folder (default results/evaluate_<model name>)")
     p.add_argument("--name", default=None, help="name of the model in the table (default: the file's stem)")

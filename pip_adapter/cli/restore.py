@@ -12,7 +12,7 @@ from pip_adapter.cli.common import cli_builder, load_cli_plugins
 from pip_adapter.omega import name_to_index, to_omega
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.restore.image_io import IMAGE_EXTENSIONS, is_image_file
-from pip_adapter.restore.restorer import Restorer, parse_omega_spec
+from pip_adapter.restore.restorer import AUTO_MODES, DEFAULT_AUTO_MODE, Restorer, parse_omega_spec
 from pip_adapter.utils.io import os_error_line
 
 
@@ -240,8 +240,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-d", "--degradation", default=None,
                    help="the degradation to remove (a name such as rain), or 'auto' to let the classifier choose")
     p.add_argument("--omega", default=None, help="a mix of degradations, e.g. rain=0.7,noise=0.3")
-    p.add_argument("--auto-mode", default="weights", choices=["weights", "argmax"],
-                   help="with --degradation auto: use the classifier's probabilities as ω, or only its top type")
+    p.add_argument("--auto-mode", default=DEFAULT_AUTO_MODE, choices=list(AUTO_MODES),
+                   help=f"with --degradation auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
+                        "uses its probabilities as ω (for restorers trained on mixed ω, train.dmix)")
     p.add_argument("--classifier", default=None, help="exported degradation classifier (for --degradation auto)")
     p.add_argument("--tile", type=int, default=0, help="tile size for large images (0: whole image)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles, blended (default 32)")

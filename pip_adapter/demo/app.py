@@ -90,7 +90,10 @@ def build_app(session: DemoSession) -> Any:
             probs = session.classify(path)
         except DemoInputError as err:
             return [gr.update(), _message(err)] + [gr.update() for _ in names]
-        return [probs, ""] + [round(probs[n], 2) for n in names]
+        # the sliders get the top type one-hot, as `restore -d auto` does by default (its argmax mode); the bars
+        # keep every probability in view, so a user who wants a mix can set it from them
+        top = max(names, key=lambda n: probs[n])
+        return [probs, ""] + [1.0 if n == top else 0.0 for n in names]
 
     def on_restore(path: Optional[str], gt: Optional[str], tile: Optional[float], *values: float,
                    progress=gr.Progress()):

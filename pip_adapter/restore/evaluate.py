@@ -30,7 +30,7 @@ from pip_adapter.data.lmdb_io import read_image_file
 from pip_adapter.data.standard import find_standard
 from pip_adapter.degradations import get_synthesizer
 from pip_adapter.omega import canonical_name
-from pip_adapter.restore.restorer import AUTO_MODES, Restorer, image_metrics
+from pip_adapter.restore.restorer import AUTO_MODES, DEFAULT_AUTO_MODE, Restorer, image_metrics
 from pip_adapter.utils.io import atomic_write
 from pip_adapter.utils.tensor import center_crop_to_multiple
 
@@ -164,7 +164,7 @@ def _mean(values: Sequence[float]) -> Optional[float]:
 
 
 def evaluate_set(restorer: Restorer, bench_set: BenchmarkSet, pairs: Sequence[Tuple[str, Optional[str], str]],
-                 omega: str = "true", auto_mode: str = "weights", seed: int = 0, bar: Any = None) -> Dict[str, Any]:
+                 omega: str = "true", auto_mode: str = DEFAULT_AUTO_MODE, seed: int = 0, bar: Any = None) -> Dict[str, Any]:
     """Restore one set's ``(name, lq_path or None, gt_path)`` pairs; mean PSNR/SSIM (and the input's) + per image.
 
     ``omega``: ``"true"`` (the set's degradation) or ``"auto"`` (then ``classifier_accuracy`` is reported: the
@@ -203,7 +203,7 @@ def evaluate_set(restorer: Restorer, bench_set: BenchmarkSet, pairs: Sequence[Tu
 
 
 def evaluate(restorer: Restorer, root: str, setting: str = "3task", omega: str = "true",
-             auto_mode: str = "weights", seed: int = 0, max_images: Optional[int] = None,
+             auto_mode: str = DEFAULT_AUTO_MODE, seed: int = 0, max_images: Optional[int] = None,
              progress: bool = True, model_name: str = "model") -> Dict[str, Any]:
     """Restore every test set of ``setting`` and measure it with the published protocol.
 

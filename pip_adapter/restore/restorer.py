@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 AUTO = "auto"
 AUTO_MODES = ("weights", "argmax")
+# argmax by default: a restorer trained on one-hot ω (the default recipe) restores a correctly classified image
+# exactly as with the true ω, while a probability mix it never saw in training can cost dB (docs/RESTORE.md)
+DEFAULT_AUTO_MODE = "argmax"
 _LARGE_PIXELS = 4_000_000  # above this, whole-image restoration warns about memory
 PRECISIONS: Dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # pixels per band of the PIP levels' full-resolution P2F (PIPLevel.set_p2f_chunking): 64 rows of a 256-px image
@@ -225,7 +228,7 @@ class Restorer:
 
     # ------------------------------------------------------------------------------------------ ω
     def omega_for(self, image: torch.Tensor, degradation: Any = None, omega: Any = None,
-                  auto_mode: str = "weights", scale: float = 1.0) -> Tuple[torch.Tensor, str]:
+                  auto_mode: str = DEFAULT_AUTO_MODE, scale: float = 1.0) -> Tuple[torch.Tensor, str]:
         """(ω as 1×T on the device, a short description of the choice) for one 1×3×H×W image.
 
         ``image`` holds values in [0, 1], or stored values that ``scale`` maps there (only ``auto`` looks).
@@ -320,7 +323,7 @@ class Restorer:
         return 1
 
     def restore_array(self, rgb: np.ndarray, degradation: Any = None, omega: Any = None,
-                      auto_mode: str = "weights", tile: Optional[int] = None, tile_overlap: Optional[int] = None,
+                      auto_mode: str = DEFAULT_AUTO_MODE, tile: Optional[int] = None, tile_overlap: Optional[int] = None,
                       progress: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, Dict[str, float], str]:
         """Float RGB H×W×3 in [0, 1] → (restored float RGB, ω as {name: weight}, description)."""
         return self._restore_pixels(np.ascontiguousarray(rgb, dtype=np.float32), 1.0, degradation, omega,
@@ -350,12 +353,12 @@ class Restorer:
         else:
             scale = pixel_scale(info)
         return self._restore_pixels(np.ascontiguousarray(pixels), scale, kwargs.pop("degradation", None),
-                                    kwargs.pop("omega", None), kwargs.pop("auto_mode", "weights"),
+                                    kwargs.pop("omega", None), kwargs.pop("auto_mode", DEFAULT_AUTO_MODE),
                                     kwargs.pop("tile", None), kwargs.pop("tile_overlap", None),
                                     kwargs.pop("progress", None))
 
     def __call__(self, image: Union[np.ndarray, str, os.PathLike], degradation: Any = None, omega: Any = None,
-                 auto_mode: str = "weights", tile: Optional[int] = None,
+                 auto_mode: str = DEFAULT_AUTO_MODE, tile: Optional[int] = None,
                  tile_overlap: Optional[int] = None) -> np.ndarray:
         """Restore an image (numpy H×W[×C], RGB(A), uint8/uint16/float — or a path); same dtype/channels out.
 
@@ -371,7 +374,7 @@ class Restorer:
         return float_to_array(restored, info)
 
     def restore_file(self, src: str, dst: str, degradation: Any = None, omega: Any = None,
-                     auto_mode: str = "weights", tile: Optional[int] = None, tile_overlap: Optional[int] = None,
+                     auto_mode: str = DEFAULT_AUTO_MODE, tile: Optional[int] = None, tile_overlap: Optional[int] = None,
                      overwrite: bool = False, gt: Optional[str] = None,
                      progress: Optional[Callable[[int], None]] = None,
                      on_steps: Optional[Callable[[int], None]] = None) -> RestoreResult:
