@@ -81,6 +81,7 @@ VARIANTS: Dict[str, Variant] = {
     "pip_restormer": Variant("PIP-Restormer", "restormer", {}),
 }
 ABLATIONS = ("d_only", "b_only", "no_selective")
+CORE = ("bare", "wide", "pip")  # the main comparison, trained first for every seed
 # the baseline each variant's Δ is measured against
 BASELINE = {"nafnet": "bare", "restormer": "restormer"}
 
@@ -549,7 +550,7 @@ def _run_job(job: Tuple[str, RunConfig, StudyData, str, int, Optional[str]]) -> 
     from pip_adapter.utils.io import atomic_path
 
     key, cfg, data, path, threads, save_pip = job
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{key} s{cfg.seed}] %(message)s")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{key} s{cfg.seed}] %(message)s", force=True)
     torch.set_num_threads(threads)
     rec = run_one(key, cfg, data, save_pip)
     with atomic_path(path) as tmp:
@@ -562,7 +563,8 @@ def run_study(keys: Sequence[str], seeds: Sequence[int], cfg: RunConfig, data: S
               jobs: int = 1, threads: int = 1, save_pip: Optional[str] = None) -> List[Dict[str, object]]:
     """Every (variant, seed) run not yet in ``runs_dir``, ``jobs`` at a time; returns all records of the study.
 
-    Runs go seed by seed, so an interrupted study holds whole seeds first.
+    The main comparison (``CORE`` variants) runs first for every seed, then the other variants seed by seed, so
+    a study stopped early holds the main comparison over all seeds.
     """
     os.makedirs(runs_dir, exist_ok=True)
     todo, paths = [], []
@@ -573,6 +575,7 @@ def run_study(keys: Sequence[str], seeds: Sequence[int], cfg: RunConfig, data: S
             paths.append(path)
             if not os.path.isfile(path):
                 todo.append((k, c, data, path, threads, save_pip if (k == "pip" and s == seeds[0]) else None))
+    todo.sort(key=lambda job: job[0] not in CORE)  # stable: seed order within each group
     logger.info("%d of %d runs to do (%s)", len(todo), len(paths), runs_dir)
     if jobs <= 1:
         for job in todo:

@@ -109,17 +109,26 @@ def _folders(tmp_path, photos):
                        val_size=16, curve_points=2)
 
 
-def test_study_runs_resumes_and_reports(tmp_path, photos):
+def test_study_runs_resumes_and_reports(tmp_path, photos, monkeypatch):
     data = _folders(tmp_path, photos)
     cfg = q.RunConfig(**{**TINY, "steps": 2})
     runs = str(tmp_path / "runs")
-    recs = q.run_study(["bare", "pip"], [0, 1], cfg, data, runs)
-    assert [(r["variant"], r["seed"]) for r in recs] == [("bare", 0), ("pip", 0), ("bare", 1), ("pip", 1)]
+    order = []
+    real = q._run_job
+    monkeypatch.setattr(q, "_run_job", lambda job: order.append((job[0], job[1].seed)) or real(job))
+    recs = q.run_study(["bare", "d_only", "pip"], [0, 1], cfg, data, runs)
+    # the main comparison of every seed first, then the rest; records in (seed, variant) order
+    assert order == [("bare", 0), ("pip", 0), ("bare", 1), ("pip", 1), ("d_only", 0), ("d_only", 1)]
+    assert [(r["variant"], r["seed"]) for r in recs] == [("bare", 0), ("d_only", 0), ("pip", 0), ("bare", 1),
+                                                          ("d_only", 1), ("pip", 1)]
+    recs = [r for r in recs if r["variant"] != "d_only"]
     assert "wrong_prompt" in recs[1] and "wrong_prompt" not in recs[0]
     files = sorted(os.listdir(runs))
-    assert len(files) == 4
+    assert len(files) == 6
     stamps = {f: os.path.getmtime(os.path.join(runs, f)) for f in files}
+    order.clear()
     again = q.run_study(["bare", "pip"], [0, 1], cfg, data, runs)  # resumed: nothing is retrained
+    assert order == []
     assert {f: os.path.getmtime(os.path.join(runs, f)) for f in files} == stamps
     assert again == recs
     longer = q.replace(cfg, steps=3)  # another setting never reuses these runs
