@@ -560,11 +560,13 @@ def _run_job(job: Tuple[str, RunConfig, StudyData, str, int, Optional[str]]) -> 
 
 
 def run_study(keys: Sequence[str], seeds: Sequence[int], cfg: RunConfig, data: StudyData, runs_dir: str,
-              jobs: int = 1, threads: int = 1, save_pip: Optional[str] = None) -> List[Dict[str, object]]:
+              jobs: int = 1, threads: int = 1, save_pip: Optional[str] = None,
+              train_missing: bool = True) -> List[Dict[str, object]]:
     """Every (variant, seed) run not yet in ``runs_dir``, ``jobs`` at a time; returns all records of the study.
 
     The main comparison (``CORE`` variants) runs first for every seed, then the other variants seed by seed, so
-    a study stopped early holds the main comparison over all seeds.
+    a study stopped early holds the main comparison over all seeds. ``train_missing=False`` trains nothing and
+    returns the records that exist (the report of a partial study).
     """
     os.makedirs(runs_dir, exist_ok=True)
     todo, paths = [], []
@@ -576,7 +578,15 @@ def run_study(keys: Sequence[str], seeds: Sequence[int], cfg: RunConfig, data: S
             if not os.path.isfile(path):
                 todo.append((k, c, data, path, threads, save_pip if (k == "pip" and s == seeds[0]) else None))
     todo.sort(key=lambda job: job[0] not in CORE)  # stable: seed order within each group
+    if save_pip and "pip" in keys and not any(job[5] for job in todo) and not os.path.isfile(save_pip):
+        logger.warning("--save-pip %s: the PIP-NAFNet run of seed %d is reused from %s, so no model is saved; "
+                       "give another --runs-dir to train it again", save_pip, seeds[0], runs_dir)
     logger.info("%d of %d runs to do (%s)", len(todo), len(paths), runs_dir)
+    if not train_missing:
+        if todo:
+            logger.warning("reporting without %d missing run(s): %s", len(todo),
+                           ", ".join(f"{job[0]} seed {job[1].seed}" for job in todo))
+        todo = []
     if jobs <= 1:
         for job in todo:
             _run_job(job)
@@ -586,8 +596,11 @@ def run_study(keys: Sequence[str], seeds: Sequence[int], cfg: RunConfig, data: S
                 logger.info("done: %s", path)
     out = []
     for p in paths:
-        with open(p, encoding="utf-8") as fh:
-            out.append(json.load(fh))
+        if os.path.isfile(p):
+            with open(p, encoding="utf-8") as fh:
+                out.append(json.load(fh))
+    if not out:
+        raise FileNotFoundError(f"no finished runs of this setting in {runs_dir}; run without --report-only first")
     return out
 
 
@@ -599,6 +612,8 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
 
 
 def _pm(values: Sequence[float], digits: int = 2) -> str:
+    if not len(values):
+        return "—"
     m, s = mean_std(values)
     return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
@@ -739,6 +754,11 @@ def render_study(args: argparse.Namespace, records: Sequence[Mapping[str, object
              f"{r0['n_eval_images']} held-out images (`{data['eval_images']}`), centre-cropped to "
              f"≤{data['eval_size']}² (multiple of 16); validation curve on the same images cropped to "
              f"≤{data['val_size']}². Seeds: {sorted({int(r['seed']) for r in records})}."]
+    asked = [(k, sd) for sd in getattr(args, "seed_list", []) for k in getattr(args, "keys", [])]
+    have = {(r["variant"], int(r["seed"])) for r in records}
+    missing = [f"{VARIANTS[k].label} seed {sd}" for k, sd in asked if (k, sd) not in have]
+    if missing:
+        parts += ["", f"Not run (the study was stopped before them): {', '.join(missing)}."]
     parts += [""] + [f"- {n}" for n in getattr(args, "note", [])]
     parts += ["", "PSNR (dB), mean ± std over seeds; Δ is the per-seed difference to the bare backbone of the same "
               "seed (same data, same backbone initialisation):", "", study_table(groups), "",
@@ -770,6 +790,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (processes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: report the runs of this setting that --runs-dir already holds")
     p.add_argument("--runs-dir", default=os.path.join(RESULTS_DIR, "quality_runs"),
                    help="where each run's JSON goes; existing runs of the same setting are reused")
     p.add_argument("--figure", default=None,
@@ -812,7 +834,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data = StudyData(train_images=args.train_images, eval_images=args.eval_images, eval_size=args.eval_size,
                      val_size=args.val_size, max_eval_images=args.max_eval_images, curve_points=args.curve_points)
     records = run_study(args.keys, args.seed_list, cfg, data, args.runs_dir, jobs=args.jobs, threads=args.threads,
-                        save_pip=args.save_pip)
+                        save_pip=args.save_pip, train_missing=not args.report_only)
     figure = args.figure or os.path.join("docs" if args.update_docs else RESULTS_DIR, "figures", "quality_curves.png")
     if args.update_docs and not args.figure:
         figure = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), figure)

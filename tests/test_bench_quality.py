@@ -188,3 +188,20 @@ def test_saved_pip_checkpoint_reloads_identically(tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.model(x, torch.tensor([2])), model(x, torch.tensor([2])))
+
+
+def test_report_only_trains_nothing_and_names_missing_runs(tmp_path, photos, monkeypatch):
+    data = _folders(tmp_path, photos)
+    cfg = q.RunConfig(**{**TINY, "steps": 1})
+    runs = str(tmp_path / "runs")
+    monkeypatch.setattr(q, "_run_job", lambda job: pytest.fail("report-only must not train"))
+    with pytest.raises(FileNotFoundError, match="no finished runs"):
+        q.run_study(["bare"], [0], cfg, data, runs, train_missing=False)
+    monkeypatch.undo()
+    q.run_study(["bare", "pip"], [0], cfg, data, runs)
+    monkeypatch.setattr(q, "_run_job", lambda job: pytest.fail("report-only must not train"))
+    recs = q.run_study(["bare", "pip"], [0, 1], cfg, data, runs, train_missing=False)
+    assert [(r["variant"], r["seed"]) for r in recs] == [("bare", 0), ("pip", 0)]
+    args = q.parse_args(["--variants", "bare,pip", "--seeds", "0,1", "--report-only"])
+    text = q.render_study(args, recs, None, None)
+    assert "Not run (the study was stopped before them): NAFNet (bare) seed 1, PIP-NAFNet seed 1." in text
