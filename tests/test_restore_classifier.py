@@ -174,12 +174,12 @@ def test_auto_omega_same_from_stored_pixels_and_floats(toy_net):
     cls = _small().eval()
     r = Restorer(toy_net, NAMES, multiple=2, device="cpu", classifier=cls)
     img = rand_image(40, 36, c=1, dtype=np.uint16, seed=5)
-    out = r(img, degradation="auto")
+    out = r(img, degradation="auto", auto_mode="weights")  # the probabilities, to compare them
     assert out.shape == img.shape and out.dtype == np.uint16
     x = torch.from_numpy(img.astype(np.float32) / 65535.0)[None].expand(3, -1, -1)
     expected = cls.predict_proba(x)
     got = torch.tensor([r.last_omega[n] for n in NAMES])
     assert torch.allclose(got, expected, atol=1e-5)
     small = rand_image(12, 10, seed=6)  # smaller than the crop: padded as floats
-    r(small, degradation="auto")
+    r(small, degradation="auto", auto_mode="weights")
     assert abs(sum(r.last_omega.values()) - 1) < 1e-5
