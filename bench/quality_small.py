@@ -532,7 +532,7 @@ def run_one(key: str, cfg: RunConfig, data: StudyData, save_pip: Optional[str] =
                curve_points=data.curve_points)
     rec: Dict[str, object] = {
         "variant": key, "label": VARIANTS[key].label, "seed": cfg.seed, "config": asdict(cfg), "data": asdict(data),
-        "parameters": n_params(model), "width": getattr(model, "width", None), "seconds": tr["seconds"],
+        "parameters": n_params(model), "seconds": tr["seconds"],
         "train_loss": tr["curve"], "val_curve": tr["val_curve"], "n_train_images": len(train_imgs),
         "n_eval_images": len(next(iter(eval_set.values()))),
         "scores": evaluate(model, eval_set, cfg.tasks), "input": input_scores(eval_set)}
@@ -745,7 +745,7 @@ def render_study(args: argparse.Namespace, records: Sequence[Mapping[str, object
              "Machine: " + "; ".join(f"{k}: {v}" for k, v in machine_info().items()), "",
              f"Settings: NAFNet width {cfg.width}, enc {list(cfg.enc_blk_nums)} / mid {cfg.middle_blk_num} / "
              f"dec {list(cfg.dec_blk_nums)}"
-             + (f" (widened baseline: width {next(iter(wide.values()))['width']})" if wide else "")
+             + (f" (widened baseline: width {equal_param_width(cfg)})" if wide else "")
              + f"; Restormer dim {cfg.restormer_dim}, blocks {list(cfg.restormer_blocks)}, heads "
              f"{list(cfg.restormer_heads)}, refinement {cfg.restormer_refinement}. {cfg.steps} steps, batch "
              f"{cfg.batch}, {cfg.patch}² patches drawn and degraded afresh every step from "

@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--omega", default="true", choices=["true", "auto"],
                    help="ω of each image: the set's true label (default) or chosen by the degradation classifier")
     p.add_argument("--auto-mode", default=DEFAULT_AUTO_MODE, choices=list(AUTO_MODES),
-                   help=f"with --omega auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
+                   help="with --omega auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
                         "uses its probabilities as ω (for restorers trained on mixed ω, train.dmix)")
     p.add_argument("--classifier", default=None, help="exported degradation classifier (for --omega auto)")
     p.add_argument("--out", default=None, help="output folder (default results/evaluate_<model name>)")

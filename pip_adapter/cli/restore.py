@@ -241,7 +241,7 @@ def register(subparsers: Any) -> None:
                    help="the degradation to remove (a name such as rain), or 'auto' to let the classifier choose")
     p.add_argument("--omega", default=None, help="a mix of degradations, e.g. rain=0.7,noise=0.3")
     p.add_argument("--auto-mode", default=DEFAULT_AUTO_MODE, choices=list(AUTO_MODES),
-                   help=f"with --degradation auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
+                   help="with --degradation auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
                         "uses its probabilities as ω (for restorers trained on mixed ω, train.dmix)")
     p.add_argument("--classifier", default=None, help="exported degradation classifier (for --degradation auto)")
     p.add_argument("--tile", type=int, default=0, help="tile size for large images (0: whole image)")
