@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pip_adapter.modules.tokens import depthwise_tokens, linear_tokens, resize_bilinear_hwc, weight_matrix
 from pip_adapter.modules import (DualGateFFN, GDFN, LayerNorm2d, PIPLevel, TransposedCrossAttention, topm_ks,
                                  topm_masks, unfused)
 
@@ -246,3 +247,69 @@ def test_level_modes_and_layouts_agree(c):
     torch.testing.assert_close(level(z, omega), ref, rtol=1e-5, atol=1e-5)  # autograd path (no in-place)
     with torch.no_grad(), unfused(level):
         torch.testing.assert_close(level(z, omega), ref, rtol=1e-5, atol=1e-5)  # module-by-module path
+
+
+@pytest.mark.parametrize("c, d, options", [
+    (5, 8, {}),                                                        # C < D: reduce_channel folded into M
+    (8, 8, {"selective": False, "prompt_reduce": "sum"}),              # C = D, plain softmax
+    (11, 8, {"use_basic_prompt": False}),                              # C > D: P2P as self-attention
+    (6, 8, {"use_degradation_prompt": False}),
+])
+def test_traced_level_path_equals_eager_values_and_gradients(c, d, options, monkeypatch):
+    torch.manual_seed(5)
+    level = PIPLevel(c, d, 4, 3, p2p_heads=2, p2f_heads=2, **options)
+    with torch.no_grad():
+        for p in level.parameters():        # away from the initial values, so every weight matters
+            p.add_(0.1 * torch.randn_like(p))
+    z = torch.randn(3, c, 9, 7, generator=_gen(16))
+    omega = torch.tensor([[0.2, 0.0, 1.0], [0.0, 3.0, 0.5], [1.0, 0.0, 0.0]])
+    z_e, z_t = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    ref = level(z_e, omega)
+    ref.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in level.named_parameters() if p.grad is not None}
+    level.zero_grad()
+    calls = []
+    traced = PIPLevel._forward_traced
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    monkeypatch.setattr(PIPLevel, "_forward_traced", lambda self, *a: calls.append(1) or traced(self, *a))
+    out = level(z_t, omega)                 # what a traced graph computes, run eagerly
+    assert calls and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    out.square().sum().backward()
+    torch.testing.assert_close(z_t.grad, z_e.grad, rtol=1e-4, atol=1e-5)
+    for n, p in level.named_parameters():
+        if n in grads:
+            torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-4, msg=n)
+
+
+@pytest.mark.parametrize("size, out", [((5, 7), (16, 9)), ((16, 12), (4, 5)), ((6, 6), (6, 6))])
+def test_token_resize_equals_interpolate(size, out):
+    x = torch.randn(2, 3, *size, generator=_gen(17))
+    ref = F.interpolate(x, size=out, mode="bilinear", align_corners=False, antialias=False)
+    got = resize_bilinear_hwc(x.permute(0, 2, 3, 1), out).permute(0, 3, 1, 2)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)   # the source positions round differently
+
+
+def test_token_blocks_equal_their_modules():
+    torch.manual_seed(6)
+    x = torch.randn(2, 8, 5, 6, generator=_gen(18))
+    tokens = x.permute(0, 2, 3, 1).reshape(2, 30, 8)
+    with torch.no_grad():
+        for norm in (LayerNorm2d(8), LayerNorm2d(8, with_bias=False)):
+            norm.weight.add_(torch.randn(8))
+            ref = norm(x).permute(0, 2, 3, 1).reshape(2, 30, 8)
+            torch.testing.assert_close(norm.forward_tokens(tokens), ref, rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="channels last"):
+            LayerNorm2d(8).forward_tokens(tokens[..., :5])
+        for ffn in (GDFN(8), DualGateFFN(8)):
+            ref = ffn(x).permute(0, 2, 3, 1).reshape(2, 30, 8)
+            hidden = ffn.hidden_tokens(tokens, (5, 6))
+            torch.testing.assert_close(linear_tokens(hidden, weight_matrix(ffn.project_out.weight)), ref,
+                                       rtol=1e-5, atol=1e-5)
+        attn = TransposedCrossAttention(8, 2, topm=True)
+        y = torch.randn(2, 8, 5, 6, generator=_gen(19))
+        m, v = attn.mix_tokens(tokens[:1, :, :5], y.permute(0, 2, 3, 1).reshape(2, 30, 8), (5, 6))
+        ref = attn(x[:1, :5], y).permute(0, 2, 3, 1).reshape(2, 30, 8)   # shared query, fewer channels
+        torch.testing.assert_close(linear_tokens(v, m), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(depthwise_tokens(tokens, attn.q_dwconv.weight, (5, 6)),
+                                   attn.q_dwconv(x).permute(0, 2, 3, 1).reshape(2, 30, 8), rtol=1e-5, atol=1e-6)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tokens import depthwise_tokens, linear_tokens, weight_matrix
+
 
 def set_fused(model: nn.Module, fused: bool) -> Dict[nn.Module, bool]:
     """Set the ``fused`` flag of every sub-module that has one; returns the previous values.
@@ -183,3 +185,30 @@ class TransposedCrossAttention(nn.Module):
             block = proj.weight.view(dim, dim) @ block
         out = (vt @ block.transpose(-1, -2)).view(b, h, w, dim).permute(0, 3, 1, 2)
         return out if fold else proj(out)
+
+    def mix_tokens(self, x: torch.Tensor, y: torch.Tensor, size: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The attention for tokens, as ``(M, v)``: its output is ``v · Mᵀ`` (B×N×dim).
+
+        ``x``: query tokens B'×N×c (B' 1 or B; c ≤ dim, taken as zero-padded to dim as in :meth:`forward`);
+        ``y``: key/value tokens B×N×dim; ``size``: the H×W grid of the N tokens.  ``M`` (B×dim×dim) is the
+        output projection times the block-diagonal per-head mixing matrix, so a caller can fold a following
+        linear map and a residual into one GEMM over ``v``.
+        """
+        b, _, dim = y.shape
+        heads, c = self.num_heads, self.head_dim
+        q = depthwise_tokens(linear_tokens(x, weight_matrix(self.q.weight)[:, :x.shape[-1]]), self.q_dwconv.weight,
+                             size)
+        w_kv, w_dw = weight_matrix(self.kv.weight), self.kv_dwconv.weight
+        k = depthwise_tokens(linear_tokens(y, w_kv[:dim]), w_dw[:dim], size)
+        v = depthwise_tokens(linear_tokens(y, w_kv[dim:]), w_dw[dim:], size)
+        qn = q.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
+        kn = k.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(b, heads, c)
+        # one dim×dim product over the tokens (a single GEMM) and its diagonal head blocks, rather than a
+        # batched product over strided per-head views
+        gram = torch.bmm(q.transpose(1, 2).expand(b, -1, -1), k)
+        gram = gram.view(b, heads, c, heads, c).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
+        attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
+        mix = self.mix_weights(attn).to(v.dtype)
+        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
+        block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
+        return weight_matrix(self.project_out.weight).to(block.dtype) @ block, v

@@ -1,10 +1,13 @@
 """Feed-forward blocks of the PIP level: Restormer's GDFN (P2P) and the release's dual-gate FFN (P2F)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tokens import depthwise_tokens, linear_tokens, weight_matrix
 
 
 def hidden_width(dim: int, expansion: float) -> int:
@@ -44,6 +47,17 @@ class _GatedFFN(nn.Module):
                 x1 = x1.contiguous(memory_format=torch.channels_last)
                 x2 = x2.contiguous(memory_format=torch.channels_last)
         return self.project_out(self.gate(x1, x2))
+
+    def hidden_tokens(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        """The gated hidden tokens B×N×h for tokens ``x`` B×N×dim on an H×W grid (before ``project_out``).
+
+        Each half is made by its own slice of the weights, so both are dense B×N×h tensors.
+        """
+        h = self.hidden
+        w_in, w_dw = weight_matrix(self.project_in.weight), self.dwconv.weight
+        x1 = depthwise_tokens(linear_tokens(x, w_in[:h]), w_dw[:h], size)
+        x2 = depthwise_tokens(linear_tokens(x, w_in[h:]), w_dw[h:], size)
+        return self.gate(x1, x2)
 
 
 class GDFN(_GatedFFN):

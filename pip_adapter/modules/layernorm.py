@@ -46,5 +46,15 @@ class LayerNorm2d(nn.Module):
         # big tensor is touched by as few element-wise passes as possible
         return torch.addcmul(self.bias.view(1, -1, 1, 1), (x - mu) * inv, w)
 
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The same normalisation for B×N×C tokens (channels last), as the traced PIP level uses it."""
+        if x.shape[-1] != self.channels:
+            raise ValueError(f"LayerNorm2d({self.channels}) expects tokens with {self.channels} channels last, "
+                             f"got shape {tuple(x.shape)}")
+        if self.bias is not None:
+            return F.layer_norm(x, (self.channels,), self.weight, self.bias, self.eps)
+        var = x.var(dim=-1, keepdim=True, correction=0)
+        return x * torch.rsqrt(var + self.eps) * self.weight
+
     def extra_repr(self) -> str:
         return f"{self.channels}, with_bias={self.bias is not None}, eps={self.eps}"

@@ -12,6 +12,7 @@ from ..omega import labels_to_omega
 from .attention import TransposedCrossAttention
 from .ffn import GDFN, DualGateFFN
 from .layernorm import LayerNorm2d
+from .tokens import linear_tokens, resize_bilinear_hwc, weight_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -31,30 +32,16 @@ def _like(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return out.contiguous()
 
 
-def _bilinear_matrix(out_size, in_size, like: torch.Tensor) -> torch.Tensor:
-    """out×in weights of a 1-D bilinear resize (align_corners=False, no antialias), as ``F.interpolate``."""
-    src = ((torch.arange(out_size, device=like.device, dtype=torch.float32) + 0.5) * in_size / out_size
-           - 0.5).clamp_min(0)
-    i0 = src.floor()
-    lam = src - i0
-    i1 = (i0 + 1).clamp_max(in_size - 1)
-    grid = torch.arange(in_size, device=like.device, dtype=torch.float32)
-    w = (grid == i0[:, None]) * (1 - lam)[:, None] + (grid == i1[:, None]) * lam[:, None]
-    return w.to(like.dtype)
-
-
 def resize_bilinear(x: torch.Tensor, size) -> torch.Tensor:
     """Bilinear resize of a B×C×H×W map to ``size`` (align_corners=False, no antialias).
 
-    Eager calls use ``F.interpolate``.  Traced calls (torch.compile / export) use two small interpolation
-    matrices instead: the same numbers up to rounding, and a symbolic H×W stays symbolic (``F.interpolate``
-    to or from a padded symbolic size fails in torch's scalar pass).
+    Eager calls use ``F.interpolate``.  Traced calls (torch.compile / export) use the gather form of
+    :func:`~pip_adapter.modules.tokens.resize_bilinear_hwc`: the same numbers up to rounding, and a symbolic H×W
+    stays symbolic (``F.interpolate`` to or from a padded symbolic size fails in torch's scalar pass).
     """
     if not torch.compiler.is_compiling():
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
-    wh = _bilinear_matrix(size[0], x.shape[-2], x)
-    ww = _bilinear_matrix(size[1], x.shape[-1], x)
-    return wh @ x @ ww.transpose(0, 1)
+    return resize_bilinear_hwc(x.permute(0, 2, 3, 1), size).permute(0, 3, 1, 2)
 
 
 class PIPLevel(nn.Module):
@@ -366,9 +353,61 @@ class PIPLevel(nn.Module):
             out[:, :, r0:r1] = y
         return out
 
+    # ---- traced forward (torch.compile / torch.export) ---------------------------------------------
+    def _forward_traced(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for a traced graph: token-major, every full-size tensor made by a GEMM or a conv.
+
+        The eager path's layout tricks (channels-last copies, in-place adds, row bands) are choices a compiler
+        makes again on its own, and badly at the layout boundaries; here the skip feature is read as B×N×C
+        tokens (a view when the compiler keeps the backbone channels-last), the linear maps that follow the
+        attention fold into its mixing matrix, residuals ride in the GEMMs, and the result is handed back as a
+        channels-last view.  Same numbers as the eager path up to float rounding.
+        """
+        c, dim, s = self.channels, self.prompt_dim, self.prompt_size
+        b, _, h, w = z.shape
+        x = z.permute(0, 2, 3, 1)                                   # B×H×W×C
+        # P2P at s×s
+        zs = resize_bilinear_hwc(x[..., :dim] if c > dim else x, (s, s))
+        if self.degradation_prompt is not None:
+            zs = zs * self.degradation_vector(omega)[:, None, None, :zs.shape[-1]]
+        if c < dim:
+            zs = F.pad(zs, (0, dim - c))
+        zs = zs.reshape(b, s * s, dim)
+        if self.basic_prompt is not None:
+            query = self.basic_prompt.reshape(1, dim, s * s).transpose(1, 2)
+        else:
+            query = zs
+        m, v = self.p2p_attn.mix_tokens(self.p2p_norm_query.forward_tokens(query),
+                                        self.p2p_norm_kv.forward_tokens(zs), (s, s))
+        p = linear_tokens(v, m, query.expand(b, -1, -1))
+        ffn = self.p2p_ffn
+        p = linear_tokens(ffn.hidden_tokens(self.p2p_norm_ffn.forward_tokens(p), (s, s)),
+                          weight_matrix(ffn.project_out.weight), p)
+        # U: upsample (always, so a symbolic H×W is not specialised to s), then the 3×3 conv channels-last
+        up = resize_bilinear_hwc(p.view(b, s, s, dim), (h, w))
+        u = F.conv2d(up.permute(0, 3, 1, 2), self.out_conv.weight, padding=1)
+        un = self.p2f_norm_prompt.forward_tokens(u.permute(0, 2, 3, 1).reshape(b, h * w, dim))
+        # P2F
+        zn = self.p2f_norm_feature.forward_tokens(x.reshape(b, h * w, c))
+        m, v = self.p2f_attn.mix_tokens(zn[..., :dim] if c > dim else zn, un, (h, w))
+        if self.reduce_channel is not None:
+            # C < D: R·(attention + zero-padded zn) = v·(R·M)ᵀ + zn·R[:, :C]ᵀ, without the D-channel sum
+            r = weight_matrix(self.reduce_channel.weight)
+            a = linear_tokens(v, r @ m, linear_tokens(zn, r[:, :c]))
+        elif c > dim:
+            a = torch.cat([linear_tokens(v, m, zn[..., :dim]), zn[..., dim:]], dim=-1)
+        else:
+            a = linear_tokens(v, m, zn)
+        ffn = self.p2f_ffn
+        out = linear_tokens(ffn.hidden_tokens(self.p2f_norm_ffn.forward_tokens(a), (h, w)),
+                            weight_matrix(ffn.project_out.weight), a)
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)
+
     def forward(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         """``Ẑ`` (B×C×H×W) from the skip feature ``z`` and ``omega`` (B×T float weights or B int labels)."""
         omega = self._check_inputs(z, omega)
+        if torch.compiler.is_compiling():
+            return self._forward_traced(z, omega)
         zc = _channels_last(z)
         u = self._universal_prompt(zc, omega)
         rows = self._chunk_rows(*z.shape[-2:])
