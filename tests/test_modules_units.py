@@ -272,7 +272,12 @@ def test_traced_level_path_equals_eager_values_and_gradients(c, d, options, monk
     traced = PIPLevel._forward_traced
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     monkeypatch.setattr(PIPLevel, "_forward_traced", lambda self, *a: calls.append(1) or traced(self, *a))
-    out = level(z_t, omega)                 # what a traced graph computes, run eagerly
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    with torch.no_grad():
+        torch.testing.assert_close(level(z, omega), ref.detach(), rtol=1e-5, atol=1e-5)
+    assert not calls                        # torch.export keeps the channels-last graph (for ONNX Runtime)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: False)
+    out = level(z_t, omega)                 # what a torch.compile graph computes, run eagerly
     assert calls and out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     out.square().sum().backward()

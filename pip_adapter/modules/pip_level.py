@@ -355,7 +355,7 @@ class PIPLevel(nn.Module):
 
     # ---- traced forward (torch.compile / torch.export) ---------------------------------------------
     def _forward_traced(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` for a traced graph: token-major, every full-size tensor made by a GEMM or a conv.
+        """:meth:`forward` inside ``torch.compile``: token-major, every full-size tensor made by a GEMM or a conv.
 
         The eager path's layout tricks (channels-last copies, in-place adds, row bands) are choices a compiler
         makes again on its own, and badly at the layout boundaries; here the skip feature is read as B×N×C
@@ -406,7 +406,9 @@ class PIPLevel(nn.Module):
     def forward(self, z: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         """``Ẑ`` (B×C×H×W) from the skip feature ``z`` and ``omega`` (B×T float weights or B int labels)."""
         omega = self._check_inputs(z, omega)
-        if torch.compiler.is_compiling():
+        # torch.compile: the token-major graph.  torch.export keeps the channels-last graph: its consumers
+        # (ONNX Runtime) pick layouts themselves and run it faster (docs/BENCHMARKS.md, fast paths)
+        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
             return self._forward_traced(z, omega)
         zc = _channels_last(z)
         u = self._universal_prompt(zc, omega)
