@@ -26,8 +26,9 @@ setup(
     ],
     extras_require={
         # the test suite also draws inspect's figures, drives the demo page in a browser and checks ONNX export,
-        # so dev includes the viz, demo and onnx packages and selenium (the browser: Debian's chromium + chromium-driver)
-        "dev": ["pytest", "pytest-timeout", "matplotlib", "scikit-learn", "gradio>=6,<7", "selenium>=4",
+        # so dev includes the viz, demo and onnx packages and selenium (the browser: Debian's chromium + chromium-driver);
+        # pytest-xdist runs the suite on two worker processes (README's test command)
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "scikit-learn", "gradio>=6,<7", "selenium>=4",
                 "onnx", "onnxscript", "onnxruntime"],
         "viz": ["matplotlib", "scikit-learn"],
         "demo": ["gradio>=6,<7"],
