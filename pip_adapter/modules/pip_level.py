@@ -12,7 +12,7 @@ from ..omega import labels_to_omega
 from .attention import TransposedCrossAttention
 from .ffn import GDFN, DualGateFFN
 from .layernorm import LayerNorm2d
-from .tokens import linear_tokens, resize_bilinear_hwc, weight_matrix
+from .tokens import bilinear_matrix, linear_tokens, resize_bilinear_hwc, weight_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +35,16 @@ def _like(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 def resize_bilinear(x: torch.Tensor, size) -> torch.Tensor:
     """Bilinear resize of a B×C×H×W map to ``size`` (align_corners=False, no antialias).
 
-    Eager calls use ``F.interpolate``.  Traced calls (torch.compile / export) use the gather form of
-    :func:`~pip_adapter.modules.tokens.resize_bilinear_hwc`: the same numbers up to rounding, and a symbolic H×W
-    stays symbolic (``F.interpolate`` to or from a padded symbolic size fails in torch's scalar pass).
+    Eager calls use ``F.interpolate``.  Traced calls (torch.compile / export) multiply by two small
+    interpolation matrices instead: the same numbers up to rounding, a symbolic H×W stays symbolic
+    (``F.interpolate`` to or from a padded symbolic size fails in torch's scalar pass), and an exported graph
+    gets two matrix products, which ONNX Runtime runs faster than gathers over a transposed map.
     """
     if not torch.compiler.is_compiling():
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
-    return resize_bilinear_hwc(x.permute(0, 2, 3, 1), size).permute(0, 3, 1, 2)
+    wh = bilinear_matrix(size[0], x.shape[-2], x).to(x.dtype)
+    ww = bilinear_matrix(size[1], x.shape[-1], x).to(x.dtype)
+    return wh @ x @ ww.transpose(0, 1)
 
 
 class PIPLevel(nn.Module):

@@ -45,6 +45,13 @@ def _bilinear_taps(out_size, in_size, like: torch.Tensor) -> Tuple[torch.Tensor,
     return i0, (i0 + 1).clamp_max(in_size - 1), lam
 
 
+def bilinear_matrix(out_size, in_size, like: torch.Tensor) -> torch.Tensor:
+    """The out×in matrix of the same 1-D bilinear resize (two non-zeros a row), for resizes written as products."""
+    i0, i1, lam = _bilinear_taps(out_size, in_size, like)
+    grid = torch.arange(in_size, device=like.device)
+    return (grid == i0[:, None]) * (1 - lam)[:, None] + (grid == i1[:, None]) * lam[:, None]
+
+
 def resize_bilinear_hwc(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize (align_corners=False, no antialias, as ``F.interpolate``) of a B×h×w×C map to H×W.
 
