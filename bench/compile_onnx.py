@@ -197,6 +197,13 @@ def ratios(pair: Dict[str, Any], path: str) -> Dict[str, Optional[float]]:
             "pip_speedup": pip_e / pip if pip_e and pip else None}
 
 
+def fastest_ratio(pair: Dict[str, Any], path: str) -> Optional[float]:
+    """PIP/bare CPU-time ratio under ``path`` from each model's fastest timed round (None when not timed)."""
+    bare = pair["rows"].get(f"bare/{path}", {}).get("cpu_all_s")
+    pip = pair["rows"].get(f"pip/{path}", {}).get("cpu_all_s")
+    return min(pip) / min(bare) if bare and pip else None
+
+
 def _cell(row: Dict[str, Any]) -> str:
     if row.get("cpu_s") is None:
         return "fails" if row.get("error") else "—"
@@ -238,6 +245,10 @@ def render(result: Dict[str, Any], info: Dict[str, str], command: str) -> str:
         parts += ["", f"**{pair['name']}** ({pair['repeats']} timed rounds):", "",
                   markdown_table(["path", "bare", "PIP", "PIP / bare", "setup: CPU s (wall s), bare / PIP",
                                   "max diff vs eager (bare / PIP)"], table)]
+        fastest = [f"{path} {fmt_float(r)}" for path in PATHS if (r := fastest_ratio(pair, path)) is not None]
+        if fastest:
+            # a busy machine only ever adds time, so the fastest rounds are the least disturbed
+            parts += ["", "PIP / bare from each model's fastest round: " + ", ".join(fastest) + "."]
     parts += ["", "(×: speed-up over eager of the same model, by CPU time; setup: the compile time of the first "
                   "call, or the ONNX export time, in CPU seconds of this process — inductor's C++ compiler runs in "
                   "child processes and is not counted — and, in brackets, wall seconds, which include it but on a "
