@@ -154,6 +154,19 @@ class TransposedCrossAttention(nn.Module):
         out = (mix @ v).reshape(b, self.dim, h, w)
         return self.project_out(out)
 
+    def _token_norms(self, t: torch.Tensor) -> torch.Tensor:
+        """L2 norms over the tokens of B×N×dim ``t`` (any strides), per head: B×heads×c in float32."""
+        return t.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(
+            t.shape[0], self.num_heads, self.head_dim)
+
+    def _mixing_block(self, gram: torch.Tensor, qn: torch.Tensor, kn: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The B×dim×dim block-diagonal matrix of the per-head mixing weights, from per-head q·kᵀ B×heads×c×c."""
+        attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
+        mix = self.mix_weights(attn).to(dtype)                                  # B×heads×c×c
+        heads = self.num_heads
+        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
+        return (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(mix.shape[0], self.dim, self.dim)
+
     def _forward_tokens(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
         b, _, h, w = kv.shape
         n, dim, heads, c = h * w, self.dim, self.num_heads, self.head_dim
@@ -166,8 +179,7 @@ class TransposedCrossAttention(nn.Module):
         # sum of squares over tokens: a vectorised reduction over the outer axis of the channels-last view
         # (timed against linalg.vector_norm in docs/BENCHMARKS.md, "Transposed attention: CPU paths");
         # sums, the c×c map, top-m and softmax in float32: no-ops for float32 inputs, see attention_map
-        qn = qt.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
-        kn = kt.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(b, heads, c)
+        qn, kn = self._token_norms(qt), self._token_norms(kt)
         if b == 1 or q.device.type != "cpu" or torch.compiler.is_compiling():
             gram = qh @ kh
         else:
@@ -175,10 +187,7 @@ class TransposedCrossAttention(nn.Module):
             # (docs/BENCHMARKS.md, "Transposed attention: CPU paths"); on GPUs one launch beats B launches, and a
             # traced graph (compile / export) takes the batched product so the batch size can stay symbolic
             gram = torch.stack([qh[i if qh.shape[0] > 1 else 0] @ kh[i] for i in range(b)])
-        attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
-        mix = self.mix_weights(attn).to(vt.dtype)                      # B×heads×c×c
-        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
-        block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
+        block = self._mixing_block(gram, qn, kn, vt.dtype)
         proj = self.project_out
         fold = self.fused
         if fold:
@@ -201,14 +210,10 @@ class TransposedCrossAttention(nn.Module):
         w_kv, w_dw = weight_matrix(self.kv.weight), self.kv_dwconv.weight
         k = depthwise_tokens(linear_tokens(y, w_kv[:dim]), w_dw[:dim], size)
         v = depthwise_tokens(linear_tokens(y, w_kv[dim:]), w_dw[dim:], size)
-        qn = q.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(q.shape[0], heads, c)
-        kn = k.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(b, heads, c)
+        qn, kn = self._token_norms(q), self._token_norms(k)
         # one dim×dim product over the tokens (a single GEMM) and its diagonal head blocks, rather than a
         # batched product over strided per-head views
         gram = torch.bmm(q.transpose(1, 2).expand(b, -1, -1), k)
         gram = gram.view(b, heads, c, heads, c).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
-        attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
-        mix = self.mix_weights(attn).to(v.dtype)
-        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
-        block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(b, dim, dim)
+        block = self._mixing_block(gram, qn, kn, v.dtype)
         return weight_matrix(self.project_out.weight).to(block.dtype) @ block, v

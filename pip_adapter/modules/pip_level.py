@@ -42,8 +42,8 @@ def resize_bilinear(x: torch.Tensor, size) -> torch.Tensor:
     """
     if not torch.compiler.is_compiling():
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
-    wh = bilinear_matrix(size[0], x.shape[-2], x).to(x.dtype)
-    ww = bilinear_matrix(size[1], x.shape[-1], x).to(x.dtype)
+    wh = bilinear_matrix(size[0], x.shape[-2], x)
+    ww = bilinear_matrix(size[1], x.shape[-1], x)
     return wh @ x @ ww.transpose(0, 1)
 
 
