@@ -159,7 +159,8 @@ class TransposedCrossAttention(nn.Module):
         return t.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(
             t.shape[0], self.num_heads, self.head_dim)
 
-    def _mixing_block(self, gram: torch.Tensor, qn: torch.Tensor, kn: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def _mixing_block(self, gram: torch.Tensor, qn: torch.Tensor, kn: torch.Tensor,
+                      dtype: torch.dtype) -> torch.Tensor:
         """The B×dim×dim block-diagonal matrix of the per-head mixing weights, from per-head q·kᵀ B×heads×c×c."""
         attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
         mix = self.mix_weights(attn).to(dtype)                                  # B×heads×c×c
