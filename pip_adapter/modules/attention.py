@@ -161,7 +161,7 @@ class TransposedCrossAttention(nn.Module):
 
     def _mixing_block(self, gram: torch.Tensor, qn: torch.Tensor, kn: torch.Tensor,
                       dtype: torch.dtype) -> torch.Tensor:
-        """The B×dim×dim block-diagonal matrix of the per-head mixing weights, from per-head q·kᵀ B×heads×c×c."""
+        """The B×dim×dim block-diagonal matrix of the per-head mixing weights, from the per-head q·kᵀ."""
         attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
         mix = self.mix_weights(attn).to(dtype)                                  # B×heads×c×c
         heads = self.num_heads
