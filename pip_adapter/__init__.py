@@ -1,17 +1,17 @@
 """pip-adapter: Prompt-In-Prompt modules for any U-shaped image-restoration network.
 
-Importing this package applies one compatibility alias so that ``import basicsr``
-(1.4.2) works with current torchvision; see :mod:`pip_adapter._compat`.
-Heavy sub-modules are imported lazily.
+Importing this package installs one compatibility alias, made when first needed, so that
+``import basicsr`` (1.4.2) works with current torchvision; see :mod:`pip_adapter._compat`.
+Heavy sub-modules are imported lazily: ``import pip_adapter`` imports neither torch nor torchvision.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from ._compat import ensure_torchvision_functional_tensor
+from ._compat import install_lazy_alias
 
-ensure_torchvision_functional_tensor()
+install_lazy_alias()
 
 __version__ = "0.1.0"
 

@@ -1,15 +1,29 @@
-"""Helpers shared by the sub-commands that load networks: the builder that knows BasicSR's archs, plugins."""
+"""Helpers shared by the sub-commands: the model flag, the builder that also knows BasicSR's archs, plugins.
+
+This module is imported to build the parser, so it imports nothing heavy at module level: ``pip-adapter --help``
+and argument errors must come back without importing torch (``tests/test_cli_lazy.py``).  What builds or loads
+networks imports torch (and BasicSR, only when needed) inside the function that runs.
+"""
 from __future__ import annotations
 
 import argparse
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Optional
 
-from torch import nn
+# The restorer's ω modes for --degradation auto / --omega auto (pip_adapter.restore.restorer.AUTO_MODES and
+# DEFAULT_AUTO_MODE; repeated here so that building the parser does not import torch; a test checks they agree)
+AUTO_MODES = ("weights", "argmax")
+DEFAULT_AUTO_MODE = "argmax"
 
-from pip_adapter.backbones import BACKBONES
-from pip_adapter.plugins import load_plugins, load_plugins_from_option_file
-from pip_adapter.restore.checkpoint import CLASSIFIER_TYPE, default_builder
+MODEL_FLAGS = ("-m", "--model", "--ckpt")
+MODEL_HELP = "exported checkpoint (.safetensors / .pth), or a BasicSR net_g_<iter>.pth with --opt"
+
+
+def add_model_argument(parser: argparse.ArgumentParser, help: str = MODEL_HELP, required: bool = True,
+                       **kwargs: Any) -> argparse.Action:
+    """The model flag every command that loads a network takes under the same names: ``-m``, ``--model``,
+    ``--ckpt`` (stored as ``args.model``)."""
+    return parser.add_argument(*MODEL_FLAGS, dest="model", required=required, metavar="FILE", help=help, **kwargs)
 
 
 def pure_registries_build(network: Mapping[str, Any]) -> bool:
@@ -17,6 +31,11 @@ def pure_registries_build(network: Mapping[str, Any]) -> bool:
 
     True for the classifier, a registered backbone, and a ``PIPNet`` whose backbone is a registered backbone.
     """
+    from torch import nn
+
+    from pip_adapter.backbones import BACKBONES
+    from pip_adapter.restore.checkpoint import CLASSIFIER_TYPE
+
     kind = network.get("type")
     if kind == CLASSIFIER_TYPE or kind in BACKBONES:
         return True
@@ -27,11 +46,13 @@ def pure_registries_build(network: Mapping[str, Any]) -> bool:
     return False
 
 
-def cli_builder(network: Mapping[str, Any]) -> nn.Module:
+def cli_builder(network: Mapping[str, Any]) -> Any:
     """Build with the pure registries; archs only BasicSR's ``ARCH_REGISTRY`` knows go through BasicSR."""
+    from pip_adapter.restore.checkpoint import default_builder
+
     if pure_registries_build(network):
         return default_builder(network)
-    # imported here: loading BasicSR costs seconds, and most networks never need it
+    # loading BasicSR costs seconds, and most networks never need it
     from pip_adapter.bsr import PIPNet as bsr_pipnet, build_arch
 
     opt = dict(network)
@@ -43,6 +64,8 @@ def cli_builder(network: Mapping[str, Any]) -> nn.Module:
 
 def load_cli_plugins(args: argparse.Namespace, option_files: Iterable[Optional[str]] = ()) -> None:
     """Load ``--plugin`` entries and the ``plugins:`` of the option files given (backbones they register)."""
+    from pip_adapter.plugins import load_plugins, load_plugins_from_option_file
+
     load_plugins(getattr(args, "plugin", None) or [])
     for path in option_files:
         if path:

@@ -6,15 +6,16 @@ import logging
 import signal
 from typing import Any
 
-from pip_adapter.cli.common import cli_builder, load_cli_plugins
-from pip_adapter.demo.app import launch
-from pip_adapter.demo.session import DemoSession
+from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
-from pip_adapter.restore.restorer import Restorer
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the model once, serve the page until Ctrl+C, then remove the temporary folder."""
+    from pip_adapter.demo.app import launch
+    from pip_adapter.demo.session import DemoSession
+    from pip_adapter.restore.restorer import Restorer
+
     if args.tile < 0 or args.tile_overlap < 0:
         raise ValueError("--tile and --tile-overlap must be >= 0")
     if args.tile and args.tile_overlap >= args.tile:
@@ -54,8 +55,7 @@ def register(subparsers: Any) -> None:
                     "slider per degradation type, the classifier's guess (auto), a before/after view, PSNR/SSIM "
                     "against an uploaded ground truth and a download of the result. Needs "
                     "pip install -e \".[demo]\". Writes only inside a temporary folder, removed on exit.")
-    p.add_argument("-m", "--model", "--ckpt", dest="model", required=True,
-                   help="exported checkpoint (.safetensors / .pth), or a BasicSR net_g_<iter>.pth with --opt")
+    add_model_argument(p)
     p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of a bare net_g (default: params_ema when present)")
@@ -66,7 +66,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--tile", type=int, default=512,
-                   help="default tile size on the page; larger images restore in tiles (0: whole image)")
+                   help="tile size preset on the page; larger images restore in tiles (default 512; 0: whole image)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles, blended (default 32)")
     add_plugin_argument(p)
     p.set_defaults(func=run)

@@ -5,14 +5,15 @@ import argparse
 import os
 from typing import Any
 
-from pip_adapter.cli.common import cli_builder, load_cli_plugins
+from pip_adapter.cli.common import AUTO_MODES, DEFAULT_AUTO_MODE, add_model_argument, cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
-from pip_adapter.restore.evaluate import evaluate, format_markdown, write_results
-from pip_adapter.restore.restorer import AUTO_MODES, DEFAULT_AUTO_MODE, Restorer
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the markdown table, write it and the JSON under ``--out``."""
+    from pip_adapter.restore.evaluate import evaluate, format_markdown, write_results
+    from pip_adapter.restore.restorer import Restorer
+
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
     if not os.path.isdir(args.data):
@@ -41,8 +42,7 @@ def register(subparsers: Any) -> None:
         description="Restore the test sets of the standard all-in-one layout and print the PSNR/SSIM table as "
                     "the papers print it (RGB, crop to a multiple of 16, scikit-image SSIM), beside the published "
                     "numbers of AirNet, PromptIR and PIP. Writes <out>/<setting>_<omega>.md and .json.")
-    p.add_argument("-m", "--model", "--ckpt", dest="model", required=True,
-                   help="exported checkpoint (.safetensors / .pth), or a BasicSR net_g_<iter>.pth with --opt")
+    add_model_argument(p)
     p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of a bare net_g (default: params_ema when present)")
@@ -53,8 +53,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--omega", default="true", choices=["true", "auto"],
                    help="ω of each image: the set's true label (default) or chosen by the degradation classifier")
     p.add_argument("--auto-mode", default=DEFAULT_AUTO_MODE, choices=list(AUTO_MODES),
-                   help="with --omega auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
-                        "uses its probabilities as ω (for restorers trained on mixed ω, train.dmix)")
+                   help=f"with --omega auto: 'argmax' gives ω to the classifier's top type only; 'weights' uses its "
+                        f"probabilities as ω (for restorers trained on mixed ω, train.dmix) (default: {DEFAULT_AUTO_MODE})")
     p.add_argument("--classifier", default=None, help="exported degradation classifier (for --omega auto)")
     p.add_argument("--out", default=None, help="output folder (default results/evaluate_<model name>)")
     p.add_argument("--name", default=None, help="name of the model in the table (default: the file's stem)")

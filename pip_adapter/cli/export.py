@@ -5,10 +5,8 @@ import argparse
 import os
 from typing import Any, Optional
 
-from pip_adapter.cli.common import cli_builder, load_cli_plugins  # noqa: F401 - re-exported (older imports)
+from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
-from pip_adapter.restore.checkpoint import export_checkpoint
-from pip_adapter.restore.onnx_export import export_onnx
 
 FORMATS = ("safetensors", "pth", "onnx")
 _SUFFIXES = {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth", ".onnx": "onnx"}
@@ -32,8 +30,10 @@ def output_format(out: str, fmt: Optional[str]) -> str:
 
 
 def run_onnx(args: argparse.Namespace) -> int:
-    """Export ``--ckpt`` to the ONNX graph ``--out``; prints its signature and the check against PyTorch."""
-    info = export_onnx(args.ckpt, args.opt, args.out, key=args.key, classifier=args.classifier,
+    """Export ``--model`` to the ONNX graph ``--out``; prints its signature and the check against PyTorch."""
+    from pip_adapter.restore.onnx_export import export_onnx
+
+    info = export_onnx(args.model, args.opt, args.out, key=args.key, classifier=args.classifier,
                        classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
                        builder=cli_builder, overwrite=args.overwrite)
     meta = info.meta
@@ -54,12 +54,14 @@ def run_onnx(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export ``--ckpt`` to ``--out``; prints what the file holds."""
+    """Export ``--model`` to ``--out``; prints what the file holds."""
     fmt = output_format(args.out, args.format)
     load_cli_plugins(args, (args.opt, args.classifier_opt))
     if fmt == "onnx":
         return run_onnx(args)
-    loaded = export_checkpoint(args.ckpt, args.opt, args.out, key=args.key, classifier=args.classifier,
+    from pip_adapter.restore.checkpoint import export_checkpoint
+
+    loaded = export_checkpoint(args.model, args.opt, args.out, key=args.key, classifier=args.classifier,
                                classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
                                builder=cli_builder, overwrite=args.overwrite)
     meta = loaded.meta
@@ -88,7 +90,7 @@ def register(subparsers: Any) -> None:
                     "restorer file so that '--degradation auto' works from that file. --format onnx (or an --out ending in .onnx) "
                     "writes an ONNX graph (image, omega -> restored; dynamic batch, height and width) that "
                     "'pip-adapter restore -m' runs with onnxruntime (pip install -e \".[onnx]\").")
-    p.add_argument("--ckpt", required=True, help="BasicSR net_g_<iter>.pth (or an exported file to re-export)")
+    add_model_argument(p, help="BasicSR net_g_<iter>.pth (or an exported file to re-export)")
     p.add_argument("--opt", default=None,
                    help="the training option YAML (its network_g); optional when the checkpoint carries it")
     p.add_argument("--out", required=True, help="output file: .safetensors (recommended), .pth or .onnx")

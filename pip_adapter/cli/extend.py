@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 from typing import Any, List
 
-from pip_adapter.cli.common import cli_builder, load_cli_plugins
-from pip_adapter.omega import canonical_name
+from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
-from pip_adapter.restore.extend import extend_checkpoint
 
 
 def check_type_names(names: List[str]) -> List[str]:
     """The ``--add`` names in canonical form; each must be an identifier (``snow``, ``jpeg_q10``) so that
     ``--degradation NAME`` and ``--omega NAME=w`` can address it later, and none may repeat."""
+    from pip_adapter.omega import canonical_name
+
     out = []
     for raw in names:
         name = canonical_name(raw)
@@ -27,10 +27,12 @@ def check_type_names(names: List[str]) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Extend ``--ckpt`` with every ``--add`` type and write ``--out``; prints what was done."""
+    """Extend ``--model`` with every ``--add`` type and write ``--out``; prints what was done."""
+    from pip_adapter.restore.extend import extend_checkpoint
+
     args.add = check_type_names(args.add)  # before anything is read or written
     load_cli_plugins(args, (args.opt,))
-    info = extend_checkpoint(args.ckpt, args.add, args.out, opt=args.opt, builder=cli_builder,
+    info = extend_checkpoint(args.model, args.add, args.out, opt=args.opt, builder=cli_builder,
                              overwrite=args.overwrite, seed=args.seed)
     print(f"wrote {info['out']} ({info['format']} checkpoint)")
     print(f"  degradations: {', '.join(info['degradations'])}  (added: {', '.join(info['added'])})")
@@ -55,8 +57,8 @@ def register(subparsers: Any) -> None:
                     "prompt per type, initialised at >= 90° to all existing prompts (so L_ddl starts at 0). "
                     "Outputs for the old types do not change. Fine-tune the new prompts afterwards with "
                     "'train: {trainable: new_prompts}' (see docs/EXTEND.md).")
-    p.add_argument("--ckpt", required=True,
-                   help="BasicSR net_g_<iter>.pth (with --opt, unless it carries its network) or an exported file")
+    add_model_argument(p, help="BasicSR net_g_<iter>.pth (with --opt, unless it carries its network) or an "
+                               "exported file")
     p.add_argument("--opt", default=None, help="the option YAML the checkpoint was trained with (its network_g)")
     p.add_argument("--add", action="append", required=True, metavar="NAME",
                    help="degradation type to add (repeatable: --add snow --add jpeg)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from pip_adapter.data import convert_standard, prepare_builtin
 from pip_adapter.plugins import add_plugin_argument, load_plugins
 
 
@@ -41,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to ``prepare_builtin`` or ``convert_standard`` and print where the data went."""
+    from pip_adapter.data import convert_standard, prepare_builtin
+
     load_plugins(getattr(args, "plugin", None) or [])  # plugins register synthesisers before they are looked up
     if args.builtin:
         out = prepare_builtin(args.builtin, overwrite=args.overwrite, degradations=args.degradations,

@@ -8,16 +8,15 @@ import os
 import sys
 from typing import Any, List, Optional, Tuple
 
-from pip_adapter.cli.common import cli_builder, load_cli_plugins
-from pip_adapter.omega import name_to_index, to_omega
+from pip_adapter.cli.common import AUTO_MODES, DEFAULT_AUTO_MODE, add_model_argument, cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
-from pip_adapter.restore.image_io import IMAGE_EXTENSIONS, is_image_file
-from pip_adapter.restore.restorer import AUTO_MODES, DEFAULT_AUTO_MODE, Restorer, parse_omega_spec
 from pip_adapter.utils.io import os_error_line
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
     """Files named by ``specs`` (files, folders — their images, not recursive — or globs), and problems found."""
+    from pip_adapter.restore.image_io import is_image_file
+
     files: List[str] = []
     problems: List[Tuple[str, str]] = []
     seen = set()
@@ -81,6 +80,8 @@ def output_paths(files: List[str], output: str, suffix: str = "") -> List[str]:
 
 def find_gt(gt_dir: str, src: str) -> Optional[str]:
     """The ground truth of ``src`` in ``gt_dir``: the same file name, else the same stem with any image extension."""
+    from pip_adapter.restore.image_io import IMAGE_EXTENSIONS
+
     name = os.path.basename(src)
     same = os.path.join(gt_dir, name)
     if os.path.isfile(same):
@@ -138,13 +139,17 @@ def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: boo
 
 def run(args: argparse.Namespace) -> int:
     """Restore every input; a bad file is reported and skipped; exit 1 if anything failed."""
-    from tqdm import tqdm
-
     if args.degradation is None and args.omega is None:
         raise ValueError("say which degradation to remove: --degradation NAME, --degradation auto or "
                          "--omega rain=0.7,noise=0.3")
     if args.degradation is not None and args.omega is not None:
         raise ValueError("give either --degradation or --omega, not both")
+    # imported once the arguments are known to be sensible: a typo is reported without loading torch
+    from tqdm import tqdm
+
+    from pip_adapter.omega import name_to_index, to_omega
+    from pip_adapter.restore.restorer import Restorer, parse_omega_spec
+
     omega = parse_omega_spec(args.omega) if args.omega is not None else None
     if args.tile < 0 or args.tile_overlap < 0:
         raise ValueError("--tile and --tile-overlap must be >= 0")
@@ -230,9 +235,8 @@ def register(subparsers: Any) -> None:
                     "(pip-adapter export) or a BasicSR net_g_<iter>.pth with --opt. Images keep their bit depth, "
                     "channels (gray, alpha) and size.")
     p.add_argument("inputs", nargs="+", help="image files, folders (their images) or glob patterns")
-    p.add_argument("-m", "--model", "--ckpt", dest="model", required=True,
-                   help="exported checkpoint (.safetensors / .pth, or .onnx run by onnxruntime), or a BasicSR "
-                        "net_g_<iter>.pth")
+    add_model_argument(p, help="exported checkpoint (.safetensors / .pth, or .onnx run by onnxruntime), or a "
+                               "BasicSR net_g_<iter>.pth with --opt")
     p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of a bare net_g (default: params_ema when present)")
@@ -241,16 +245,18 @@ def register(subparsers: Any) -> None:
                    help="the degradation to remove (a name such as rain), or 'auto' to let the classifier choose")
     p.add_argument("--omega", default=None, help="a mix of degradations, e.g. rain=0.7,noise=0.3")
     p.add_argument("--auto-mode", default=DEFAULT_AUTO_MODE, choices=list(AUTO_MODES),
-                   help="with --degradation auto: 'argmax' (default) gives ω to the classifier's top type only; 'weights' "
-                        "uses its probabilities as ω (for restorers trained on mixed ω, train.dmix)")
+                   help=f"with --degradation auto: 'argmax' gives ω to the classifier's top type only; 'weights' "
+                        f"uses its probabilities as ω (for restorers trained on mixed ω, train.dmix) "
+                        f"(default: {DEFAULT_AUTO_MODE})")
     p.add_argument("--classifier", default=None, help="exported degradation classifier (for --degradation auto)")
-    p.add_argument("--tile", type=int, default=0, help="tile size for large images (0: whole image)")
+    p.add_argument("--tile", type=int, default=0, help="restore in tiles of this size, for large images or little memory (default 0: the whole "
+                        "image at once)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles, blended (default 32)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="fp32 (default), or autocast to bf16 / fp16 (fp16 only where the device supports it)")
     p.add_argument("--gt", default=None, help="folder of ground-truth images (same names): report PSNR/SSIM")
-    p.add_argument("--suffix", default="", help="added to output file names before the extension")
+    p.add_argument("--suffix", default="", help="added to output file names before the extension (default: none, the input's name)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_plugin_argument(p)

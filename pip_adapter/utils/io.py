@@ -9,8 +9,10 @@ import secrets
 import stat
 from typing import Any, Callable, Iterator, Tuple
 
-import torch
 import yaml
+
+# torch is imported by the two functions that need it: the CLI's parser, the plugin loader and the option-file
+# checks use this module, and `pip-adapter --help` must not pay for importing torch
 
 
 def _create_temp_beside(path: str) -> Tuple[str, int]:
@@ -71,6 +73,8 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     A write that fails for an operating-system reason (a full disk, a quota) raises ``OSError`` with that
     reason and ``path``; torch alone would report ``basic_ios::clear: iostream error``.
     """
+    import torch
+
     def _save(tmp: str) -> None:
         # through a Python file object, so that the OS error reaches us (as the RuntimeError's context)
         try:
@@ -115,6 +119,8 @@ def load_weights_only(path: str, what: str = "checkpoint") -> Any:
     A truncated or corrupt file and a file holding pickled Python objects (refused by the weights-only
     loader: nothing in it runs) both raise :class:`UnreadableFileError`; a missing file ``FileNotFoundError``.
     """
+    import torch
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}")
