@@ -81,6 +81,47 @@ def test_restore_omega_mix_glob_and_gt_metrics(model_file, inputs, tmp_path, cap
     assert f"{psnr:.2f}" in text
 
 
+def test_restore_with_gt_shows_the_inputs_metrics_and_the_gain(model_file, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    gt = tmp_path / "gt"
+    write_png(gt / "a.png", rand_image(14, 18, seed=7))
+    write_png(gt / "b16.png", rand_image(10, 12, dtype=np.uint16, seed=8))
+    rc = main(["restore", str(inputs / "a.png"), str(inputs / "b16.png"), "-m", model_file, "-o", str(out),
+               "-d", "rain", "--gt", str(gt), "--no-progress"])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["image", "size", "omega", "seconds", "input", "PSNR", "PSNR", "gain", "input",
+                                "SSIM", "SSIM"]
+    from pip_adapter.restore.restorer import image_metrics
+    rows = {}
+    for name in ("a.png", "b16.png"):
+        in_psnr, in_ssim = image_metrics(read_image(str(inputs / name))[0], read_image(str(gt / name))[0])
+        psnr, ssim = image_metrics(read_image(str(out / name))[0], read_image(str(gt / name))[0])
+        row = next(line.split() for line in lines if line.startswith(name))
+        assert row[4:] == [f"{in_psnr:.2f}", f"{psnr:.2f}", f"{psnr - in_psnr:+.2f}", f"{in_ssim:.4f}",
+                           f"{ssim:.4f}"]
+        rows[name] = row
+    avg = next(line.split() for line in lines if line.startswith("average (2)"))
+    # the seconds column of the average row is seconds per image, not their sum
+    assert float(avg[2]) == pytest.approx((float(rows["a.png"][3]) + float(rows["b16.png"][3])) / 2, abs=0.011)
+    assert float(avg[3]) == pytest.approx((float(rows["a.png"][4]) + float(rows["b16.png"][4])) / 2, abs=0.011)
+
+
+def test_summary_average_row_is_per_image():
+    import io
+    from types import SimpleNamespace
+
+    from pip_adapter.cli.restore import print_summary
+
+    rows = [SimpleNamespace(input=f"{n}.png", size=(8, 8), chosen="rain", seconds=s, psnr=p, ssim=0.5,
+                            input_psnr=ip, input_ssim=0.25, unscored=None)
+            for n, s, p, ip in (("x", 1.0, 30.0, 20.0), ("y", 3.0, 32.0, 21.0))]
+    buf = io.StringIO()
+    print_summary(rows, [], with_gt=True, out=buf)
+    avg = next(line.split() for line in buf.getvalue().splitlines() if line.startswith("average"))
+    assert avg == ["average", "(2)", "2.00", "20.50", "31.00", "+10.50", "0.2500", "0.5000"]
+
+
 def test_restore_auto_with_bundled_classifier(toy_basicsr_files, inputs, tmp_path, capsys):
     import torch
     from pip_adapter.restore.classifier import DegradationClassifier

@@ -65,6 +65,11 @@ def test_ground_truth_gives_psnr_ssim_and_a_wrong_size_is_named(demo_session, tm
     psnr, ssim = image_metrics(read_image(res.output)[0], read_image(gt)[0])
     assert res.psnr == pytest.approx(psnr) and res.ssim == pytest.approx(ssim)
     assert f"{psnr:.2f} dB" in res.summary() and "gt.png" in res.summary()
+    # the input's own scores against the same ground truth, and the gain, as restore and evaluate print them
+    in_psnr, in_ssim = image_metrics(read_image(src)[0], read_image(gt)[0])
+    assert res.input_psnr == pytest.approx(in_psnr) and res.input_ssim == pytest.approx(in_ssim)
+    assert (f"input {in_psnr:.2f} dB → restored {psnr:.2f} dB ({psnr - in_psnr:+.2f} dB)" in res.summary()
+            and f"input {in_ssim:.4f} → restored {ssim:.4f}" in res.summary())
     small = write_png(tmp_path / "small.png", rand_image(10, 12, 3, seed=7))
     with pytest.raises(DemoInputError, match="small.png.*differ in size"):
         demo_session.restore(src, {"rain": 1.0}, gt=small)

@@ -102,23 +102,42 @@ def _fmt(value: Optional[float], digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def _gain(after: Optional[float], before: Optional[float]) -> str:
+    if after is None or before is None or not all(math.isfinite(v) for v in (after, before)):
+        return "-"
+    return f"{after - before:+.2f}"
+
+
+def _mean(values: List[Optional[float]]) -> Optional[float]:
+    kept = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
 def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: bool, out=None) -> None:
-    """A table of the restored images (ω used, time, PSNR/SSIM) and the list of failures."""
+    """A table of the restored images (ω used, seconds, and with a ground truth the input's and the result's
+    PSNR/SSIM and the PSNR gain), its average row (seconds per image) and the list of failures."""
     out = out or sys.stdout
-    header = ["image", "size", "omega", "seconds"] + (["PSNR", "SSIM"] if with_gt else [])
+    header = ["image", "size", "omega", "seconds"]
+    if with_gt:
+        header += ["input PSNR", "PSNR", "gain", "input SSIM", "SSIM"]
     table = []
     for r in rows:
         line = [os.path.basename(r.input), f"{r.size[1]}x{r.size[0]}", r.chosen, f"{r.seconds:.2f}"]
         if with_gt:
-            line += [_fmt(r.psnr, 2), _fmt(r.ssim, 4)]
+            in_psnr, in_ssim = getattr(r, "input_psnr", None), getattr(r, "input_ssim", None)
+            line += [_fmt(in_psnr, 2), _fmt(r.psnr, 2), _gain(r.psnr, in_psnr), _fmt(in_ssim, 4), _fmt(r.ssim, 4)]
         table.append(line)
     if with_gt:
+        # an identical pair (infinite PSNR) has no meaningful average: left out of the PSNR columns
         scored = [r for r in rows if r.psnr is not None and not math.isinf(r.psnr)]
-        ssims = [r.ssim for r in rows if r.ssim is not None and not math.isnan(r.ssim)]
-        avg_psnr = sum(r.psnr for r in scored) / len(scored) if scored else None
-        avg_ssim = sum(ssims) / len(ssims) if ssims else None
-        table.append([f"average ({len(scored)})", "", "", f"{sum(r.seconds for r in rows):.2f}",
-                      _fmt(avg_psnr, 2), _fmt(avg_ssim, 4)])
+        avg_psnr = _mean([r.psnr for r in scored])
+        avg_in = _mean([getattr(r, "input_psnr", None) for r in scored
+                        if getattr(r, "input_psnr", None) is not None and not math.isinf(r.input_psnr)])
+        avg_ssim = _mean([r.ssim for r in rows if r.psnr is not None])
+        avg_in_ssim = _mean([getattr(r, "input_ssim", None) for r in rows if r.psnr is not None])
+        table.append([f"average ({len(scored)})", "", "", _fmt(_mean([r.seconds for r in rows]), 2),
+                      _fmt(avg_in, 2), _fmt(avg_psnr, 2), _gain(avg_psnr, avg_in), _fmt(avg_in_ssim, 4),
+                      _fmt(avg_ssim, 4)])
     if rows:
         widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
         sep = "  "

@@ -66,16 +66,35 @@ class DemoResult:
     psnr: Optional[float] = None
     ssim: Optional[float] = None
     gt_name: Optional[str] = None
+    input_psnr: Optional[float] = None   # the input against the same ground truth
+    input_ssim: Optional[float] = None
 
     def summary(self) -> str:
-        """Markdown lines: the ω used, the time taken, and PSNR/SSIM when a ground truth was given."""
+        """Markdown lines: the ω used, the time taken, and with a ground truth the PSNR/SSIM of the input and
+        of the result and the PSNR gain."""
         lines = ["**ω used:** " + " · ".join(f"{n} {w:.2f}" for n, w in self.omega.items()),
                  f"**time:** {self.seconds:.2f} s ({self.tiles} tile{'s' if self.tiles != 1 else ''})"]
         if self.psnr is not None:
-            ssim = "-" if self.ssim is None or np.isnan(self.ssim) else f"{self.ssim:.4f}"
-            psnr = "inf" if np.isinf(self.psnr) else f"{self.psnr:.2f} dB"
-            lines.append(f"**PSNR:** {psnr} · **SSIM:** {ssim} (against {self.gt_name})")
+            lines.append(f"**PSNR:** input {_db(self.input_psnr)} → restored {_db(self.psnr)}"
+                         + (f" ({self.psnr - self.input_psnr:+.2f} dB)" if _finite(self.psnr, self.input_psnr)
+                            else "")
+                         + f" · **SSIM:** input {_ssim(self.input_ssim)} → restored {_ssim(self.ssim)} "
+                           f"(against {self.gt_name})")
         return "  \n".join(lines)
+
+
+def _finite(*values: Optional[float]) -> bool:
+    return all(v is not None and np.isfinite(v) for v in values)
+
+
+def _db(value: Optional[float]) -> str:
+    if value is None or np.isnan(value):
+        return "-"
+    return "inf" if np.isinf(value) else f"{value:.2f} dB"
+
+
+def _ssim(value: Optional[float]) -> str:
+    return "-" if value is None or np.isnan(value) else f"{value:.4f}"
 
 
 def _display_name(path: str) -> str:
@@ -235,7 +254,8 @@ class DemoSession:
         rgb_out, _ = read_image(dst)
         return DemoResult(output=dst, before=to_preview(rgb_in), after=to_preview(rgb_out), omega=res.omega,
                           seconds=seconds, tiles=total, psnr=res.psnr, ssim=res.ssim,
-                          gt_name=_display_name(gt) if gt else None)
+                          gt_name=_display_name(gt) if gt else None, input_psnr=res.input_psnr,
+                          input_ssim=res.input_ssim)
 
     # ------------------------------------------------------------------------------------------ examples
     def examples(self) -> List[Example]:

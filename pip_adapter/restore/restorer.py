@@ -150,6 +150,8 @@ class RestoreResult:
     ssim: Optional[float] = None
     error: Optional[str] = None
     unscored: Optional[str] = None  # why a ground truth was given but no PSNR/SSIM could be computed
+    input_psnr: Optional[float] = None  # the degraded input against the same ground truth (what restoring gained)
+    input_ssim: Optional[float] = None
 
 
 class Restorer:
@@ -378,7 +380,8 @@ class Restorer:
                      overwrite: bool = False, gt: Optional[str] = None,
                      progress: Optional[Callable[[int], None]] = None,
                      on_steps: Optional[Callable[[int], None]] = None) -> RestoreResult:
-        """Read ``src``, restore it, write ``dst`` in the same bit depth and channels; PSNR/SSIM against ``gt``.
+        """Read ``src``, restore it, write ``dst`` in the same bit depth and channels; PSNR/SSIM against ``gt``
+        of the result and of the input (``input_psnr``, ``input_ssim``), compared the same way.
 
         ``on_steps(n)`` is told how many network runs (tiles) the image takes; ``progress(1)`` follows each.
         """
@@ -404,6 +407,9 @@ class Restorer:
                 # compare what was written (its bit depth and channels) with the ground truth the same way
                 written, _ = array_to_float(out)
                 result.psnr, result.ssim = _compare(written, info, gt_rgb, gt_info)
+                del written
+                degraded, _ = read_image(src)  # read again: the restore freed its copy of the input
+                result.input_psnr, result.input_ssim = _compare(degraded, info, gt_rgb, gt_info)
             except (ValueError, OSError) as err:
                 result.unscored = f"ground truth {gt}: {err}"
                 logger.warning("%s: restored, not scored: %s", src, result.unscored)
