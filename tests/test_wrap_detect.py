@@ -113,6 +113,13 @@ def test_levels_override_and_bad_names():
         assert (wrapped(x, [2]) - ref).abs().max().item() <= 1e-6
     with pytest.raises(ValueError, match="not a sub-module"):
         wrap_with_pip(tiny_nafnet(), levels=["encoders.9"])
+    # a typo suggests the closest name first; a wild guess suggests the modules whose output feeds a skip
+    with pytest.raises(ValueError, match=r"did you mean 'encoders\.1', "):
+        wrap_with_pip(tiny_nafnet(), levels=["encoder.1"])
+    with pytest.raises(ValueError) as err:
+        wrap_with_pip(tiny_nafnet(), levels=["xyz"])
+    first = str(err.value).split("did you mean ")[1].split(", ")[:3]
+    assert [n.strip("'") for n in first] == ["encoders.0", "encoders.0.0", "encoders.1"]
     # forcing a level on a plain network: PIP replaces that module's output
     forced = wrap_with_pip(PlainNet(), levels=["body.0"], **SMALL)
     assert forced.skip_info[0]["channels"] == 4

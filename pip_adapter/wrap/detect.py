@@ -7,8 +7,9 @@ reference to the model's tensors once :func:`probe_skips` returns.
 """
 from __future__ import annotations
 
+import difflib
 import logging
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -25,6 +26,20 @@ logger = logging.getLogger(__name__)
 
 #: default probe input (H, W): non-square on purpose (see module docstring), divisible by 64
 DEFAULT_PROBE_SIZE: Tuple[int, int] = (64, 96)
+
+
+def suggest_modules(typed: str, names: Iterable[str], skip_sources: Iterable[str] = (), k: int = 6) -> List[str]:
+    """Up to ``k`` module names for a mistyped ``levels=`` entry: ranked by similarity to ``typed`` (difflib's
+    ratio), with a bonus for modules whose output the probe saw feeding a skip (``skip_sources``), so that a
+    typo of ``encoders.1`` suggests ``encoders.1`` and a wild guess suggests where PIP can go."""
+    sources = set(skip_sources)
+    typed = typed.lower()
+
+    def score(name: str) -> Tuple[float, str]:
+        ratio = difflib.SequenceMatcher(None, typed, name.lower()).ratio()
+        return (-(ratio + (0.3 if name in sources else 0.0)), name)
+
+    return sorted(names, key=score)[:k]
 
 
 # --------------------------------------------------------------------------------------------- probe
@@ -133,8 +148,10 @@ def probe_skips(model: nn.Module, example_input: Optional[Any] = None,
                 plans.append(_plan_op_spec(g, spec, name, path, merges, notes))
                 continue
             if name not in names or name == "":
-                raise ValueError(f"levels: {name!r} is not a sub-module of {type(model).__name__}; "
-                                 f"module names look like {sorted(names - {''})[:8]}")
+                sources = {c.name for z in merges for c, _ in producers_of(z)}
+                raise ValueError(f"levels: {name!r} is not a sub-module of {type(model).__name__}; did you mean "
+                                 f"{', '.join(repr(n) for n in suggest_modules(name, names - {''}, sources))}? "
+                                 "(closest names first, outputs that feed a skip ahead of the rest)")
             calls = [c for c in g.calls if c.name == name]
             if not calls:
                 raise ValueError(f"levels: module {name!r} was not called during the probe forward")
