@@ -8,6 +8,11 @@ Accepted forms (``names`` is the model's ordered list of degradation types, T = 
 * a list of names, one per sample;
 * a dict ``{name: weight}``: the same mix for the whole batch (types not named get 0).
 
+Batch-wide forms (a name, a dict, one weight row, a 0-d label tensor) apply to every sample.  Per-sample forms
+(lists of names, labels or dicts, a 1-d label tensor) must give exactly one entry per sample when the batch size is
+known: ``model(x_with_batch_2, ["rain"])`` is refused rather than silently applying one label to both images
+(write ``model(x, "rain")`` for that).
+
 Weights are validated (finite, non-negative, not all zero per row) but not renormalised: PIP takes
 any non-negative weights (spec §1).  Every problem raises ``ValueError`` naming what was expected
 and what was given.  Value checks read the tensor's data, so they run in eager calls only: under
@@ -124,6 +129,8 @@ def to_omega(omega: OmegaLike, names: Sequence[str], batch_size: Optional[int] =
     ``batch_size`` broadcasts batch-wide forms (a name, a dict, one row) and checks per-sample forms.
     """
     num_types = len(names)
+    per_sample = (isinstance(omega, torch.Tensor) and omega.dim() >= 1 and not omega.is_floating_point()) or (
+        isinstance(omega, Sequence) and not isinstance(omega, (str, torch.Tensor)))
     if omega is None:
         raise ValueError("omega is required: give labels, weights, a name, names or a {name: weight} dict "
                          f"(known types: {', '.join(names)})")
@@ -153,6 +160,12 @@ def to_omega(omega: OmegaLike, names: Sequence[str], batch_size: Optional[int] =
                          "weights (float B×T), a name, a list of names or a {name: weight} dict")
     w = _check_weights(w, num_types)
     if batch_size is not None and w.shape[0] != batch_size:
+        if per_sample:
+            example = omega[0] if isinstance(omega, Sequence) and isinstance(omega[0], str) else names[0]
+            one = (f"; for one type on every sample give a single name (a string, e.g. {example!r}), not a list"
+                   if w.shape[0] == 1 else "")
+            raise ValueError(f"omega gives {w.shape[0]} per-sample entries (labels, names or dicts) but the batch has "
+                             f"{batch_size} samples: give one per sample{one}")
         if w.shape[0] == 1:
             w = w.expand(batch_size, num_types)
         else:

@@ -46,6 +46,14 @@ def test_omega_forms_agree():
         model(x, torch.tensor([0, 7]))
     with pytest.raises(ValueError):
         model(x, "snow")
+    # a per-sample form must give one entry per image; one type for all is a single name
+    for short in (["rain"], torch.tensor([1]), [1], [{"rain": 1.0}], ["rain", "rain", "rain"]):
+        with pytest.raises(ValueError, match="per-sample entries .* the batch has 2 samples"):
+            model(x, short)
+    with pytest.raises(ValueError, match=r"give a single name \(a string, e.g. 'rain'\), not a list"):
+        model(x, ["rain"])
+    with torch.no_grad():
+        assert torch.equal(model(x, torch.tensor(1)), by_label)   # a 0-d label: batch-wide like a name
 
 
 def test_set_omega_plain_and_context():
