@@ -6,11 +6,12 @@ as well.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -151,7 +152,12 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
 
 # a block count or size in the metadata beyond this multiple of what the file's tensors hold is not credible
 _META_INT_SLACK = 1024
-_MAX_MULTIPLE = 1 << 12
+# padding to a multiple of 4096 turns a 53×37 image into a 4096×4096 forward; 2^8 is eight 2× downsamplings
+MAX_MULTIPLE = 256
+# the meta-device build may register at most this many parameters and buffers per tensor of the file (plus a
+# margin): a block count of 20000 is refused after a few hundred modules instead of minutes and gigabytes later
+_REGISTRATION_SLACK = 4
+_REGISTRATION_MARGIN = 256
 
 
 def check_meta(meta: Mapping[str, Any], path: str, tensors: Optional[Mapping[str, torch.Tensor]] = None) -> None:
@@ -172,8 +178,8 @@ def check_meta(meta: Mapping[str, Any], path: str, tensors: Optional[Mapping[str
     multiple = meta.get("multiple", 1)
     if multiple is None:
         multiple = 1
-    if isinstance(multiple, bool) or not isinstance(multiple, int) or not 1 <= multiple <= _MAX_MULTIPLE:
-        raise bad(f"'multiple' must be an integer from 1 to {_MAX_MULTIPLE}, got {multiple!r}")
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or not 1 <= multiple <= MAX_MULTIPLE:
+        raise bad(f"'multiple' must be an integer from 1 to {MAX_MULTIPLE}, got {multiple!r}")
     names = meta.get("degradations")
     if not isinstance(names, list) or not names:
         raise bad(f"'degradations' must be a non-empty list of names, got {names!r}")
@@ -235,17 +241,39 @@ def check_sizes_on_meta_device(build: Callable[[], nn.Module], state: Mapping[st
     Refuses a description whose network would not fit the file's tensors before the real network is
     allocated.  Networks that cannot be built on the meta device are left to the ordinary check.
     """
+    limit = _REGISTRATION_SLACK * len(state) + _REGISTRATION_MARGIN
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _registration_limit(limit, len(state), path):
             model = build()
     except CheckpointError:
         raise
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{path}: cannot build the network it describes: {err}") from err
-    except Exception as err:  # noqa: BLE001 - a constructor that needs real data: checked after building
-        logger.debug("%s: no meta-device size check (%s: %s)", path, type(err).__name__, err)
-        return
+    except Exception as err:  # noqa: BLE001 - fail closed: a description we cannot size is never built for real
+        raise CheckpointError(f"{path}: cannot build the network it describes ({type(err).__name__}: "
+                              f"{str(err)[:200]}); the file is damaged or crafted — re-export it") from err
     check_state_dict(model, strip_parallel_prefix(state), path)
+
+
+@contextlib.contextmanager
+def _registration_limit(limit: int, tensors: int, path: str) -> Iterator[None]:
+    """Stop a network build that registers more than ``limit`` parameters and buffers (a crafted block count)."""
+    count = [0]
+
+    def hook(module: nn.Module, name: str, value: Any) -> None:
+        count[0] += 1
+        if count[0] > limit:
+            raise CheckpointError(f"{path}: invalid network description: it builds more than {limit} parameters "
+                                  f"and buffers while the file holds {tensors} tensors; the file is damaged or "
+                                  "crafted — re-export it")
+
+    handles = [torch.nn.modules.module.register_module_parameter_registration_hook(hook),
+               torch.nn.modules.module.register_module_buffer_registration_hook(hook)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -281,6 +309,8 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
     check_meta(meta, path, main)
     if isinstance(meta.get("classifier"), Mapping):
         check_meta(meta["classifier"], f"{path} (classifier)", cls_state)
+        check_sizes_on_meta_device(lambda: _build_from_meta(meta["classifier"], builder), cls_state,
+                                   f"{path} (classifier)")
     check_sizes_on_meta_device(lambda: _build_from_meta(meta, builder), main, path)
     model = load_weights(_build_checked(meta, builder, path), main, path)
     classifier = None

@@ -5,8 +5,11 @@ a few crops; their averaged probabilities are ω for ``--degradation auto``.
 """
 from __future__ import annotations
 
+import difflib
 import logging
-from typing import List, Optional, Sequence, Tuple
+import math
+import re
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -17,15 +20,49 @@ from pip_adapter.utils.tensor import pad_bottom_right
 logger = logging.getLogger(__name__)
 
 
+# the timm options a classifier may carry, with the type of their value: a model file (or its bundled classifier
+# document) passes them to timm.create_model, so anything naming a file, a URL or a hub (checkpoint_path,
+# pretrained_cfg, "hf-hub:..." names) must never get through
+TIMM_OPTIONS = {"drop_rate": float, "drop_path_rate": float, "drop_block_rate": float, "global_pool": str,
+                "norm_layer": str, "act_layer": str, "output_stride": int}
+MAX_CROP_SIZE = 4096
+MAX_CROPS = 64
+_PLAIN = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def check_classifier_options(arch: Any, options: Mapping[str, Any], known_archs: Sequence[str]) -> None:
+    """Refuse a classifier ``arch`` that is not one of timm's built-in model names, and any option outside
+    :data:`TIMM_OPTIONS` (or of another type), before timm sees them; raises ``ValueError`` naming them."""
+    if not isinstance(arch, str) or not _PLAIN.fullmatch(arch):
+        raise ValueError(f"classifier arch {arch!r} is not a timm model name (letters, digits and '_' only: "
+                         "hub names and paths are refused)")
+    if arch not in set(known_archs):
+        close = difflib.get_close_matches(arch, list(known_archs), n=3)
+        raise ValueError(f"unknown classifier arch {arch!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+                         + " (a timm model name such as resnet18 or resnet34)")
+    for key, value in options.items():
+        kind = TIMM_OPTIONS.get(key)
+        if kind is None:
+            raise ValueError(f"classifier option {key!r} is not accepted; the options are arch, degradations, "
+                             f"crop_size, num_crops and {', '.join(sorted(TIMM_OPTIONS))}")
+        ok = (isinstance(value, str) and bool(_PLAIN.fullmatch(value))) if kind is str else \
+            (isinstance(value, (int, float)) and not isinstance(value, bool) and
+             (kind is float or isinstance(value, int)) and math.isfinite(value) and 0 <= value <= 64)
+        if not ok:
+            raise ValueError(f"classifier option {key}={value!r} is not a plain "
+                             f"{'name' if kind is str else 'number from 0 to 64'}")
+
+
 class DegradationClassifier(nn.Module):
     """``timm`` backbone ``arch`` with a T-way head; input B×3×H×W in [0, 1], output logits B×T.
 
     Args:
-        arch: any timm model name (``resnet34`` as in the paper, ``resnet18`` / ``resnet10t`` for CPU).
+        arch: a timm model name (``resnet34`` as in the paper, ``resnet18`` / ``resnet10t`` for CPU); names of
+            timm's own registry only (no hub names).
         degradations: the type names, in ω order (None: the five default types).
         crop_size: size of the crops :meth:`predict_proba` looks at (training crops should match).
         num_crops: crops per image in :meth:`predict_proba` (a grid over the image).
-        model_kwargs: extra keyword arguments of ``timm.create_model``.
+        model_kwargs: extra keyword arguments of ``timm.create_model``, from :data:`TIMM_OPTIONS` only.
     """
 
     def __init__(self, arch: str = "resnet34", degradations: Optional[Sequence[str]] = None,
@@ -33,12 +70,16 @@ class DegradationClassifier(nn.Module):
         super().__init__()
         import timm
 
+        if model_kwargs.pop("pretrained", False):
+            raise ValueError("the degradation classifier never downloads weights: pretrained must be False")
+        check_classifier_options(arch, model_kwargs, timm.list_models())
         self.arch = arch
         self.degradations: List[str] = normalise_names(degradations)
         self.crop_size = int(crop_size)
         self.num_crops = int(num_crops)
-        if model_kwargs.pop("pretrained", False):
-            raise ValueError("the degradation classifier never downloads weights: pretrained must be False")
+        if not 1 <= self.crop_size <= MAX_CROP_SIZE or not 1 <= self.num_crops <= MAX_CROPS:
+            raise ValueError(f"classifier crop_size {crop_size!r} / num_crops {num_crops!r} out of range "
+                             f"(1 to {MAX_CROP_SIZE} / 1 to {MAX_CROPS})")
         self.model_kwargs = dict(model_kwargs)
         self.net = timm.create_model(arch, pretrained=False, num_classes=len(self.degradations),
                                      **model_kwargs)

@@ -43,18 +43,43 @@ META_KEY = "pip_adapter"
 CLASSIFIER_PREFIX = "__classifier__."
 CLASSIFIER_TYPE = "DegradationClassifier"
 WEIGHT_EXTENSIONS = (".safetensors", ".pth", ".pt")
+# our documents are a few kilobytes; a megabyte leaves room for large networks and bundled classifiers
+MAX_META_CHARS = 1 << 20
+MAX_META_DEPTH = 32
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the network it describes."""
 
 
+def _depth(doc: Any) -> int:
+    """How deeply a JSON value nests (iteratively: the checks that walk it later recurse)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in value)
+    return deepest
+
+
 def parse_meta(text: str, path: str) -> Dict[str, Any]:
     """The pip-adapter JSON document ``text`` (read from ``path``), checked for format and version."""
+    if not isinstance(text, str) or len(text) > MAX_META_CHARS:
+        raise CheckpointError(f"{path}: the pip-adapter metadata is not a JSON text of at most {MAX_META_CHARS} "
+                              "characters; the file is damaged or crafted — re-export it")
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: the pip-adapter metadata is not valid JSON ({err})") from err
+    except RecursionError:
+        raise CheckpointError(f"{path}: the pip-adapter metadata is nested too deeply to be ours; the file is "
+                              "damaged or crafted — re-export it") from None
+    if _depth(meta) > MAX_META_DEPTH:
+        raise CheckpointError(f"{path}: the pip-adapter metadata is nested more than {MAX_META_DEPTH} levels deep; "
+                              "the file is damaged or crafted — re-export it")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: the metadata is not a pip-adapter document")
     version = meta.get("format_version")

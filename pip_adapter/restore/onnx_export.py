@@ -209,6 +209,8 @@ def _verify(path: str, wrapper: nn.Module, channels: int, types: int, multiple: 
         logger.warning("onnxruntime is not installed: the ONNX graph was not checked against PyTorch (%s)",
                        INSTALL_HINT)
         return None, None
+    if hasattr(ort, "disable_telemetry_events"):  # exporting is offline too: nothing is reported
+        ort.disable_telemetry_events()
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

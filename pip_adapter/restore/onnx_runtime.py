@@ -14,17 +14,26 @@ from typing import Any, Dict, Optional, Union
 import torch
 import torch.nn as nn
 
-from pip_adapter.restore.checkpoint import Builder, load_checkpoint
+from pip_adapter.restore.checkpoint import Builder, check_meta, load_checkpoint
 from pip_adapter.restore.file_format import META_KEY, CheckpointError, parse_meta
 from pip_adapter.restore.onnx_export import INPUT_NAMES, OUTPUT_NAME, require
 
 logger = logging.getLogger(__name__)
 
 
+def quiet_onnxruntime() -> Any:
+    """onnxruntime, imported, with its telemetry events turned off (restoring is offline: nothing is reported)."""
+    ort = require("onnxruntime", "Restoring with an ONNX model")
+    disable = getattr(ort, "disable_telemetry_events", None)
+    if disable is not None:
+        disable()
+    return ort
+
+
 def onnx_device(device: Union[str, torch.device, None]) -> torch.device:
     """``"auto"``/None → CUDA when both torch and onnxruntime (onnxruntime-gpu) have it, else CPU."""
     if device is None or str(device) == "auto":
-        ort = require("onnxruntime", "Restoring with an ONNX model")
+        ort = quiet_onnxruntime()
         use_cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
         return torch.device("cuda" if use_cuda else "cpu")
     return torch.device(device)
@@ -55,7 +64,7 @@ class OnnxRuntimeNet(nn.Module):
     def __init__(self, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
                  threads: Optional[int] = None) -> None:
         super().__init__()
-        ort = require("onnxruntime", "Restoring with an ONNX model")
+        ort = quiet_onnxruntime()
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
@@ -69,7 +78,7 @@ class OnnxRuntimeNet(nn.Module):
         self.meta = read_onnx_meta(self._session, self.path)
         self.degradations = list(self.meta.get("degradations") or [])
         self.multiple = max(1, int(self.meta.get("multiple") or 1))
-        self.uses_omega = bool((self.meta.get("onnx") or {}).get("uses_omega", bool(self.meta.get("pip_config"))))
+        self.uses_omega = onnx_uses_omega(self.meta, self.path)
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
         if inputs[:1] != [INPUT_NAMES[0]] or OUTPUT_NAME not in outputs:
@@ -88,7 +97,13 @@ class OnnxRuntimeNet(nn.Module):
             if omega is None:
                 omega = torch.zeros(image.shape[0], max(1, len(self.degradations)))
             feeds[INPUT_NAMES[1]] = omega.detach().to("cpu", torch.float32).contiguous().numpy()
-        out = self._session.run([OUTPUT_NAME], feeds)[0]
+        try:
+            out = self._session.run([OUTPUT_NAME], feeds)[0]
+        except Exception as err:  # noqa: BLE001 - onnxruntime's own exception types: one image fails, not the run
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{os.path.basename(self.path)}: onnxruntime cannot run this input "
+                             f"({type(err).__name__}: {first}); the graph does not fit its metadata — "
+                             "re-export it with 'pip-adapter export --format onnx'") from err
         return torch.from_numpy(out).to(image.device)
 
     def extra_repr(self) -> str:
@@ -104,10 +119,24 @@ def read_onnx_meta(session: Any, path: str) -> Dict[str, Any]:
     meta = parse_meta(props[META_KEY], path)
     if meta.get("kind") != "restorer":
         raise CheckpointError(f"{path}: the ONNX metadata describes a {meta.get('kind')!r}, not a restorer")
-    names = meta.get("degradations")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise CheckpointError(f"{path}: the ONNX metadata's 'degradations' is {names!r}; expected a list of names")
+    check_meta(meta, path)  # the bounds and names of a safetensors export: multiple, unique addressable names
     return meta
+
+
+def onnx_uses_omega(meta: Dict[str, Any], path: str) -> bool:
+    """Whether the graph reads ω (``onnx.uses_omega``): a boolean, and true for every PIP network."""
+    onnx_doc = meta.get("onnx") or {}
+    if not isinstance(onnx_doc, dict):
+        raise CheckpointError(f"{path}: the ONNX metadata's 'onnx' entry is not a mapping; re-export it")
+    is_pip = bool(meta.get("pip_config"))
+    uses = onnx_doc.get("uses_omega", is_pip)
+    if not isinstance(uses, bool):
+        raise CheckpointError(f"{path}: the ONNX metadata's 'uses_omega' is {uses!r}, not true or false; re-export it")
+    if is_pip and not uses:
+        # a PIP graph fed ω = 0 restores nothing in particular: refuse rather than guess
+        raise CheckpointError(f"{path}: the ONNX metadata says 'uses_omega: false' for a PIP network, which needs ω; "
+                              "the file is damaged or crafted — re-export it")
+    return uses
 
 
 def read_onnx_metadata_props(path: str) -> Dict[str, str]:
