@@ -21,11 +21,15 @@ values are not, and a traced graph stays free of data-dependent branches.
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Optional, Sequence, Union
 
 import torch
 
 DEFAULT_DEGRADATIONS: tuple = ("noise", "rain", "haze", "blur", "low_light")
+
+# ω weights are mixing proportions: beyond this a weight only scales the prompts into float overflow (NaN output)
+MAX_WEIGHT = 1e6
 
 # spellings users write for the default types -> canonical name
 _ALIASES = {
@@ -104,11 +108,31 @@ def _check_weights(w: torch.Tensor, num_types: int) -> torch.Tensor:
         raise ValueError("omega weights contain NaN or infinite values; give finite, non-negative weights")
     if (w < 0).any():
         raise ValueError(f"omega weights must be non-negative, got min {w.min().item():g}")
+    if (w > MAX_WEIGHT).any():
+        raise ValueError(f"omega weight {w.max().item():g} is absurdly large (at most {MAX_WEIGHT:g}); ω weights "
+                         "are proportions such as rain=0.7,noise=0.3")
     zero_rows = (w.sum(dim=1) <= 0).nonzero().flatten().tolist()
     if zero_rows:
         raise ValueError(f"omega weights are all zero for sample(s) {zero_rows}; "
                          "give at least one positive weight per sample")
     return w
+
+
+def _weight(name: str, value: object) -> float:
+    """One weight of a {name: weight} ω, checked before it meets a float32 tensor (1e39 would overflow there)."""
+    try:
+        weight = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"omega weight of {name!r} must be a number, got {value!r}") from None
+    if not math.isfinite(weight):
+        raise ValueError(f"omega weight of {name!r} is NaN or infinite ({value!r}); give finite, non-negative "
+                         "weights")
+    if weight < 0:
+        raise ValueError(f"omega weights must be non-negative, got {name}={weight:g}")
+    if weight > MAX_WEIGHT:
+        raise ValueError(f"omega weight of {name!r} is {weight:g}, absurdly large (at most {MAX_WEIGHT:g}); ω "
+                         "weights are proportions such as rain=0.7,noise=0.3")
+    return weight
 
 
 def labels_to_omega(labels: torch.Tensor, num_types: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -138,8 +162,14 @@ def to_omega(omega: OmegaLike, names: Sequence[str], batch_size: Optional[int] =
         w = labels_to_omega(torch.tensor([name_to_index(omega, names)]), num_types, dtype)
     elif isinstance(omega, Mapping):
         w = torch.zeros(1, num_types, dtype=dtype)
+        given = {}
         for key, val in omega.items():
-            w[0, name_to_index(key, names)] = float(val)
+            index = name_to_index(key, names)
+            if index in given:
+                raise ValueError(f"omega names {names[index]!r} twice ({given[index]!r} and {key!r}); give each "
+                                 "degradation once")
+            given[index] = key
+            w[0, index] = _weight(key, val)
     elif isinstance(omega, torch.Tensor):
         if omega.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool):
             w = labels_to_omega(omega.reshape(-1) if omega.dim() == 0 else omega, num_types, dtype)

@@ -6,11 +6,14 @@ import glob
 import math
 import os
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from pip_adapter.cli.common import AUTO_MODES, DEFAULT_AUTO_MODE, add_model_argument, cli_builder, load_cli_plugins
 from pip_adapter.plugins import add_plugin_argument
-from pip_adapter.utils.io import os_error_line
+from pip_adapter.utils.io import file_id, os_error_line
+
+# restore.image_io.DEFAULT_MAX_PIXELS, written out so that --help imports no image library (a test compares them)
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
@@ -54,6 +57,13 @@ def check_suffix(suffix: str) -> None:
     if any(sep in suffix for sep in seps) or "\0" in suffix or suffix.strip() in (".", ".."):
         raise ValueError(f"--suffix {suffix!r} must be plain text added to file names (no path separator, "
                          "no '..'): outputs stay inside the output folder")
+
+
+def input_checker(files: List[str]) -> Callable[[str], bool]:
+    """A test telling whether a path is one of ``files`` (links and hard links followed)."""
+    reals = {os.path.realpath(f) for f in files}
+    ids = {file_id(f) for f in files} - {None}
+    return lambda path: os.path.realpath(path) in reals or file_id(path) in ids
 
 
 def inside(path: str, folder: str) -> bool:
@@ -189,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
                                         classifier=args.classifier, builder=cli_builder,
                                         tile=args.tile, tile_overlap=args.tile_overlap,
-                                        precision=args.precision)
+                                        precision=args.precision, max_pixels=args.max_pixels)
     # validate ω once, before any work, so that a typo fails fast with the known names
     if omega is not None:
         to_omega(omega, restorer.degradations, batch_size=1)
@@ -199,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--degradation auto needs a degradation classifier: pass --classifier FILE, or export "
                          "the model with one (pip-adapter export ... --classifier)")
     os.makedirs(args.output, exist_ok=True)
+    is_an_input = input_checker(files)
     rows = []
     targets = set()
     show = not args.no_progress
@@ -207,19 +218,21 @@ def run(args: argparse.Namespace) -> int:
             stem = os.path.splitext(os.path.basename(src))[0]
             bar.set_postfix_str(os.path.basename(src))
             try:
-                if os.path.abspath(dst) in targets:
+                if os.path.realpath(dst) in targets:
                     raise FileExistsError(f"another input already writes {dst}; rename one of them")
                 if not inside(dst, args.output):  # e.g. a link inside -o pointing elsewhere
                     raise ValueError(f"{dst} would be written outside the output folder {args.output}")
-                if os.path.abspath(dst) == os.path.abspath(src):
-                    raise FileExistsError(f"{dst} is the input itself; choose another --output or --suffix")
+                if is_an_input(dst):
+                    # links included: -o may be a link to the input folder
+                    raise FileExistsError(f"{dst} is an input file (the output folder leads to the inputs); "
+                                          "choose another --output or a --suffix")
                 gt = None
                 unscored = None
                 if args.gt is not None:
                     gt = find_gt(args.gt, src)
                     if gt is None:
                         unscored = f"no ground truth named {stem}.* in {args.gt}"
-                targets.add(os.path.abspath(dst))
+                targets.add(os.path.realpath(dst))
                 with tqdm(total=0, desc="  tiles", unit="tile", leave=False, file=sys.stderr,
                           disable=not show or not args.tile) as tiles:
                     def _steps(n: int, bar=tiles) -> None:
@@ -276,7 +289,10 @@ def register(subparsers: Any) -> None:
                    help="fp32 (default), or autocast to bf16 / fp16 (fp16 only where the device supports it)")
     p.add_argument("--gt", default=None, help="folder of ground-truth images (same names): report PSNR/SSIM")
     p.add_argument("--suffix", default="", help="added to output file names before the extension (default: none, the input's name)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse images larger than this many pixels, before decoding them (default: "
+                        f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_plugin_argument(p)
     p.set_defaults(func=run)

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 PREVIEW_SIZE = 1024    # longest side of the pictures sent to the browser (the download keeps the full size)
 ACCEPTED = "PNG, JPEG or TIFF (8 or 16 bit; gray, RGB or RGBA), also BMP and WebP"
+# a server shared by several users: a 420 KB upload can declare 12000² pixels (3 GB once decoded)
+DEMO_MAX_PIXELS = 25_000_000
 
 
 class DemoInputError(ValueError):
@@ -128,11 +130,13 @@ class DemoSession:
         restorer: the loaded model.
         workdir: the temporary folder to write in (default: a new one, removed by :meth:`close`).
         tile, tile_overlap: default tiling for large images (0 = whole image).
+        max_pixels: uploads declaring more pixels are refused before they are decoded.
     """
 
     def __init__(self, restorer: Restorer, workdir: Optional[str] = None, tile: int = 512,
-                 tile_overlap: int = 32) -> None:
+                 tile_overlap: int = 32, max_pixels: int = DEMO_MAX_PIXELS) -> None:
         self.restorer = restorer
+        self.max_pixels = int(max_pixels)
         self._own_workdir = workdir is None
         self.workdir = os.path.abspath(workdir or tempfile.mkdtemp(prefix="pip-adapter-demo-"))
         os.makedirs(self.workdir, exist_ok=True)
@@ -172,7 +176,7 @@ class DemoSession:
         if not path:
             raise DemoInputError(f"no {what}: upload a {ACCEPTED} file, or choose a built-in example")
         try:
-            return read_image(path)
+            return read_image(path, self.max_pixels)
         except (ImageReadError, OSError, ValueError) as err:
             # the page shows the name the user gave, not the server's copy of the file
             why = str(err).replace(f"{path}: ", "").replace(str(path), _display_name(path))

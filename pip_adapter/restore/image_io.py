@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
+import threading
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -23,6 +26,10 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 _EXIF_ORIENTATION = 0x0112
+# images larger than this are refused unless asked for (--max-pixels): 100 MP is a 10000×10000 photo, whose
+# float copy alone takes 1.2 GB
+DEFAULT_MAX_PIXELS = 100_000_000
+_PIL_LOCK = threading.Lock()  # PIL's own bomb limit is a module global, lifted while we read a header
 _ROWS = 256  # rows converted at a time between integer and float images
 
 
@@ -81,8 +88,62 @@ def apply_exif_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
     return arr
 
 
-def _read_raw(path: str) -> np.ndarray:
-    """Pixels as stored (H×W or H×W×C, RGB order), via OpenCV, falling back to tifffile/PIL."""
+def _is_tiff(head: bytes) -> bool:
+    return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _png_color_type(head: bytes) -> Optional[int]:
+    """The PNG colour type of the IHDR chunk (4: gray + alpha), or None for another format."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25:
+        return head[25]
+    return None
+
+
+def declared_size(path: str) -> Optional[Tuple[int, int, int]]:
+    """(width, height, pages) that the file's header declares, read without decoding the pixels; None when
+    neither PIL nor (for TIFF) tifffile can read the header."""
+    try:
+        from PIL import Image
+        with _PIL_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we apply our own limit
+            try:
+                with Image.open(path) as im:
+                    width, height = im.size
+                    pages = int(getattr(im, "n_frames", 1) or 1)
+                    return int(width), int(height), pages
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except Exception:  # noqa: BLE001 - a header PIL cannot read: tifffile, else the decoder decides
+        pass
+    try:
+        import tifffile
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return int(page.imagewidth), int(page.imagelength), len(tif.pages)
+    except Exception:  # noqa: BLE001 - not a TIFF either
+        return None
+
+
+def check_pixels(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 size: Optional[Tuple[int, int, int]] = None) -> None:
+    """Refuse an image whose header declares more than ``max_pixels`` pixels (None or 0: no limit), before
+    anything is decoded (a small file can declare gigabytes of pixels); ``size``: its :func:`declared_size`."""
+    if not max_pixels:
+        return
+    size = size or declared_size(path)
+    if size is None:
+        return
+    width, height, _ = size
+    if width * height > max_pixels:
+        raise ImageReadError(f"{path}: {width}×{height} is {width * height / 1e6:.0f} megapixels, more than the "
+                             f"limit of {max_pixels / 1e6:g} MP; pass --max-pixels {width * height} "
+                             "(max_pixels=...) if it really is that large")
+
+
+def _read_raw(path: str) -> Tuple[np.ndarray, bool]:
+    """Pixels as stored (H×W or H×W×C, RGB order), via OpenCV, falling back to tifffile/PIL; and whether the
+    decoder applied the orientation already (OpenCV does for TIFF, not for JPEG)."""
     import cv2
     arr = None
     try:
@@ -92,25 +153,47 @@ def _read_raw(path: str) -> np.ndarray:
             arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except (OSError, cv2.error):
         arr = None
+    head = bytes(data[:32]) if arr is not None else b""
     if arr is not None:
         if arr.ndim == 3 and arr.shape[2] == 3:
             arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
         elif arr.ndim == 3 and arr.shape[2] == 4:
             arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
-        return arr
+            if _png_color_type(head) == 4:
+                arr = np.ascontiguousarray(arr[:, :, [0, 3]])  # a gray + alpha PNG stays gray + alpha
+        if _is_tiff(head):
+            exact = _tiff_if_cv2_lost_something(path, arr)
+            if exact is not None:
+                return exact, False
+        return arr, _is_tiff(head)
     ext = os.path.splitext(path)[1].lower()
     if ext in (".tif", ".tiff"):
         try:
             import tifffile
-            return np.asarray(tifffile.imread(path))
+            return np.asarray(tifffile.imread(path, key=0)), False
         except Exception:  # noqa: BLE001 - fall through to PIL and the common error below
             pass
     try:
         from PIL import Image
         with Image.open(path) as im:
-            return np.asarray(im)
+            return np.asarray(im), False
     except Exception as err:  # noqa: BLE001 - any failure means "not an image we can read"
         raise ImageReadError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
+
+
+def _tiff_if_cv2_lost_something(path: str, arr: np.ndarray) -> Optional[np.ndarray]:
+    """The first page read by tifffile when OpenCV's decoding lost depth or channels (16-bit gray + alpha comes
+    back from OpenCV as 8-bit gray); None when OpenCV's pixels are the stored ones."""
+    try:
+        import tifffile
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            samples = int(page.samplesperpixel)
+            if np.dtype(page.dtype) == arr.dtype and samples == (arr.shape[2] if arr.ndim == 3 else 1):
+                return None
+            return np.asarray(page.asarray())
+    except Exception:  # noqa: BLE001 - tifffile cannot read it either: keep OpenCV's pixels
+        return None
 
 
 def split_array(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndarray, ImageInfo]:
@@ -170,17 +253,29 @@ def array_to_float(arr: np.ndarray, path: Optional[str] = None) -> Tuple[np.ndar
     return rgb, info
 
 
-def read_image_raw(path: str) -> Tuple[np.ndarray, ImageInfo]:
-    """Read ``path`` upright (EXIF applied) as its colour pixels in the stored dtype (H×W×1 or ×3) and info."""
+def read_image_raw(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[np.ndarray, ImageInfo]:
+    """Read ``path`` upright (EXIF applied) as its colour pixels in the stored dtype (H×W×1 or ×3) and info.
+
+    A file that is not a regular file, or declares more than ``max_pixels`` pixels, is refused before decoding.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"image not found: {path}")
     if os.path.isdir(path):
         raise ImageReadError(f"{path}: is a folder, not an image")
-    arr = _read_raw(path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # a named pipe would block the read forever; a device could be endless
+        raise ImageReadError(f"{path}: not a regular file (a pipe, device or socket); give an image file")
+    size = declared_size(path)
+    check_pixels(path, max_pixels, size)
+    if size is not None and size[2] > 1:
+        logger.warning("%s holds %d pages; only the first is read", path, size[2])
+    arr, oriented = _read_raw(path)
     if arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4):
         raise ImageReadError(f"{path}: unsupported number of channels {arr.shape[2]}")
-    orientation = _exif_orientation(path)
+    if arr.ndim not in (2, 3):
+        raise ImageReadError(f"{path}: unsupported image layout of shape {arr.shape}")
+    orientation = 1 if oriented else _exif_orientation(path)
     if orientation != 1:
         arr = np.ascontiguousarray(apply_exif_orientation(arr, orientation))
     try:
@@ -189,9 +284,9 @@ def read_image_raw(path: str) -> Tuple[np.ndarray, ImageInfo]:
         raise ImageReadError(str(err)) from err
 
 
-def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
+def read_image(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tuple[np.ndarray, ImageInfo]:
     """Read ``path`` as float32 RGB H×W×3 in [0, 1], upright (EXIF applied); see :class:`ImageInfo`."""
-    raw, info = read_image_raw(path)
+    raw, info = read_image_raw(path, max_pixels)
     rgb, _ = array_to_float(raw, path)
     return rgb, info
 
@@ -245,7 +340,10 @@ def write_image(path: str, arr: np.ndarray, overwrite: bool = False) -> None:
     elif arr.ndim == 3 and arr.shape[2] == 4:
         bgr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
     elif arr.ndim == 3 and arr.shape[2] == 2:
-        # encoders take gray+alpha only as 4 channels; the gray value goes to R, G and B
+        if _write_gray_alpha(path, ext, arr):
+            return
+        # OpenCV's encoders take gray+alpha only as 4 channels; the gray value goes to R, G and B
+        logger.info("%s: written as RGBA (this format keeps gray + alpha only as 8-bit PNG or TIFF)", path)
         bgr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
     else:
         bgr = arr
@@ -255,3 +353,18 @@ def write_image(path: str, arr: np.ndarray, overwrite: bool = False) -> None:
     with atomic_path(path) as tmp:
         data.tofile(tmp)
 
+
+
+def _write_gray_alpha(path: str, ext: str, arr: np.ndarray) -> bool:
+    """Write H×W×2 gray + alpha as such where the format keeps it (TIFF; 8-bit PNG); False otherwise."""
+    if ext in (".tif", ".tiff"):
+        import tifffile
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, np.ascontiguousarray(arr), photometric="minisblack", extrasamples=["unassalpha"])
+        return True
+    if ext == ".png" and arr.dtype == np.uint8:
+        from PIL import Image
+        with atomic_path(path) as tmp:
+            Image.fromarray(np.ascontiguousarray(arr), "LA").save(tmp, format="PNG")
+        return True
+    return False

@@ -24,7 +24,7 @@ from pip_adapter.modules.pip_level import set_p2f_chunking
 from pip_adapter.omega import canonical_name, to_omega
 from pip_adapter.restore.checkpoint import load_checkpoint
 from pip_adapter.restore.file_format import is_onnx_path
-from pip_adapter.restore.image_io import (ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
+from pip_adapter.restore.image_io import (DEFAULT_MAX_PIXELS, ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
 from pip_adapter.restore.onnx_runtime import load_onnx, onnx_device
 from pip_adapter.restore.tiling import check_tiling, count_tiles, run_padded, tiled_forward
@@ -169,13 +169,16 @@ class Restorer:
         p2f_chunk: pixels per band of the PIP levels' full-resolution P2F (see
             :meth:`~pip_adapter.modules.PIPLevel.set_p2f_chunking`; it lowers the peak memory and changes results
             only by float rounding); 0 turns it off.  It is set on ``model``'s PIP levels.
+        max_pixels: image files declaring more pixels are refused before decoding (0 or None: no limit).
     """
 
     def __init__(self, model: nn.Module, degradations: Sequence[str], multiple: int = 16,
                  device: Union[str, torch.device, None] = "auto", classifier: Optional[nn.Module] = None,
                  tile: int = 0, tile_overlap: int = 32, uses_omega: Optional[bool] = None,
-                 precision: str = "fp32", p2f_chunk: int = P2F_CHUNK_PIXELS) -> None:
+                 precision: str = "fp32", p2f_chunk: int = P2F_CHUNK_PIXELS,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         self.device = resolve_device(device)
+        self.max_pixels = int(max_pixels or 0)
         self.precision = str(precision).strip().lower()
         self.autocast_dtype = resolve_precision(self.precision, self.device)
         self.model = model.eval().to(self.device)
@@ -311,6 +314,10 @@ class Restorer:
             del xf
             if progress is not None:
                 progress(1)
+        if not bool(torch.isfinite(out).all()):
+            # clamping would turn NaN into a black image written as a success
+            raise ValueError("the network's output holds NaN or infinite values (a damaged model, or a ω it "
+                             "cannot take); nothing was written for this image")
         return out.clamp_(0.0, 1.0)
 
     def num_steps(self, height: int, width: int, tile: Optional[int] = None,
@@ -368,7 +375,7 @@ class Restorer:
         :func:`pip_adapter.omega.to_omega` accepts.  ``self.last_omega`` holds the ω used.
         """
         if isinstance(image, (str, os.PathLike)):
-            pixels, info = read_image_raw(os.fspath(image))
+            pixels, info = read_image_raw(os.fspath(image), self.max_pixels)
         else:
             pixels, info = split_array(image)
         restored, _, _ = self._restore_split(pixels, info, degradation=degradation, omega=omega,
@@ -388,7 +395,7 @@ class Restorer:
         if os.path.exists(dst) and not overwrite:
             raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
         start = time.perf_counter()
-        pixels, info = read_image_raw(src)
+        pixels, info = read_image_raw(src, self.max_pixels)
         if on_steps is not None:
             on_steps(self.num_steps(pixels.shape[0], pixels.shape[1], tile, tile_overlap))
         restored, weights, desc = self._restore_split(pixels, info, degradation=degradation, omega=omega,
@@ -403,7 +410,7 @@ class Restorer:
         if gt is not None:
             # the output is written either way; a ground truth that cannot be compared only loses the score
             try:
-                gt_rgb, gt_info = read_image(gt)
+                gt_rgb, gt_info = read_image(gt, self.max_pixels)
                 # compare what was written (its bit depth and channels) with the ground truth the same way
                 written, _ = array_to_float(out)
                 result.psnr, result.ssim = _compare(written, info, gt_rgb, gt_info)

@@ -7,7 +7,7 @@ import os
 import pickle
 import secrets
 import stat
-from typing import Any, Callable, Iterator, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import yaml
 
@@ -37,6 +37,16 @@ def _create_temp_beside(path: str) -> Tuple[str, int]:
             os.close(fd)
         return tmp, mode
     raise FileExistsError(f"could not create a temporary file beside {path} (100 names taken)")
+
+
+def file_id(path: str) -> Optional[Tuple[int, int]]:
+    """(device, inode) of the file ``path`` leads to (links followed), or None when there is none: two paths
+    with one id are one file (a symbolic or hard link, a bind mount)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @contextlib.contextmanager
