@@ -46,11 +46,11 @@ def test_final_validation_label_resume_fallback_and_stale_temporaries(tiny_built
     assert re.search(r"Best: [\d.]+ @ 20 iter", log) and "@ 22 iter" not in log
     assert json.loads((exp / "validation_latest.json").read_text())["iter"] == 20
 
-    # a truncated newest state: resume falls back to the newest complete pair, and keeps the damaged file
+    # a truncated newest state: resume falls back to the newest complete pair, and keeps the damaged file aside
     state20 = exp / "training_states" / "20.state"
     size = state20.stat().st_size
     os.truncate(state20, size // 2)
-    stale = exp / "models" / "net_g_10.pth.k3x9q_a1.tmp"  # a write killed before its rename
+    stale = exp / "models" / "net_g_10.pth.3fa9c01b7d2e.tmp"  # a write killed before its rename
     stale.write_bytes(b"partial")
     foreign = exp / "models" / "notes.tmp"
     foreign.write_text("not ours")
@@ -59,16 +59,18 @@ def test_final_validation_label_resume_fallback_and_stale_temporaries(tiny_built
     assert basicsr_main(["train", "-opt", path, "--auto_resume", "--force_yml", "train:total_iter=12"]) == 0
     warnings = caplog.text
     assert f"{state20} is damaged" in warnings and "skipping iteration 20" in warnings
+    assert "kept as 20.state.damaged" in warnings
     assert f"removed {stale}" in warnings and not stale.exists() and foreign.exists()
     log = read_train_log(str(exp))
     assert "Resuming training from epoch: 1, iter: 10." in log
-    assert state20.stat().st_size == size // 2  # never deleted nor replaced (the resumed run stops at 12)
+    # moved aside, never deleted: a resumed run that reaches iteration 20 again cannot overwrite it
+    assert not state20.exists() and (exp / "training_states" / "20.state.damaged").stat().st_size == size // 2
 
     # a truncated network checkpoint of the newest pair is skipped the same way
     os.truncate(exp / "models" / "net_g_10.pth", 1000)
     caplog.clear()
     assert basicsr_main(["train", "-opt", path, "--auto_resume", "--force_yml", "train:total_iter=12"]) == 0
-    assert "net_g_10.pth is damaged" in caplog.text
+    assert "net_g_10.pth is damaged" in caplog.text and (exp / "models" / "net_g_10.pth.damaged").exists()
     assert "no complete training state" in caplog.text  # 20 and 10 are damaged: a fresh start, folder archived
     assert any(d.startswith("rel_archived_") for d in os.listdir(run_dir / "experiments"))
 

@@ -346,8 +346,9 @@ def file_damage(path: str) -> Optional[str]:
 def latest_complete_state(opt: Dict[str, Any]) -> Optional[str]:
     """The newest ``<iter>.state`` that, with its ``net_<x>_<iter>.pth`` files, exists and reads back whole.
 
-    A damaged file (a truncated copy, a full disk) is named in the log and its iteration skipped, so the run
-    falls back to the newest complete pair; nothing is deleted.
+    A damaged file (a truncated copy, a full disk) is named in the log, renamed to ``<name>.damaged`` (the
+    resumed run would overwrite it when it reaches that iteration) and its iteration skipped, so the run falls
+    back to the newest complete pair; nothing is deleted.
     """
     networks = [k[len("network_"):] for k in opt if k.startswith("network_")]
     for it in reversed(_state_iters(opt["path"]["training_states"])):
@@ -359,8 +360,24 @@ def latest_complete_state(opt: Dict[str, Any]) -> Optional[str]:
         if not damaged:
             return state
         for p, why in damaged:
-            logger.warning("auto_resume: skipping iteration %d: %s is damaged (%s); the file is kept", it, p, why)
+            if opt.get("rank", 0) != 0:
+                continue
+            # the resumed run writes this iteration's file again when it gets there: keep it under another name
+            aside = move_aside(p, "damaged")
+            logger.warning("auto_resume: skipping iteration %d: %s is damaged (%s); kept as %s", it, p, why,
+                           osp.basename(aside))
     return None
+
+
+def move_aside(path: str, label: str) -> str:
+    """Rename ``path`` to ``<path>.<label>`` (``.<label>-2``, ... when taken) so that nothing overwrites it."""
+    target = f"{path}.{label}"
+    n = 1
+    while osp.lexists(target):
+        n += 1
+        target = f"{path}.{label}-{n}"
+    os.rename(path, target)
+    return target
 
 
 def set_resume_paths(opt: Dict[str, Any], resume_iter: int) -> None:
@@ -377,8 +394,9 @@ def set_resume_paths(opt: Dict[str, Any], resume_iter: int) -> None:
             opt["path"][key] = "params"
 
 
-# utils.io.atomic_path names its temporaries "<target>.<mkstemp random>.tmp"
-_OUR_TMP = re.compile(r"(net_\w+_(\d+|latest)\.pth|\d+\.state|\w*validation_latest\.json)\.\w+\.tmp")
+# utils.io.atomic_path names its temporaries "<target>.<12 random hex digits>.tmp"; nothing else matches
+# (a user's "net_g_5.pth.backup.tmp" is not ours)
+_OUR_TMP = re.compile(r"(net_\w+_(\d+|latest)\.pth|\d+\.state|\w*validation_latest\.json)\.[0-9a-f]{12}\.tmp")
 
 
 def clean_stale_temporaries(opt: Dict[str, Any]) -> List[str]:
