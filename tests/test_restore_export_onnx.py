@@ -229,3 +229,63 @@ def test_missing_onnxruntime_names_the_install_command(monkeypatch, tmp_path, ca
     net = make_toy(0)
     with pytest.raises(MissingDependencyError, match="onnxscript"):
         export_onnx_model(net, make_meta(net, TOY_NETWORK), str(tmp_path / "x.onnx"))
+
+
+def _onnx_with_meta(src, dst, edit):
+    """A copy of the ONNX file ``src`` whose pip-adapter document was changed by ``edit(doc)``."""
+    import onnx
+
+    model = onnx.load(src)
+    for prop in model.metadata_props:
+        if prop.key == "pip_adapter":
+            doc = json.loads(prop.value)
+            edit(doc)
+            prop.value = json.dumps(doc)
+    onnx.save(model, dst)
+    return dst
+
+
+@needs_onnx
+@pytest.mark.parametrize("edit, needle", [
+    (lambda d: d.update(multiple=10 ** 6), "'multiple' must be an integer from 1 to 256"),
+    (lambda d: d.update(multiple=-8), "'multiple' must be an integer"),
+    (lambda d: d.update(multiple=8.7), "'multiple' must be an integer"),
+    (lambda d: d.update(degradations=["noise", "rain", "Rain", "blur", "low_light"]), r"repeat \['rain'\]"),
+    (lambda d: d.update(degradations=["noise", "", "haze", "blur", "low_light"]), "cannot be addressed"),
+    (lambda d: d.update(degradations=["noise", "rain,haze", "haze", "blur", "low_light"]), "cannot be addressed"),
+    (lambda d: d.update(pip_config={"backbone": {"type": "X"}}, onnx={**d["onnx"], "uses_omega": False}),
+     "'uses_omega: false' for a PIP network"),
+    (lambda d: d.update(onnx={**d["onnx"], "uses_omega": "yes"}), "'uses_omega' is 'yes'"),
+])
+def test_onnx_metadata_is_checked_like_safetensors(toy_files, tmp_path, capsys, edit, needle):
+    path = _onnx_with_meta(toy_files["onnx"], str(tmp_path / "crafted.onnx"), edit)
+    with pytest.raises(CheckpointError, match=needle):
+        OnnxRuntimeNet(path)
+    write_png(tmp_path / "in.png", rand_image(8, 8))
+    code = main(["restore", str(tmp_path / "in.png"), "-m", path, "-d", "rain", "-o", str(tmp_path / "o"),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "crafted.onnx" in err and "Traceback" not in err
+
+
+@needs_onnx
+def test_onnx_runtime_errors_fail_the_image_not_the_run(toy_files, tmp_path, capsys):
+    # two names for a graph that takes a 5-wide ω: onnxruntime refuses the input of every image
+    path = _onnx_with_meta(toy_files["onnx"], str(tmp_path / "two.onnx"),
+                           lambda d: d.update(degradations=["noise", "rain"]))
+    write_png(tmp_path / "in" / "a.png", rand_image(8, 8))
+    code = main(["restore", str(tmp_path / "in"), "-m", path, "-d", "rain", "-o", str(tmp_path / "o"),
+                 "--device", "cpu", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED" in out and "two.onnx: onnxruntime cannot run this input" in out
+    assert len([line for line in out.splitlines() if "FAILED" in line]) == 1
+
+
+@needs_onnx
+def test_onnxruntime_telemetry_is_off(toy_files, monkeypatch):
+    import onnxruntime
+
+    calls = []
+    monkeypatch.setattr(onnxruntime, "disable_telemetry_events", lambda: calls.append(1), raising=False)
+    OnnxRuntimeNet(toy_files["onnx"])
+    assert calls
