@@ -190,6 +190,13 @@ def test_declared_size_is_checked_before_decoding(tmp_path, photos, model_file, 
     assert code == 0 and (tmp_path / "o3" / "a.png").exists()
 
 
+def test_cli_default_pixel_limit_is_the_library_one():
+    from pip_adapter.cli import restore as cli_restore
+    from pip_adapter.restore.image_io import DEFAULT_MAX_PIXELS
+
+    assert cli_restore.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS
+
+
 def test_demo_has_a_lower_pixel_limit(tmp_path):
     from pip_adapter.demo.session import DEMO_MAX_PIXELS, DemoInputError, DemoSession
 
