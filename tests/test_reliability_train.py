@@ -70,9 +70,10 @@ def test_final_validation_label_resume_fallback_and_stale_temporaries(tiny_built
     os.truncate(exp / "models" / "net_g_10.pth", 1000)
     caplog.clear()
     assert basicsr_main(["train", "-opt", path, "--auto_resume", "--force_yml", "train:total_iter=12"]) == 0
-    assert "net_g_10.pth is damaged" in caplog.text and (exp / "models" / "net_g_10.pth.damaged").exists()
+    assert "net_g_10.pth is damaged" in caplog.text and "kept as net_g_10.pth.damaged" in caplog.text
     assert "no complete training state" in caplog.text  # 20 and 10 are damaged: a fresh start, folder archived
-    assert any(d.startswith("rel_archived_") for d in os.listdir(run_dir / "experiments"))
+    archived = [d for d in os.listdir(run_dir / "experiments") if d.startswith("rel_archived_")]
+    assert archived and (run_dir / "experiments" / archived[0] / "models" / "net_g_10.pth.damaged").exists()
 
 
 def test_malicious_pickle_as_pretrain_or_resume_is_one_line(tiny_builtin_root, run_dir, capsys):

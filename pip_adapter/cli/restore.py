@@ -292,7 +292,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse images larger than this many pixels, before decoding them (default: "
-                        f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
+                        f"{DEFAULT_MAX_PIXELS}; 0: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_plugin_argument(p)
     p.set_defaults(func=run)
