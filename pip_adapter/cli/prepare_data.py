@@ -11,11 +11,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``prepare-data`` sub-command."""
     p = subparsers.add_parser(
         "prepare-data", help="build the built-in dataset, or convert PromptIR-style data to BasicSR LMDBs",
-        description="Build the built-in dataset from scikit-image's sample photos (--builtin OUT), or convert "
+        description="Build the built-in dataset from scikit-image's sample photos (--builtin OUT), the photo set "
+                    "from Debian wallpaper packages and scikit-image (--photos OUT), or convert "
                     "the standard PromptIR/AirNet/PIP layout to BasicSR LMDBs (--from-standard ROOT OUT). "
                     "An existing non-empty OUT is refused unless --overwrite (and it was made by this command).")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--builtin", metavar="OUT", help="build the built-in dataset in OUT")
+    mode.add_argument("--photos", metavar="OUT",
+                      help="build the photo set in OUT: real photos from Debian wallpaper packages and scikit-image "
+                           "(train/ and heldout/ splits, fixed degraded val sets, manifest with licences)")
     mode.add_argument("--from-standard", nargs=2, metavar=("ROOT", "OUT"),
                       help="convert the standard layout under ROOT (data/Train/..., data_dir/ list files) into OUT")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it was made by prepare-data")
@@ -30,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--max-train-images", type=int, default=None, help="use only the first N training photos")
     g.add_argument("--max-val-images", type=int, default=None, help="use only the first N validation photos")
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    ph = p.add_argument_group("photo set")
+    ph.add_argument("--short-side", type=int, default=448,
+                    help="photos resized so their shorter side is this many pixels (default 448)")
     s = p.add_argument_group("standard-layout conversion")
     s.add_argument("--keep-encoding", action="store_true",
                    help="store the original file bytes (e.g. JPEG) instead of re-encoding to PNG")
@@ -39,10 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to ``prepare_builtin`` or ``convert_standard`` and print where the data went."""
+    """Dispatch to ``prepare_builtin``, ``prepare_photos`` or ``convert_standard`` and print where the data went."""
     from pip_adapter.data import convert_standard, prepare_builtin
+    from pip_adapter.data.photos import prepare_photos
 
     load_plugins(getattr(args, "plugin", None) or [])  # plugins register synthesisers before they are looked up
+    if args.photos:
+        out = prepare_photos(args.photos, overwrite=args.overwrite, short_side=args.short_side, seed=args.seed,
+                             progress=not args.no_progress)
+        print(f"photo set ready in {out} (train/, heldout/, val/<set>/, manifest.json)")
+        return 0
     if args.builtin:
         out = prepare_builtin(args.builtin, overwrite=args.overwrite, degradations=args.degradations,
                               image_size=args.image_size, crop_size=args.crop_size,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pip_adapter.degradations import Synthesizer, get_synthesizer
+from pip_adapter.degradations import PHOTO_SYNTHESIZERS, Synthesizer, get_synthesizer, physical_order
 from pip_adapter.omega import canonical_name, name_to_index, normalise_names
 from pip_adapter.utils.tensor import center_crop_to_multiple
 
@@ -26,7 +26,7 @@ _TASK_KEYS = {"name", "degradation", "source", "dataroot_lq", "dataroot_gt", "da
               "filename_tmpl", "synthesizer", "sigmas", "synth_params", "repeat", "gt_size", "list_file",
               "subset", "split", "seed"}
 _DATASET_KEYS = {"name", "type", "phase", "degradations", "gt_size", "use_hflip", "use_rot", "crop_multiple", "seed",
-                 "io_backend", "tasks",
+                 "io_backend", "tasks", "synthesizers", "cache_images",
                  # read by BasicSR's loader, sampler and prefetchers (or set by its option parser)
                  "scale", "use_shuffle", "num_worker_per_gpu", "batch_size_per_gpu", "dataset_enlarge_ratio",
                  "prefetch_mode", "pin_memory", "persistent_workers", "num_prefetch_queue"}
@@ -38,8 +38,9 @@ MAX_EPOCH_ITEMS = 10_000_000
 class _Store:
     """Images addressed by key: a folder (key = path relative to it) or an LMDB (key = LMDB key)."""
 
-    def __init__(self, root: str, task: str, role: str):
+    def __init__(self, root: str, task: str, role: str, cache: Optional[Dict[str, np.ndarray]] = None):
         self.root = os.fspath(root)
+        self.cache = cache  # decoded images by path (``cache_images``): a few dozen photos decode once, not per crop
         self.lmdb = is_lmdb(self.root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"task {task!r}: dataroot_{role} not found: {self.root}")
@@ -58,7 +59,14 @@ class _Store:
     def read(self, key: str) -> np.ndarray:
         if self.reader is not None:
             return self.reader.read(key)
-        return read_image_file(os.path.join(self.root, key))
+        path = os.path.join(self.root, key)
+        if self.cache is None:
+            return read_image_file(path)
+        img = self.cache.get(path)
+        if img is None:
+            img = self.cache[path] = read_image_file(path)
+            img.setflags(write=False)  # crops are views: nothing may write into the cached photo
+        return img
 
     def path(self, key: str) -> str:
         if self.reader is not None:
@@ -83,11 +91,24 @@ class _Task:
 
     def __init__(self, name: str, degradation: str, label: int, entries: List[Tuple[Optional[str], str]],
                  lq_store: Any, gt_store: Any, synth: Optional[Synthesizer], variants: List[Dict[str, Any]],
-                 repeat: int, gt_size: Optional[int], seed: int, kind: str):
+                 repeat: int, gt_size: Optional[int], seed: int, kind: str,
+                 steps: Optional[List[Tuple[str, Synthesizer, Dict[str, Any]]]] = None,
+                 omega: Optional[np.ndarray] = None):
         self.name, self.degradation, self.label = name, degradation, label
         self.entries, self.lq_store, self.gt_store = entries, lq_store, gt_store
         self.synth, self.variants = synth, variants
         self.repeat, self.gt_size, self.seed, self.kind = repeat, gt_size, seed, kind
+        # composite tasks: (type, synthesiser, params) in physical order, and the task's ω row
+        self.steps, self.omega = steps, omega
+
+    def synthesise(self, gt: np.ndarray, rng: np.random.Generator, variant: Mapping[str, Any]) -> np.ndarray:
+        """The degraded image of clean ``gt``: one synthesiser, or every step of a composite in order."""
+        if self.steps is None:
+            return self.synth(gt, rng, **variant)
+        out = gt
+        for _, synth, params in self.steps:
+            out = synth(out, rng, **params)
+        return out
 
     @property
     def unique_len(self) -> int:
@@ -174,6 +195,9 @@ class MixedDegradationDataset(Dataset):
         self.crop_multiple = _positive_int(opt.get("crop_multiple", 16),
                                            f"dataset {self.dataset_name!r}: crop_multiple")
         self.seed = int(opt.get("seed", 0))
+        # shared by every task, so the photos several tasks read are decoded once
+        self._cache: Optional[Dict[str, np.ndarray]] = {} if opt.get("cache_images", False) else None
+        self.synthesizers = self._synthesizer_map(opt.get("synthesizers"))
         task_opts = opt.get("tasks")
         # a misspelled or invented key (ratios:, gt_szie:) would otherwise be ignored in silence
         _unknown_keys(opt, _DATASET_KEYS | (set() if task_opts is not None else _TASK_KEYS),
@@ -190,8 +214,7 @@ class MixedDegradationDataset(Dataset):
         if not self.train and len(task_opts) != 1:
             raise ValueError(f"dataset {self.dataset_name!r} (phase {self.phase!r}) has {len(task_opts)} tasks; "
                              "validation takes one task per val set (val_1, val_2, ...) so metrics stay per task")
-        degs = [canonical_name(t["degradation"]) if isinstance(t, Mapping) and isinstance(t.get("degradation"), str)
-                else "" for t in task_opts]
+        degs = [_task_key(t.get("degradation")) if isinstance(t, Mapping) else "" for t in task_opts]
         defaults = [d if degs.count(d) == 1 else f"{d}#{i}" for i, d in enumerate(degs)]
         self.tasks: List[_Task] = [self._build_task(t, i, defaults[i]) for i, t in enumerate(task_opts)]
         self._offsets = np.cumsum([0] + [len(t) for t in self.tasks]).tolist()
@@ -200,8 +223,32 @@ class MixedDegradationDataset(Dataset):
             raise ValueError(f"dataset {self.dataset_name!r}: {self._offsets[-1] * enlarge:,d} items per epoch "
                              f"({sizes}; × dataset_enlarge_ratio {enlarge}) is more than {MAX_EPOCH_ITEMS:,d}; "
                              "lower 'repeat' (the paper's largest ratio is 120) or dataset_enlarge_ratio")
+        # a composite task's ω is not one-hot, so when there is one every item carries its ω row (a batch
+        # must collate the same keys)
+        self.has_omega = any(t.omega is not None for t in self.tasks)
+        for t in self.tasks:
+            if t.omega is None and self.has_omega:
+                t.omega = np.eye(len(self.degradations), dtype=np.float32)[t.label]
         for t in self.tasks:
             logger.info("dataset %s: %s", self.dataset_name, t.describe())
+
+    def _synthesizer_map(self, value: Any) -> Dict[str, str]:
+        """The dataset's ``synthesizers`` option: ``photo`` (the realistic models) or ``{type: synthesiser}``."""
+        if value is None:
+            return {}
+        if value == "photo":
+            return dict(PHOTO_SYNTHESIZERS)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"dataset {self.dataset_name!r}: 'synthesizers' must be 'photo' or a "
+                             f"{{degradation: synthesiser}} dict, got {value!r}")
+        out = {}
+        for k, v in value.items():
+            try:
+                get_synthesizer(str(v))
+            except ValueError as err:
+                raise ValueError(f"dataset {self.dataset_name!r}: synthesizers[{k!r}]: {err}") from None
+            out[canonical_name(str(k))] = str(v)
+        return out
 
     # ------------------------------------------------------------------ construction
     def _build_task(self, topt: Any, index: int, default_name: str) -> _Task:
@@ -210,6 +257,8 @@ class MixedDegradationDataset(Dataset):
         if "degradation" not in topt:
             raise ValueError(f"dataset {self.dataset_name!r}: task #{index} has no 'degradation' "
                              f"(one of {', '.join(self.degradations)})")
+        if isinstance(topt["degradation"], (list, tuple)):
+            return self._build_composite(topt, index, default_name)
         deg = canonical_name(topt["degradation"])
         name = str(topt.get("name", default_name))
         _unknown_keys(topt, _TASK_KEYS, f"task {name!r}")
@@ -243,7 +292,7 @@ class MixedDegradationDataset(Dataset):
             store = _AbsStore()
             if pairs[0][0] is None:
                 try:
-                    synth = get_synthesizer(topt.get("synthesizer", deg))
+                    synth = get_synthesizer(topt.get("synthesizer", self.synthesizers.get(deg, deg)))
                 except ValueError as err:
                     raise ValueError(f"task {name!r}: {err}") from None
                 variants = _variants(topt, synth, name)
@@ -256,12 +305,12 @@ class MixedDegradationDataset(Dataset):
 
         if "dataroot_gt" not in topt:
             raise ValueError(f"task {name!r}: source {source!r} needs 'dataroot_gt'")
-        gt_store = _Store(topt["dataroot_gt"], name, "gt")
+        gt_store = _Store(topt["dataroot_gt"], name, "gt", self._cache)
         if source == "synthetic":
             if "dataroot_lq" in topt:
                 raise ValueError(f"task {name!r}: source 'synthetic' makes lq itself; remove 'dataroot_lq'")
             try:
-                synth = get_synthesizer(topt.get("synthesizer", deg))
+                synth = get_synthesizer(topt.get("synthesizer", self.synthesizers.get(deg, deg)))
             except ValueError as err:
                 raise ValueError(f"task {name!r}: {err}") from None
             variants = _variants(topt, synth, name)
@@ -282,6 +331,70 @@ class MixedDegradationDataset(Dataset):
         entries = self._pair(topt, lq_store, gt_store, name)
         return _Task(name, deg, label, entries, lq_store, gt_store, None, [{}], repeat, gt_size, seed,
                      f"paired {lq_store.root} -> {gt_store.root}")
+
+    def _build_composite(self, topt: Mapping[str, Any], index: int, default_name: str) -> _Task:
+        """A task whose clean images get two or more degradations, in physical order, with a multi-hot ω."""
+        types = [canonical_name(t) if isinstance(t, str) else t for t in topt["degradation"]]
+        name = str(topt.get("name", default_name))
+        _unknown_keys(topt, _TASK_KEYS, f"task {name!r}")
+        if len(types) < 2 or not all(isinstance(t, str) for t in types) or len(set(types)) != len(types):
+            raise ValueError(f"task {name!r}: a composite 'degradation' must list two or more different type names, "
+                             f"got {topt['degradation']!r}")
+        try:
+            labels = [name_to_index(t, self.degradations) for t in types]
+        except ValueError as err:
+            raise ValueError(f"task {name!r}: {err}") from None
+        source = topt.get("source", "paired" if "dataroot_lq" in topt else "synthetic")
+        if source not in ("synthetic", "paired") or "dataroot" in topt:
+            raise ValueError(f"task {name!r}: a composite task is 'synthetic' (clean 'dataroot_gt', degraded on the "
+                             "fly) or 'paired' (degraded 'dataroot_lq' and clean 'dataroot_gt' folders)")
+        if "dataroot_gt" not in topt:
+            raise ValueError(f"task {name!r}: a composite task needs 'dataroot_gt' (a folder or LMDB of clean images)")
+        repeat = _positive_int(topt.get("repeat", 1), f"task {name!r}: repeat")
+        gt_size = (_positive_int(topt["gt_size"], f"task {name!r}: gt_size") if "gt_size" in topt else None)
+        seed = int(topt.get("seed", self.seed)) + 1000003 * index
+        # multi-hot, normalised to sum 1 like Degradation-Mix's rows and the classifier's probabilities
+        omega = np.zeros(len(self.degradations), np.float32)
+        omega[labels] = 1.0 / len(labels)
+        if source == "paired":
+            if "dataroot_lq" not in topt:
+                raise ValueError(f"task {name!r}: source 'paired' needs 'dataroot_lq' (the degraded images)")
+            self._no_synth_keys(topt, name, "source 'paired' reads degraded images")
+            lq_store = _Store(topt["dataroot_lq"], name, "lq")
+            gt_store = _Store(topt["dataroot_gt"], name, "gt", self._cache)
+            entries = self._pair(topt, lq_store, gt_store, name)
+            return _Task(name, "+".join(types), labels[0], entries, lq_store, gt_store, None, [{}], repeat, gt_size,
+                         seed, f"paired composite {lq_store.root} -> {gt_store.root}", omega=omega)
+        if "sigmas" in topt:
+            raise ValueError(f"task {name!r}: 'sigmas' is for single noise tasks; give a composite's noise as "
+                             "synth_params: {noise: {sigma: [low, high]}}")
+        chosen = topt.get("synthesizer", {})
+        params = topt.get("synth_params", {})
+        for what, value in (("synthesizer", chosen), ("synth_params", params)):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"task {name!r}: a composite's '{what}' must be a dict keyed by its types "
+                                 f"{types}, got {value!r}")
+            extra = sorted(set(canonical_name(str(k)) for k in value) - set(types))
+            if extra:
+                raise ValueError(f"task {name!r}: {what} names type(s) {extra} that the task does not have ({types})")
+        chosen = {canonical_name(str(k)): str(v) for k, v in chosen.items()}
+        params = {canonical_name(str(k)): v for k, v in params.items()}
+        steps = []
+        for t in physical_order(types):
+            p = params.get(t, {})
+            if not isinstance(p, Mapping):
+                raise ValueError(f"task {name!r}: synth_params[{t!r}] must be a dict of parameters, got {p!r}")
+            try:
+                synth = get_synthesizer(chosen.get(t, self.synthesizers.get(t, t)))
+            except ValueError as err:
+                raise ValueError(f"task {name!r}: {err}") from None
+            steps.append((t, synth, dict(p)))
+        gt_store = _Store(topt["dataroot_gt"], name, "gt", self._cache)
+        if gt_store.lmdb:
+            self._check_lmdb_keys(gt_store, gt_store.keys, name)
+        kind = "composite " + " → ".join(f"{t} '{s.name}'" for t, s, _ in steps) + f" on {gt_store.root}"
+        return _Task(name, "+".join(types), labels[0], [(None, k) for k in gt_store.keys], None, gt_store, None,
+                     [{}], repeat, gt_size, seed, kind, steps=steps, omega=omega)
 
     @staticmethod
     def _no_synth_keys(topt: Mapping[str, Any], name: str, why: str) -> None:
@@ -393,16 +506,29 @@ class MixedDegradationDataset(Dataset):
             gt, lq = center_crop_to_multiple(gt, self.crop_multiple), (None if lq is None else center_crop_to_multiple(lq, self.crop_multiple))
             rng = np.random.default_rng([task.seed, j])
         if lq is None:
-            lq = task.synth(np.ascontiguousarray(gt), rng, **variant)
-            lq_path = _tag_path(gt_path, variant_tag(variant)) if variant else gt_path
+            lq = task.synthesise(np.ascontiguousarray(gt), rng, variant)
+            tag = variant_tag(variant) if variant else (task.name if task.steps is not None else "")
+            lq_path = _tag_path(gt_path, tag) if tag else gt_path
         else:
             lq_path = task.lq_store.path(lq_key)
-        return {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "label": task.label, "lq_path": lq_path,
+        item = {"lq": _to_tensor(lq), "gt": _to_tensor(gt), "label": task.label, "lq_path": lq_path,
                 "gt_path": gt_path, "task": task.name}
+        if self.has_omega:
+            item["omega"] = torch.from_numpy(task.omega.copy())
+        return item
 
     def describe(self) -> str:
         """One line per task: source, label, counts."""
         return "\n".join(t.describe() for t in self.tasks)
+
+
+def _task_key(degradation: Any) -> str:
+    """A task's default name: its degradation, or ``a+b`` for a composite."""
+    if isinstance(degradation, str):
+        return canonical_name(degradation)
+    if isinstance(degradation, (list, tuple)) and all(isinstance(d, str) for d in degradation):
+        return "+".join(canonical_name(d) for d in degradation)
+    return ""
 
 
 def variant_tag(params: Mapping[str, Any]) -> str:
