@@ -68,6 +68,9 @@ def test_prepare_photos_writes_split_manifest_and_fixed_val_sets(tmp_path, monke
     assert min(gt.shape[:2]) == 64 and lq.shape == gt.shape and not np.array_equal(lq, gt)
     assert np.array_equal(lq, photos.degrade_val(gt, "blur+noise", sk[0].name, 0))
     assert sorted(os.listdir(os.path.join(out, "val"))) == ["blur+noise", "gt", "noise_s25"]
+    sets = {v["name"]: v for v in man["val_sets"]}
+    assert sets["blur+noise"]["degradation"] == ["blur", "noise"] and sets["noise_s25"]["degradation"] == "noise"
+    assert sets["blur+noise"]["omega"] == {"blur": 0.5, "noise": 0.5} and sets["noise_s25"]["lq_dir"] == "val/noise_s25"
     assert "scikit-image" in open(os.path.join(out, "README.md")).read()
     # same settings: kept; other settings without overwrite: refused
     assert photos.prepare_photos(out, short_side=96, val_short_side=64, val_sets=["noise_s25", "blur+noise"],

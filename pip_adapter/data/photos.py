@@ -274,9 +274,7 @@ def prepare_photos(out_dir: str, overwrite: bool = False, short_side: int = 448,
         for s in tqdm(sets, desc="val sets", unit="set", disable=not progress):
             for name, img in heldout.items():
                 write_image_file(os.path.join(stage, "val", s, name + ".png"), degrade_val(img, s, name, seed))
-        man = dict(wanted, files=files,
-                   val_sets={s: [{"type": t, "synthesizer": n, "params": p} for t, n, p in VAL_SETS[s]]
-                             for s in sets},
+        man = dict(wanted, files=files, val_sets=[val_set_record(s) for s in sets],
                    photo_synthesizers=dict(PHOTO_SYNTHESIZERS), seconds=round(time.time() - t0, 1))
         with open(os.path.join(stage, "README.md"), "w", encoding="utf-8") as fh:
             fh.write(_readme(man))
@@ -284,6 +282,15 @@ def prepare_photos(out_dir: str, overwrite: bool = False, short_side: int = 448,
     logger.info("photo set written to %s: %d training, %d held-out photos, %d val sets", out_abs,
                 sum(f["split"] == "train" for f in files), len(heldout), len(sets))
     return out_abs
+
+
+def val_set_record(name: str) -> Dict[str, Any]:
+    """The manifest entry of a val set: its types, true ω (as the dataset gives composites), folders and steps."""
+    steps = VAL_SETS[name]
+    types = physical_order([t for t, _, _ in steps])
+    return {"name": name, "degradation": types if len(types) > 1 else types[0],
+            "omega": {t: 1.0 / len(types) for t in types}, "lq_dir": f"val/{name}", "gt_dir": "val/gt",
+            "steps": [{"type": t, "synthesizer": n, "params": p} for t, n, p in steps]}
 
 
 def photo_counts(files: Sequence[Mapping[str, Any]]) -> Dict[Tuple[str, str, str], int]:
@@ -303,7 +310,7 @@ def _readme(man: Mapping[str, Any]) -> str:
     for (split, pkg, lic), n in photo_counts(man["files"]).items():
         lines.append(f"| {split} | {pkg} | {lic} | {n} |")
     lines += ["", "Val sets (fixed degraded copies of val/gt, the held-out photos, same file names): "
-              + ", ".join(f"`val/{s}`" for s in man["val_sets"]), "",
+              + ", ".join(f"`{s['lq_dir']}`" for s in man["val_sets"]), "",
               "Every file's source, licence and SHA-256 are in manifest.json.", ""]
     return "\n".join(lines)
 
