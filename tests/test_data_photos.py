@@ -17,6 +17,7 @@ from pip_adapter.omega import DEFAULT_DEGRADATIONS, to_omega
 from tests.helpers_train import REPO_ROOT
 
 ALLOWED = {"CC0-1.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "public-domain", "GPL-2+"}
+assert set(photos.LICENCES) == ALLOWED
 ZOO = os.path.join(REPO_ROOT, "basicsr_options", "zoo", "pip_nafnet_photo.yml")
 
 
@@ -77,6 +78,35 @@ def test_prepare_photos_writes_split_manifest_and_fixed_val_sets(tmp_path, monke
                                  progress=False) == out
     with pytest.raises(FileExistsError):
         photos.prepare_photos(out, short_side=80, val_short_side=64, progress=False)
+
+
+def test_prepare_photos_keeps_only_the_licences_asked_for(tmp_path, monkeypatch):
+    sk = [p for p in photos.PHOTOS if p.package == "scikit-image"]
+    cc0 = [p for p in sk if p.licence == "CC0-1.0"][:2]
+    pd_ = [p for p in sk if p.licence == "public-domain"][:2]
+    monkeypatch.setattr(photos, "PHOTOS", tuple(cc0 + pd_))
+    monkeypatch.setattr(photos, "HELDOUT", (cc0[0].name, pd_[0].name))
+    out = photos.prepare_photos(str(tmp_path / "cc0"), short_side=64, val_short_side=64, val_sets=["blur"],
+                                licences=["CC0-1.0"], progress=False)
+    man = json.load(open(os.path.join(out, "manifest.json")))
+    assert {f["licence"] for f in man["files"]} == {"CC0-1.0"} and len(man["files"]) == 2
+    assert man["licences"] == ["CC0-1.0"] and os.listdir(os.path.join(out, "val", "blur")) == [cc0[0].name + ".png"]
+    with pytest.raises(ValueError, match="unknown licence"):
+        photos.prepare_photos(str(tmp_path / "x"), licences=["CC-BY-NC-4.0"], progress=False)
+    monkeypatch.setattr(photos, "HELDOUT", (pd_[0].name,))
+    with pytest.raises(ValueError, match="no heldout photo"):
+        photos.prepare_photos(str(tmp_path / "y"), licences=["CC0-1.0"], progress=False)
+    assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "y")
+
+
+def test_cli_photos_names_the_apt_get_line(tmp_path, monkeypatch, capsys):
+    from pip_adapter.cli import main
+
+    monkeypatch.setattr(photos, "PHOTOS", (photos.Photo("x_a", "fake-wallpapers", "/nonexistent/a.jpg", "CC0-1.0",
+                                                        "a"),) + tuple(photos.PHOTOS))
+    rc = main(["prepare-data", "--photos", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "apt-get install fake-wallpapers" in err and not os.path.exists(tmp_path / "out")
 
 
 # ------------------------------------------------------------------ composites in the dataset

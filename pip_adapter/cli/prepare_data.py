@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ph = p.add_argument_group("photo set")
     ph.add_argument("--short-side", type=int, default=448,
                     help="photos resized so their shorter side is this many pixels (default 448)")
+    ph.add_argument("--licences", nargs="+", metavar="LICENCE", default=None,
+                    help="keep only photos under these licences (default: all: public-domain CC0-1.0 CC-BY-4.0 "
+                         "CC-BY-SA-3.0 CC-BY-SA-4.0 GPL-2+)")
     s = p.add_argument_group("standard-layout conversion")
     s.add_argument("--keep-encoding", action="store_true",
                    help="store the original file bytes (e.g. JPEG) instead of re-encoding to PNG")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     load_plugins(getattr(args, "plugin", None) or [])  # plugins register synthesisers before they are looked up
     if args.photos:
         out = prepare_photos(args.photos, overwrite=args.overwrite, short_side=args.short_side, seed=args.seed,
-                             progress=not args.no_progress)
+                             licences=args.licences, progress=not args.no_progress)
         print(f"photo set ready in {out} (train/, heldout/, val/<set>/, manifest.json)")
         return 0
     if args.builtin:

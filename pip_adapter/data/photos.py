@@ -138,6 +138,10 @@ PHOTOS: Tuple[Photo, ...] = (
     _sk("grass.png", "CC0-1.0", "grass (grey)"),
 )
 
+# every licence in the catalogue: public domain / CC0 (no condition), CC-BY (attribution), CC-BY-SA and
+# GPL-2+ (share-alike)
+LICENCES: Tuple[str, ...] = ("public-domain", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "GPL-2+")
+
 # the held-out split: fixed by name (people-free scenes, animals, city at night, indoor, text, nature), so
 # adding photos to the catalogue never moves a photo between splits
 HELDOUT: Tuple[str, ...] = (
@@ -224,13 +228,15 @@ def degrade_val(img: np.ndarray, set_name: str, photo_name: str, seed: int = 0) 
 
 
 def prepare_photos(out_dir: str, overwrite: bool = False, short_side: int = 448, val_short_side: int = 256,
-                   seed: int = 0, val_sets: Optional[Sequence[str]] = None, progress: bool = True) -> str:
+                   seed: int = 0, val_sets: Optional[Sequence[str]] = None, licences: Optional[Sequence[str]] = None,
+                   progress: bool = True) -> str:
     """Build the photo set in ``out_dir`` (layout in the module docstring) and return its absolute path.
 
     ``short_side``: photos are resized (area interpolation) so their shorter side is this (never enlarged);
     ``val_short_side``: the same for the validation copies under val/ (the held-out photos at
     ``short_side`` stay in heldout/ for full-size evaluation);
-    ``val_sets``: which of ``VAL_SETS`` to write (default all); ``seed``: the val sets' seed.  Missing
+    ``val_sets``: which of ``VAL_SETS`` to write (default all); ``seed``: the val sets' seed; ``licences``:
+    keep only photos under these licences (default: all of ``LICENCES``), e.g. without the share-alike ones.  Missing
     packages raise before anything is written; an existing non-empty ``out_dir`` is refused unless
     ``overwrite`` and it was made by this package.  Complete photo data of this version with the same
     settings is kept as it is.
@@ -247,10 +253,19 @@ def prepare_photos(out_dir: str, overwrite: bool = False, short_side: int = 448,
     names = [p.name for p in PHOTOS]
     if len(set(names)) != len(names) or not set(HELDOUT) <= set(names):
         raise RuntimeError("the photo catalogue is inconsistent (duplicate names or an unknown held-out photo)")
-    check_installed(PHOTOS)
+    keep = sorted({p.licence for p in PHOTOS}) if licences is None else [str(x) for x in licences]
+    bad = sorted(set(keep) - set(LICENCES))
+    if bad or not keep:
+        raise ValueError(f"unknown licence(s) {bad or keep}; the photo set's licences are: {', '.join(LICENCES)}")
+    chosen = [p for p in PHOTOS if p.licence in keep]
+    held = sum(p.name in HELDOUT for p in chosen)
+    for split, n in (("train", len(chosen) - held), ("heldout", held)):
+        if n == 0:
+            raise ValueError(f"licences {keep} leave no {split} photo; allow more of: {', '.join(LICENCES)}")
+    check_installed(chosen)
     out_abs = os.path.abspath(os.fspath(out_dir))
     wanted = {"kind": "photos", "version": PHOTOS_VERSION, "short_side": int(short_side),
-              "val_short_side": int(val_short_side), "seed": int(seed), "val_set_names": sets}
+              "val_short_side": int(val_short_side), "seed": int(seed), "val_set_names": sets, "licences": keep}
     existing = read_manifest(out_abs)
     if (existing is not None and not overwrite and existing.get("complete")
             and all(existing.get(k) == v for k, v in wanted.items())):
@@ -260,7 +275,7 @@ def prepare_photos(out_dir: str, overwrite: bool = False, short_side: int = 448,
     with staged_dir(out_abs, overwrite) as stage:
         files: List[Dict[str, Any]] = []
         heldout: Dict[str, np.ndarray] = {}
-        for p in tqdm(PHOTOS, desc="photos", unit="photo", disable=not progress):
+        for p in tqdm(chosen, desc="photos", unit="photo", disable=not progress):
             split = "heldout" if p.name in HELDOUT else "train"
             img = _resize_short(load_source_photo(p), int(short_side))
             rel = f"{split}/{p.name}.png"
