@@ -9,6 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["pip_adapter", "pip_adapter.*"]),
+    # the shipped models (pip-adapter models): index + weights, checked against a 10 MB budget by the tests
+    package_data={"pip_adapter.zoo": ["models/index.json", "models/*.safetensors"]},
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",

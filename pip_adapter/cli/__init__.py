@@ -15,7 +15,7 @@ from typing import List, Optional
 from pip_adapter.utils.io import os_error_line
 
 # sub-command modules, in the order shown by --help
-_COMMANDS = ("prepare_data", "train_cmd", "export", "restore", "evaluate", "demo", "extend", "inspect")
+_COMMANDS = ("prepare_data", "train_cmd", "models", "export", "restore", "evaluate", "demo", "extend", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:

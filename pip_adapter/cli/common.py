@@ -7,6 +7,7 @@ networks imports torch (and BasicSR, only when needed) inside the function that 
 from __future__ import annotations
 
 import argparse
+import logging
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Optional
 
@@ -15,15 +16,31 @@ from typing import Any, Iterable, Mapping, Optional
 AUTO_MODES = ("weights", "argmax")
 DEFAULT_AUTO_MODE = "argmax"
 
+from pip_adapter.zoo.registry import resolve_model  # torch-free: reads the registry's JSON index only
+
+logger = logging.getLogger(__name__)
+
 MODEL_FLAGS = ("-m", "--model", "--ckpt")
-MODEL_HELP = "exported checkpoint (.safetensors / .pth), or a BasicSR net_g_<iter>.pth with --opt"
+MODEL_HELP = ("a shipped model's name (pip-adapter models), an exported checkpoint (.safetensors / .pth), or a "
+              "BasicSR net_g_<iter>.pth with --opt")
+DEFAULT_MODEL_HELP = " (default: the default shipped model)"
 
 
 def add_model_argument(parser: argparse.ArgumentParser, help: str = MODEL_HELP, required: bool = True,
                        **kwargs: Any) -> argparse.Action:
     """The model flag every command that loads a network takes under the same names: ``-m``, ``--model``,
     ``--ckpt`` (stored as ``args.model``)."""
-    return parser.add_argument(*MODEL_FLAGS, dest="model", required=required, metavar="FILE", help=help, **kwargs)
+    return parser.add_argument(*MODEL_FLAGS, dest="model", required=required, metavar="MODEL", help=help, **kwargs)
+
+
+def resolve_model_arg(model: Optional[str]) -> str:
+    """The file a ``-m`` value names: a path as given, a shipped model's name as its verified file, and no
+    value as the default shipped model (logged, so the user sees which model restored the images)."""
+    path, entry = resolve_model(model)
+    if entry is not None:
+        logger.info("model: %s%s — %s (%s)", entry.name, " (the default shipped model)" if model is None else "",
+                    entry.summary, path)
+    return path
 
 
 def pure_registries_build(network: Mapping[str, Any]) -> bool:

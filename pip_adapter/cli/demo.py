@@ -6,7 +6,8 @@ import logging
 import signal
 from typing import Any
 
-from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins
+from pip_adapter.cli.common import (DEFAULT_MODEL_HELP, MODEL_HELP, add_model_argument, cli_builder,
+                                    load_cli_plugins, resolve_model_arg)
 from pip_adapter.plugins import add_plugin_argument
 
 
@@ -23,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     load_cli_plugins(args, (args.opt,))
+    args.model = resolve_model_arg(args.model)
     restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
                                         classifier=args.classifier, builder=cli_builder)
     session = DemoSession(restorer, tile=args.tile, tile_overlap=args.tile_overlap)
@@ -55,7 +57,7 @@ def register(subparsers: Any) -> None:
                     "slider per degradation type, the classifier's guess (auto), a before/after view, PSNR/SSIM "
                     "against an uploaded ground truth and a download of the result. Needs "
                     "pip install -e \".[demo]\". Writes only inside a temporary folder, removed on exit.")
-    add_model_argument(p)
+    add_model_argument(p, help=MODEL_HELP + DEFAULT_MODEL_HELP, required=False)
     p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of a bare net_g (default: params_ema when present)")

@@ -5,7 +5,8 @@ import argparse
 import os
 from typing import Any
 
-from pip_adapter.cli.common import AUTO_MODES, DEFAULT_AUTO_MODE, add_model_argument, cli_builder, load_cli_plugins
+from pip_adapter.cli.common import (AUTO_MODES, DEFAULT_AUTO_MODE, DEFAULT_MODEL_HELP, MODEL_HELP,
+                                    add_model_argument, cli_builder, load_cli_plugins, resolve_model_arg)
 from pip_adapter.plugins import add_plugin_argument
 
 
@@ -20,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--data folder not found: {args.data} (the standard all-in-one layout; "
                                 "see docs/DATA.md, 'The standard layout')")
     load_cli_plugins(args, (args.opt,))
+    args.model = resolve_model_arg(args.model)
     restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
                                         classifier=args.classifier, builder=cli_builder, tile=args.tile)
     name = args.name or os.path.splitext(os.path.basename(args.model))[0]
@@ -42,7 +44,7 @@ def register(subparsers: Any) -> None:
         description="Restore the test sets of the standard all-in-one layout and print the PSNR/SSIM table as "
                     "the papers print it (RGB, crop to a multiple of 16, scikit-image SSIM), beside the published "
                     "numbers of AirNet, PromptIR and PIP. Writes <out>/<setting>_<omega>.md and .json.")
-    add_model_argument(p)
+    add_model_argument(p, help=MODEL_HELP + DEFAULT_MODEL_HELP, required=False)
     p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of a bare net_g (default: params_ema when present)")

@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import Any, Optional
 
-from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins
+from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins, resolve_model_arg
 from pip_adapter.plugins import add_plugin_argument
 
 FORMATS = ("safetensors", "pth", "onnx")
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Export ``--model`` to ``--out``; prints what the file holds."""
     fmt = output_format(args.out, args.format)
     load_cli_plugins(args, (args.opt, args.classifier_opt))
+    args.model = resolve_model_arg(args.model)  # a shipped model's name re-exports it (e.g. to ONNX)
     if fmt == "onnx":
         return run_onnx(args)
     from pip_adapter.restore.checkpoint import export_checkpoint
@@ -90,7 +91,8 @@ def register(subparsers: Any) -> None:
                     "restorer file so that '--degradation auto' works from that file. --format onnx (or an --out ending in .onnx) "
                     "writes an ONNX graph (image, omega -> restored; dynamic batch, height and width) that "
                     "'pip-adapter restore -m' runs with onnxruntime (pip install -e \".[onnx]\").")
-    add_model_argument(p, help="BasicSR net_g_<iter>.pth (or an exported file to re-export)")
+    add_model_argument(p, help="BasicSR net_g_<iter>.pth (or an exported file, or a shipped model's name, to "
+                               "re-export)")
     p.add_argument("--opt", default=None,
                    help="the training option YAML (its network_g); optional when the checkpoint carries it")
     p.add_argument("--out", required=True, help="output file: .safetensors (recommended), .pth or .onnx")

@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import Any
 
-from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins
+from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins, resolve_model_arg
 from pip_adapter.plugins import add_plugin_argument
 
 
@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from pip_adapter.wrap.protocol import is_pip_model
 
     load_cli_plugins(args, (args.opt,))
+    args.model = resolve_model_arg(args.model)
     loaded = load_checkpoint(args.model, args.opt, key=args.key, builder=cli_builder)
     model = loaded.model
     if not is_pip_model(model):

@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import argparse
 import glob
+import logging
 import math
 import os
 import sys
 from typing import Any, Callable, List, Optional, Tuple
 
-from pip_adapter.cli.common import AUTO_MODES, DEFAULT_AUTO_MODE, add_model_argument, cli_builder, load_cli_plugins
+from pip_adapter.cli.common import (AUTO_MODES, DEFAULT_AUTO_MODE, DEFAULT_MODEL_HELP, add_model_argument,
+                                    cli_builder, load_cli_plugins, resolve_model_arg)
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.utils.io import file_id, os_error_line
 
 # restore.image_io.DEFAULT_MAX_PIXELS, written out so that --help imports no image library (a test compares them)
 DEFAULT_MAX_PIXELS = 100_000_000
+
+logger = logging.getLogger(__name__)
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
@@ -168,9 +172,6 @@ def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: boo
 
 def run(args: argparse.Namespace) -> int:
     """Restore every input; a bad file is reported and skipped; exit 1 if anything failed."""
-    if args.degradation is None and args.omega is None:
-        raise ValueError("say which degradation to remove: --degradation NAME, --degradation auto or "
-                         "--omega rain=0.7,noise=0.3")
     if args.degradation is not None and args.omega is not None:
         raise ValueError("give either --degradation or --omega, not both")
     # imported once the arguments are known to be sensible: a typo is reported without loading torch
@@ -196,10 +197,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"pip-adapter restore: {name}: {why}", file=sys.stderr)
         return 1
     load_cli_plugins(args, (args.opt,))
-    restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
+    model = resolve_model_arg(args.model)
+    restorer = Restorer.from_checkpoint(model, opt=args.opt, key=args.key, device=args.device,
                                         classifier=args.classifier, builder=cli_builder,
                                         tile=args.tile, tile_overlap=args.tile_overlap,
                                         precision=args.precision, max_pixels=args.max_pixels)
+    if args.degradation is None and omega is None:
+        if restorer.classifier is None:
+            raise ValueError("say which degradation to remove: --degradation NAME or --omega rain=0.7,noise=0.3 "
+                             f"(this model knows {', '.join(restorer.degradations)}; it bundles no degradation "
+                             "classifier, so it cannot choose by itself)")
+        # the shipped models bundle their classifier: a newcomer's first command needs no -d
+        logger.info("no --degradation given: the classifier chooses each image's (-d auto)")
+        args.degradation = "auto"
     # validate ω once, before any work, so that a typo fails fast with the known names
     if omega is not None:
         to_omega(omega, restorer.degradations, batch_size=1)
@@ -263,18 +273,21 @@ def register(subparsers: Any) -> None:
     """Add the ``restore`` sub-command."""
     p = subparsers.add_parser(
         "restore", help="restore images with a trained model",
-        description="Restore image files, folders or glob patterns. The model is an exported checkpoint "
+        description="Restore image files, folders or glob patterns. The model is a shipped one (by name; "
+                    "without -m the default, see pip-adapter models), an exported checkpoint "
                     "(pip-adapter export) or a BasicSR net_g_<iter>.pth with --opt. Images keep their bit depth, "
                     "channels (gray, alpha) and size.")
     p.add_argument("inputs", nargs="+", help="image files, folders (their images) or glob patterns")
-    add_model_argument(p, help="exported checkpoint (.safetensors / .pth, or .onnx run by onnxruntime), or a "
-                               "BasicSR net_g_<iter>.pth with --opt")
+    add_model_argument(p, help="a shipped model's name (pip-adapter models), an exported checkpoint (.safetensors / "
+                               ".pth, or .onnx run by onnxruntime), or a BasicSR net_g_<iter>.pth with --opt"
+                               + DEFAULT_MODEL_HELP, required=False)
     p.add_argument("--opt", default=None, help="option YAML of a bare BasicSR net_g (not needed for exports)")
     p.add_argument("--key", default=None, choices=["params_ema", "params"],
                    help="which weights of a bare net_g (default: params_ema when present)")
     p.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
     p.add_argument("-d", "--degradation", default=None,
-                   help="the degradation to remove (a name such as rain), or 'auto' to let the classifier choose")
+                   help="the degradation to remove (a name such as rain), or 'auto' to let the classifier choose "
+                        "(default: auto when the model bundles a classifier, as the shipped ones do)")
     p.add_argument("--omega", default=None, help="a mix of degradations, e.g. rain=0.7,noise=0.3")
     p.add_argument("--auto-mode", default=DEFAULT_AUTO_MODE, choices=list(AUTO_MODES),
                    help=f"with --degradation auto: 'argmax' gives ω to the classifier's top type only; 'weights' "

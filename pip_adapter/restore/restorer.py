@@ -1,5 +1,6 @@
 """``Restorer``: a restoration network with its degradation names, ready for images of any kind and size.
 
+    >>> r = Restorer.from_pretrained()                      # the default model shipped in the package
     >>> r = Restorer.from_checkpoint("model.safetensors")
     >>> out = r(image, degradation="rain")                 # numpy H×W×C (uint8/uint16/float) or a path
     >>> out = r(image, omega={"rain": 0.7, "noise": 0.3})
@@ -30,6 +31,7 @@ from pip_adapter.restore.onnx_runtime import load_onnx, onnx_device
 from pip_adapter.restore.tiling import check_tiling, count_tiles, run_padded, tiled_forward
 from pip_adapter.utils.metrics import psnr
 from pip_adapter.wrap.protocol import is_pip_model
+from pip_adapter.zoo.registry import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +232,19 @@ class Restorer:
             cls_model = cls_loaded.classifier
         return cls(loaded.model, loaded.degradations, multiple=loaded.multiple, device=device,
                    classifier=cls_model, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: Optional[str] = None, device: Union[str, torch.device, None] = "auto",
+                        zoo: Optional[str] = None, **kwargs: Any) -> "Restorer":
+        """A model shipped in the package, by its registry name (None: the default one; ``pip-adapter models``
+        lists them).  Its file's checksum is verified before it is loaded; the classifier it bundles serves
+        ``degradation="auto"``.  A model file path is accepted too.  ``zoo`` names another registry folder
+        (default ``$PIP_ADAPTER_ZOO``, else the package's).
+        """
+        path, entry = resolve_model(name, zoo=zoo)
+        if entry is not None:
+            logger.info("shipped model %s%s (%s)", entry.name, " [default]" if name is None else "", path)
+        return cls.from_checkpoint(path, device=device, **kwargs)
 
     # ------------------------------------------------------------------------------------------ ω
     def omega_for(self, image: torch.Tensor, degradation: Any = None, omega: Any = None,
