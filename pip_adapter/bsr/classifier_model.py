@@ -2,9 +2,13 @@
 
 It reuses :class:`~pip_adapter.bsr.model.PIPModel`'s plumbing (device placement, optimizers by name, schedules,
 atomic ``weights_only`` checkpoints with their ``meta``) and replaces what is specific to classification:
-the batch's ``lq`` image is the input and its ``label`` (the task label of the mixed data set) the target;
-the loss is cross-entropy; validation reports the accuracy of each val set (one task each in the built-in
-options), the accuracy per degradation type, and writes ``classifier_validation_latest.json`` in the log folder.
+the batch's ``lq`` image is the input and its ``label`` (the task label of the mixed data set) the target —
+or, when the batch carries ``omega`` (B×T weights: a composite of several degradations is multi-hot), that row
+normalised to sum 1 as a soft target, so that the softmax of a composite spreads over its parts and
+``--auto-mode weights`` gives a multi-hot ω; the loss is cross-entropy; validation reports the accuracy of each
+val set (one task each in the built-in options; a composite counts as right when its k most probable types are
+its k parts), the accuracy per degradation type, and writes ``classifier_validation_latest.json`` in the log
+folder.
 
 The arch ``DegradationClassifier`` is :class:`pip_adapter.restore.classifier.DegradationClassifier`.
 """
@@ -22,6 +26,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 
+from pip_adapter.omega import to_omega
 from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.utils.io import atomic_write
 
@@ -54,16 +59,26 @@ class DegradationClassifierModel(PIPModel):
 
     # ------------------------------------------------------------------ data
     def feed_data(self, data: Dict[str, Any]) -> None:
-        """``lq`` → input; ``label`` (int per image) → target."""
+        """``lq`` → input; ``omega`` (B×T, soft/multi-hot) or else ``label`` (int per image) → target."""
         self.lq = data["lq"].to(self.device)
-        if data.get("label") is None:
-            raise ValueError("the degradation classifier needs a 'label' per image (its degradation type); "
-                             "use MixedDegradationDataset")
-        self.label = torch.as_tensor(data["label"]).reshape(-1).long().to(self.device)
         num_types = len(self.degradation_names)
+        if data.get("omega") is not None:
+            w = to_omega(torch.as_tensor(data["omega"]).float(), self.degradation_names, self.lq.shape[0])
+            self.target = (w / w.sum(dim=1, keepdim=True)).to(self.device)
+            self.label = self.target.argmax(dim=1)
+            self._crop_for_training()
+            return
+        if data.get("label") is None:
+            raise ValueError("the degradation classifier needs a 'label' per image (its degradation type) or an "
+                             "'omega' row; use MixedDegradationDataset")
+        self.label = torch.as_tensor(data["label"]).reshape(-1).long().to(self.device)
         if self.label.numel() and (self.label.min() < 0 or self.label.max() >= num_types):
             raise ValueError(f"labels {sorted(set(self.label.tolist()))} do not fit the classifier's "
                              f"{num_types} types {self.degradation_names}")
+        self.target = F.one_hot(self.label, num_types).float()
+        self._crop_for_training()
+
+    def _crop_for_training(self) -> None:
         crop = getattr(self, "train_crop", 0)
         if self.is_train and not self._validating and crop and min(self.lq.shape[-2:]) > crop:
             self.lq = self._random_crops(self.lq, crop)
@@ -80,12 +95,13 @@ class DegradationClassifierModel(PIPModel):
         """One cross-entropy step; logs the loss and the batch accuracy."""
         self.optimizer_g.zero_grad(set_to_none=True)
         logits = self.net_g(self.lq)
-        loss = F.cross_entropy(logits, self.label, label_smoothing=self.label_smoothing)
+        # soft targets (one-hot for single types): cross-entropy against a distribution
+        loss = F.cross_entropy(logits, self.target, label_smoothing=self.label_smoothing)
         loss.backward()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip)
         self.optimizer_g.step()
-        acc = (logits.detach().argmax(1) == self.label).float().mean()
+        acc = _parts_correct(logits.detach(), self.target).float().mean()
         self.log_dict = self.reduce_loss_dict(OrderedDict(l_ce=loss.detach(), acc=acc))
 
     @torch.no_grad()
@@ -117,15 +133,18 @@ class DegradationClassifierModel(PIPModel):
             for val_data in dataloader:
                 self.feed_data(val_data)
                 self.test()
+                target = self.target.cpu()
                 pred = self.output.argmax(1).cpu()
-                label = self.label.cpu()
-                for t, p in zip(label.tolist(), pred.tolist()):
-                    confusion[t, p] += 1
-                    total[t] += 1
-                    correct[t] += int(t == p)
+                right = _parts_correct(self.output.cpu(), target)
+                for row, p, ok in zip(target, pred.tolist(), right.tolist()):
+                    # a composite counts once for each of its parts
+                    for t in torch.nonzero(row > 0).flatten().tolist():
+                        confusion[t, p] += 1
+                        total[t] += 1
+                        correct[t] += int(ok)
         finally:
             self._validating = False
-            for attr in ("lq", "label", "output"):
+            for attr in ("lq", "label", "target", "output"):
                 if hasattr(self, attr):
                     delattr(self, attr)
         if total.sum() == 0:
@@ -172,6 +191,18 @@ class DegradationClassifierModel(PIPModel):
                 json.dump(self.last_validation, fh, indent=2, default=str)
 
         atomic_write(path, _write)
+
+
+def _parts_correct(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per row: whether the k highest ``scores`` are exactly the k types with weight in ``target`` (k = 1 for a
+    single type: the argmax)."""
+    k = (target > 0).sum(dim=1)
+    order = scores.argsort(dim=1, descending=True)
+    out = torch.zeros(scores.shape[0], dtype=torch.bool)
+    for i in range(scores.shape[0]):
+        top = set(order[i, :int(k[i])].tolist())
+        out[i] = top == set(torch.nonzero(target[i] > 0).flatten().tolist())
+    return out.to(scores.device)
 
 
 def register(model_registry=MODEL_REGISTRY, arch_registry=ARCH_REGISTRY) -> None:

@@ -1,7 +1,9 @@
-"""Degradation classifier for automatic ω: a timm network (never pretrained) over the degradation types.
+"""Degradation classifier for automatic ω: a small CNN of our own or a timm network (never pretrained).
 
 The classifier looks at the image at its native resolution — downscaling would hide noise and blur — through
-a few crops; their averaged probabilities are ω for ``--degradation auto``.
+a few crops; their averaged probabilities are ω for ``--degradation auto``.  ``arch="compact"``
+(:class:`CompactDegradationNet`, about 1 MB) is the one the shipped models bundle; any other ``arch`` is a timm
+model name (``resnet34`` as in the paper).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from pip_adapter.utils.tensor import pad_bottom_right
 
 logger = logging.getLogger(__name__)
 
+COMPACT_ARCH = "compact"
+COMPACT_WIDTHS = (24, 32, 48, 64, 96)
 
 # the timm options a classifier may carry, with the type of their value: a model file (or its bundled classifier
 # document) passes them to timm.create_model, so anything naming a file, a URL or a hub (checkpoint_path,
@@ -39,7 +43,7 @@ def check_classifier_options(arch: Any, options: Mapping[str, Any], known_archs:
     if arch not in set(known_archs):
         close = difflib.get_close_matches(arch, list(known_archs), n=3)
         raise ValueError(f"unknown classifier arch {arch!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
-                         + " (a timm model name such as resnet18 or resnet34)")
+                         + " (a timm model name such as resnet18 or resnet34, or compact)")
     for key, value in options.items():
         kind = TIMM_OPTIONS.get(key)
         if kind is None:
@@ -53,11 +57,80 @@ def check_classifier_options(arch: Any, options: Mapping[str, Any], known_archs:
                              f"{'name' if kind is str else 'number from 0 to 64'}")
 
 
-class DegradationClassifier(nn.Module):
-    """``timm`` backbone ``arch`` with a T-way head; input B×3×H×W in [0, 1], output logits B×T.
+def _mean_std(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and standard deviation over H×W: B×2C."""
+    flat = x.flatten(2)
+    return torch.cat([flat.mean(-1), flat.std(-1, unbiased=False)], dim=1)
+
+
+class _DownBlock(nn.Module):
+    """Stride-2 conv then a residual 3×3 conv, GroupNorm + SiLU (batch-size independent, as in training)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                                  nn.GroupNorm(8, c_out), nn.SiLU())
+        self.body = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.GroupNorm(8, c_out))
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return self.act(x + self.body(x))
+
+
+class CompactDegradationNet(nn.Module):
+    """A small CNN (about 0.26 M parameters at the default widths) that sees a crop at full resolution.
+
+    Degradations differ in global statistics (low light: brightness; haze: contrast and colour) as much as in
+    local texture (noise: pixel-level energy; blur: its absence; rain: oriented streaks).  The stem runs at full
+    resolution so that pixel-level noise is visible; the head reads the per-channel mean and standard deviation
+    of the input itself (which GroupNorm would otherwise normalise away) and of every stage, not only the
+    last feature map.
 
     Args:
-        arch: a timm model name (``resnet34`` as in the paper, ``resnet18`` / ``resnet10t`` for CPU); names of
+        num_classes: number of degradation types.
+        widths: channels of the stem and of each stride-2 stage (each a multiple of 8).
+    """
+
+    def __init__(self, num_classes: int, widths: Sequence[int] = COMPACT_WIDTHS) -> None:
+        super().__init__()
+        widths = [int(w) for w in widths]
+        if not widths or any(w < 8 or w % 8 for w in widths):
+            raise ValueError(f"compact classifier widths must be multiples of 8 (>= 8), got {widths}")
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.GroupNorm(8, widths[0]),
+                                  nn.SiLU())
+        self.stages = nn.ModuleList(_DownBlock(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.head = nn.Linear(2 * (3 + sum(widths)), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits B×num_classes of centred images B×3×H×W."""
+        stats = [_mean_std(x)]
+        x = self.stem(x)
+        stats.append(_mean_std(x))
+        for stage in self.stages:
+            x = stage(x)
+            stats.append(_mean_std(x))
+        return self.head(torch.cat(stats, dim=1))
+
+
+def check_compact_options(options: Mapping[str, Any]) -> None:
+    """Refuse options of ``arch: compact`` other than ``widths`` (1 to 8 multiples of 8, each at most 512)."""
+    unknown = sorted(set(options) - {"widths"})
+    if unknown:
+        raise ValueError(f"classifier option(s) {unknown} are not accepted by arch 'compact'; its one option is "
+                         "widths")
+    widths = options.get("widths", COMPACT_WIDTHS)
+    if (not isinstance(widths, (list, tuple)) or not 1 <= len(widths) <= 8
+            or any(isinstance(w, bool) or not isinstance(w, int) or not 8 <= w <= 512 or w % 8 for w in widths)):
+        raise ValueError(f"compact classifier widths must be 1 to 8 multiples of 8 from 8 to 512, got {widths!r}")
+
+
+class DegradationClassifier(nn.Module):
+    """The network ``arch`` with a T-way head; input B×3×H×W in [0, 1], output logits B×T.
+
+    Args:
+        arch: ``"compact"`` (:class:`CompactDegradationNet`, about 1 MB; its one option is ``widths``) or a
+            timm model name (``resnet34`` as in the paper, ``resnet18`` / ``resnet10t`` for CPU); names of
             timm's own registry only (no hub names).
         degradations: the type names, in ω order (None: the five default types).
         crop_size: size of the crops :meth:`predict_proba` looks at (training crops should match).
@@ -68,11 +141,14 @@ class DegradationClassifier(nn.Module):
     def __init__(self, arch: str = "resnet34", degradations: Optional[Sequence[str]] = None,
                  crop_size: int = 128, num_crops: int = 4, **model_kwargs) -> None:
         super().__init__()
-        import timm
-
         if model_kwargs.pop("pretrained", False):
             raise ValueError("the degradation classifier never downloads weights: pretrained must be False")
-        check_classifier_options(arch, model_kwargs, timm.list_models())
+        if arch == COMPACT_ARCH:
+            check_compact_options(model_kwargs)
+        else:
+            import timm
+
+            check_classifier_options(arch, model_kwargs, timm.list_models())
         self.arch = arch
         self.degradations: List[str] = normalise_names(degradations)
         self.crop_size = int(crop_size)
@@ -81,8 +157,12 @@ class DegradationClassifier(nn.Module):
             raise ValueError(f"classifier crop_size {crop_size!r} / num_crops {num_crops!r} out of range "
                              f"(1 to {MAX_CROP_SIZE} / 1 to {MAX_CROPS})")
         self.model_kwargs = dict(model_kwargs)
-        self.net = timm.create_model(arch, pretrained=False, num_classes=len(self.degradations),
-                                     **model_kwargs)
+        if arch == COMPACT_ARCH:
+            self.model_kwargs = {"widths": [int(w) for w in model_kwargs.get("widths", COMPACT_WIDTHS)]}
+            self.net = CompactDegradationNet(len(self.degradations), self.model_kwargs["widths"])
+        else:
+            self.net = timm.create_model(arch, pretrained=False, num_classes=len(self.degradations),
+                                         **model_kwargs)
         # fixed input scaling so that inputs are centred; a buffer would end up in the state dict for nothing
         self._mean, self._std = 0.5, 0.25
 
