@@ -68,6 +68,7 @@ PY_PLACEHOLDERS: Dict[str, Dict[str, Callable[[], Any]]] = {
 INPUTS: Dict[str, Tuple[int, int]] = {
     "photos/a.png": (72, 96), "photos/b.png": (80, 64),
     "extra/c.jpg": (48, 56), "one.tif": (40, 40), "big.png": (96, 120), "photo.png": (48, 64),
+    "photo.jpg": (48, 64),
     "in.png": (40, 48), "gt.png": (40, 48),
     "lq/x.png": (40, 48), "gt/x.png": (40, 48),
     "snowy/s.png": (48, 64), "my_snowy_photos/s.png": (48, 64),

@@ -22,7 +22,7 @@ from pip_adapter.restore.restorer import Restorer
 from pip_adapter.wrap.pipnet import PIPNet
 from pip_adapter.zoo import (BUDGET_BYTES, ZOO_ENV, ZooError, add_model, check_zoo, default_model, list_models,
                              package_zoo_dir, remove_model, resolve_model)
-from pip_adapter.zoo.__main__ import main as zoo_main
+from pip_adapter.zoo.admin import main as zoo_main
 from tests.helpers_restore import rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -160,8 +160,8 @@ def test_models_lists_name_default_size_summary_card(zoo, tmp_path, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     tiny = next(line for line in lines if " tiny " in f" {line} ")
-    assert tiny.startswith("*") and "MiB" in tiny and "a tiny test model" in tiny and "yes" in tiny
-    second = next(line for line in lines if "second" in line and "MiB" in line)
+    assert tiny.startswith("*") and "MB" in tiny and "a tiny test model" in tiny and "yes" in tiny
+    second = next(line for line in lines if "second" in line and "MB" in line)
     assert not second.startswith("*") and "the second model" in second
     assert "tiny: model card docs/MODELS.md#tiny" in out and f"registry: {zoo}" in out
 
@@ -202,7 +202,7 @@ def test_add_refuses_what_restore_could_not_use(tmp_path):
     save_checkpoint(pth, net, make_meta(net))
     with pytest.raises(ZooError, match="are .safetensors files"):
         add_model(pth, "p", "x", zoo=folder)
-    with pytest.raises(ZooError, match="over the 0 MiB budget"):
+    with pytest.raises(ZooError, match="over the 0.001 MB budget"):
         add_model(model, "m", "x", zoo=folder, budget=1000)
     add_model(model, "m", "first", zoo=folder)
     with pytest.raises(ZooError, match="already has a model called 'm'; pass --replace"):
@@ -257,7 +257,7 @@ def test_package_registry_is_sound_within_budget_and_in_the_wheel(monkeypatch):
     folder = package_zoo_dir()
     assert check_zoo(folder) == []  # every indexed file exists with its size and checksum; nothing unindexed
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-    assert total <= BUDGET_BYTES == 10 * 1024 * 1024
+    assert total <= BUDGET_BYTES == 10_000_000
     patterns = _package_data_patterns()["pip_adapter.zoo"]
     for name in os.listdir(folder):
         assert any(fnmatch.fnmatch(f"models/{name}", p) for p in patterns), f"{name} would not be in the wheel"

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
               "pip-adapter restore IMAGE -m MODEL.safetensors -o OUT (train one: pip-adapter quickstart)")
         return 0
     header = ["", "name", "size", "degradations", "auto", "summary"]
-    rows = [["*" if e.default else "", e.name, f"{e.bytes / 2**20:.1f} MiB", ", ".join(e.degradations) or "-",
+    rows = [["*" if e.default else "", e.name, f"{e.bytes / 1e6:.1f} MB", ", ".join(e.degradations) or "-",
              "yes" if e.classifier else "no", e.summary] for e in entries]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     widths[-1] = 0  # the summary is last: never padded

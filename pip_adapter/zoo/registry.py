@@ -35,7 +35,7 @@ INDEX_NAME = "index.json"
 INDEX_FORMAT = "pip-adapter-zoo"
 INDEX_VERSION = 1
 # the wheel stays small: every shipped file together (weights + index) stays under this
-BUDGET_BYTES = 10 * 1024 * 1024
+BUDGET_BYTES = 10_000_000
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _MAX_HEADER = 16 * 1024 * 1024  # a safetensors JSON header beyond this is not one of ours
 _META_KEY = "pip_adapter"  # the safetensors metadata entry holding pip-adapter's JSON document
@@ -246,7 +246,7 @@ def check_zoo(zoo: Optional[str] = None, budget: int = BUDGET_BYTES) -> List[str
                 problems.append(f"{os.path.join(folder, name)}: not named by {INDEX_NAME}; add it or remove it")
     total = registry_bytes(folder)
     if total > budget:
-        problems.append(f"{folder}: {total / 2**20:.2f} MiB of weights and index, over the {budget / 2**20:.0f} MiB "
+        problems.append(f"{folder}: {total / 1e6:.2f} MB of weights and index, over the {budget / 1e6:g} MB "
                         "budget of the wheel")
     return problems
 
@@ -323,8 +323,9 @@ def add_model(file: str, name: str, summary: str, card: Optional[str] = None, de
     size = os.path.getsize(file)
     others = registry_bytes(folder) - (old.bytes if old is not None and os.path.isfile(old.path) else 0)
     if others + size > budget:
-        raise ZooError(f"{file}: {size / 2**20:.2f} MiB would bring the registry to {(others + size) / 2**20:.2f} "
-                       f"MiB, over the {budget / 2**20:.0f} MiB budget of the wheel; ship a smaller model")
+        raise ZooError(f"{file}: {size / 1e6:.2f} MB would bring the registry to {(others + size) / 1e6:.2f} MB, "
+                       f"over the {budget / 1e6:g} MB budget of the wheel; ship a smaller model (the compact "
+                       "classifier: arch compact)")
     os.makedirs(folder, exist_ok=True)
     with atomic_path(os.path.join(folder, target)) as tmp:
         shutil.copyfile(file, tmp)
@@ -341,7 +342,7 @@ def add_model(file: str, name: str, summary: str, card: Optional[str] = None, de
     _write_index(folder, new)
     if old is not None and old.file != target and os.path.isfile(old.path):
         os.remove(old.path)
-    logger.info("registry %s: %s %s (%.2f MiB%s)", folder, "replaced" if old else "added", name, size / 2**20,
+    logger.info("registry %s: %s %s (%.2f MB%s)", folder, "replaced" if old else "added", name, size / 1e6,
                 ", default" if entry.default else "")
     return entry
 
