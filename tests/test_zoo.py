@@ -167,7 +167,7 @@ def test_models_lists_name_default_size_summary_card(zoo, tmp_path, capsys):
 
 
 def test_demo_and_export_take_a_registry_name(zoo, tmp_path, monkeypatch, capsys):
-    import pip_adapter.cli.demo as demo_cli
+    import pip_adapter.demo.app as demo_app  # the demo command imports launch from here when it runs
 
     seen = {}
 
@@ -175,7 +175,7 @@ def test_demo_and_export_take_a_registry_name(zoo, tmp_path, monkeypatch, capsys
         seen["degradations"] = session.degradations
         raise KeyboardInterrupt  # stop before serving
 
-    monkeypatch.setattr(demo_cli, "launch", fake_launch)
+    monkeypatch.setattr(demo_app, "launch", fake_launch)
     with pytest.raises(KeyboardInterrupt):
         main(["demo", "--device", "cpu"])
     assert seen["degradations"] == NAMES
