@@ -12,17 +12,20 @@ from pip_adapter.bsr.model import PIPModel
 from tests.helpers_train import REPO_ROOT
 
 ALL_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "basicsr_options", "*.yml")))
+ZOO_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "basicsr_options", "zoo", "*.yml")))  # shipped models' recipes
 PAPER = {"pip_nafnet.yml", "pip_restormer_3task.yml", "pip_restormer_5task.yml", "pip_restormer_3task_release.yml"}
 BASELINES = {"nafnet_5task_baseline.yml", "restormer_3task_baseline.yml", "restormer_5task_baseline.yml"}
 RESTORERS = sorted(os.path.join(REPO_ROOT, "basicsr_options", n) for n in PAPER | BASELINES | {"quickstart.yml"})
+RESTORERS += ZOO_FILES
 
 
 def test_expected_files_present():
     names = {os.path.basename(p) for p in ALL_FILES}
     assert PAPER | BASELINES | {"quickstart.yml"} <= names
+    assert "pip_nafnet_photo.yml" in {os.path.basename(p) for p in ZOO_FILES}
 
 
-@pytest.mark.parametrize("path", ALL_FILES, ids=os.path.basename)
+@pytest.mark.parametrize("path", ALL_FILES + ZOO_FILES, ids=os.path.basename)
 def test_every_option_file_names_registered_types(path):
     opt = pipeline.read_option_file(path)
     assert opt["model_type"] in bsr.MODEL_REGISTRY
