@@ -79,9 +79,9 @@ DEFAULT_JSON = os.path.join(RESULTS_DIR, "model_card.json")
 DEFAULT_CBM3D_CACHE = os.path.join(RESULTS_DIR, "model_card_cbm3d.json")
 FIGURE_NAME = "model_card_low_light.png"
 SIGMAS = (15, 25, 50)
-# the order in which a composite's parts are applied: the scene (haze, rain), then the optics (blur), the
-# exposure, the encoder and last the sensor noise
-APPLY_ORDER = ("haze", "rain", "blur", "defocus_blur", "motion_blur", "low_light", "jpeg", "noise")
+# the order in which a composite's parts are applied (the photo set's physical order): the scene (haze, rain),
+# the exposure, the lens (blur), the sensor (noise), the file (jpeg)
+APPLY_ORDER = ("haze", "rain", "low_light", "blur", "defocus_blur", "motion_blur", "noise", "jpeg")
 DEFAULT_COMPOSITES = ("blur+noise", "haze+rain", "haze+noise", "rain+noise", "blur+low_light",
                       "blur+noise+low_light")
 # issue 27's targets: σ25 no worse than CBM3D − 0.3 dB; auto ≥ 95 % per type and within 0.5 dB of the true ω;
@@ -140,8 +140,17 @@ def case_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def load_photos(data: str, crop_size: int, max_images: Optional[int] = None) -> List[Photo]:
-    """The clean held-out photos: ``val/gt`` of a folder with ``val_sets`` in its manifest, else every image."""
+def is_grey(img: np.ndarray) -> bool:
+    """True when the three channels are equal (a grey photo stored as RGB)."""
+    return bool((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all())
+
+
+def load_photos(data: str, crop_size: int, max_images: Optional[int] = None,
+                colour_only: bool = False) -> List[Photo]:
+    """The clean held-out photos: ``val/gt`` of a folder with ``val_sets`` in its manifest, else every image.
+
+    ``colour_only`` leaves out grey photos (equal channels): the colour denoising table is about colour images.
+    """
     if not os.path.isdir(data):
         raise FileNotFoundError(f"held-out folder not found: {data} (give the held-out split's folder with --data)")
     man = read_manifest(data) or {}
@@ -149,8 +158,10 @@ def load_photos(data: str, crop_size: int, max_images: Optional[int] = None) -> 
     files = list_images(folder)
     if not files:
         raise ValueError(f"no images in {folder}: --data must be the held-out split (clean photos)")
-    files = files[:max_images] if max_images else files
-    return [Photo(f, crop(read_image_file(os.path.join(folder, f)), crop_size)) for f in files]
+    photos = [Photo(f, crop(read_image_file(os.path.join(folder, f)), crop_size)) for f in files]
+    if colour_only:
+        photos = [p for p in photos if not is_grey(p.clean)]
+    return photos[:max_images] if max_images else photos
 
 
 def _synthesise(parts: Sequence[str], clean: np.ndarray, seed: int) -> np.ndarray:
@@ -162,34 +173,55 @@ def _synthesise(parts: Sequence[str], clean: np.ndarray, seed: int) -> np.ndarra
     return out
 
 
+def true_omega(parts: Sequence[str]) -> Dict[str, float]:
+    """The true ω of a set: one-hot, or multi-hot with 1/k on each of k parts (as the training's composites)."""
+    return {p: 1.0 / len(parts) for p in parts}
+
+
+def _val_sets(val_sets: Any) -> List[Tuple[str, Dict[str, Any]]]:
+    """``[(set name, {"parts": (types...), ...})]`` from a manifest's ``val_sets``: a list of
+    ``{name, degradation}`` (the built-in data) or a dict ``{name: [{type, ...}, ...]}`` (the photo set)."""
+    out = []
+    if isinstance(val_sets, Mapping):
+        for name, steps in val_sets.items():
+            steps = steps if isinstance(steps, list) else [steps]
+            out.append((str(name), {"parts": parse_set([st["type"] if isinstance(st, Mapping) else st
+                                                        for st in steps])}))
+    else:
+        for vs in val_sets:
+            out.append((str(vs["name"]), dict(vs, parts=parse_set(vs.get("degradation") or vs["name"]))))
+    return out
+
+
 def heldout_cases(data: str, names: Sequence[str], composites: Sequence[str], crop_size: int, seed: int = 0,
                   max_images: Optional[int] = None) -> List[Case]:
     """Every degraded held-out image the card measures, in set order.
 
-    A manifest with ``val_sets`` gives the degraded images (a set's ``degradation`` may be a list or ``a+b``;
-    its ``omega``, when given, is the true ω); otherwise each type of ``names`` with a registered synthesiser
+    A manifest with ``val_sets`` gives the degraded images (``val/<set>`` beside ``val/gt``; a set's types are
+    its ``degradation`` — a name, a list or ``a+b`` — or the ``type`` of each of its steps; its ``omega``, when
+    given, is the true ω, else :func:`true_omega`); otherwise each type of ``names`` with a registered synthesiser
     and each composite whose parts the model knows is synthesised from every clean photo here.
     """
     known = {canonical_name(n) for n in names}
     man = read_manifest(data) or {}
     cases: List[Case] = []
     if man.get("val_sets"):
-        for vs in man["val_sets"]:
-            parts = parse_set(vs.get("degradation") or vs["name"])
+        for key, vs in _val_sets(man["val_sets"]):
+            parts = vs["parts"]
             if not set(parts) <= known:
-                logger.warning("held-out set %s: types %s not all known to the model; skipped", vs["name"], parts)
+                logger.warning("held-out set %s: types %s not all known to the model; skipped", key, parts)
                 continue
-            lq_dir = os.path.join(data, vs.get("lq_dir") or os.path.join("val", vs["name"]))
+            lq_dir = os.path.join(data, vs.get("lq_dir") or os.path.join("val", key))
             gt_dir = os.path.join(data, vs.get("gt_dir") or os.path.join("val", "gt"))
-            pairs = pair_folders(lq_dir, gt_dir, task=vs["name"], strict_gt=False)
+            pairs = pair_folders(lq_dir, gt_dir, task=key, strict_gt=False)
             for lq_path, gt_path in pairs[:max_images] if max_images else pairs:
                 lq, gt = read_image_file(lq_path), read_image_file(gt_path)
                 if lq.shape != gt.shape:
-                    raise ValueError(f"held-out set {vs['name']}: {lq_path} {lq.shape} and {gt_path} {gt.shape} "
+                    raise ValueError(f"held-out set {key}: {lq_path} {lq.shape} and {gt_path} {gt.shape} "
                                      "differ in size")
-                omega = dict(vs.get("omega") or {p: 1.0 for p in parts})
-                cases.append(Case("+".join(parts), parts, os.path.basename(lq_path), crop(lq, crop_size),
-                                  crop(gt, crop_size), omega))
+                omega = dict(vs.get("omega") or true_omega(parts))
+                cases.append(Case(key, parts, os.path.basename(lq_path), crop(lq, crop_size), crop(gt, crop_size),
+                                  omega))
         return cases
     photos = load_photos(data, crop_size, max_images)
     registered = {canonical_name(s) for s in list_synthesizers()}
@@ -205,7 +237,7 @@ def heldout_cases(data: str, names: Sequence[str], composites: Sequence[str], cr
         key = "+".join(parts)
         for ph in photos:
             lq = _synthesise(parts, ph.clean, case_seed(ph.name, key, seed))
-            cases.append(Case(key, parts, ph.name, lq, ph.clean, {p: 1.0 for p in parts}))
+            cases.append(Case(key, parts, ph.name, lq, ph.clean, true_omega(parts)))
     return cases
 
 
@@ -255,15 +287,15 @@ def measure_heldout(restorer: Restorer, cases: Sequence[Case], progress: bool = 
             row["probs"] = {n: float(p) for n, p in zip(names, probs)}
             row["top1"] = order[0]
             row["top_k"] = order[:len(case.parts)]
-            one_hot = len(case.parts) == 1 and case.omega == {order[0]: 1.0}
+            one_hot = case.omega == {order[0]: 1.0}
             if one_hot and DEFAULT_AUTO_MODE == "argmax":
                 auto_out = true_out  # argmax ω of the right type is the true ω: the same restoration
             else:
                 auto_out, _, _ = restorer.restore_array(lq, degradation="auto")
             row["auto_psnr"], row["auto_ssim"] = _metrics(auto_out, case.gt)
-            if case.set == "low_light":
+            if case.parts == ("low_light",):
                 row["delta_e"] = {"input": delta_e00(lq, case.gt), "true": delta_e00(true_out, case.gt)}
-        elif case.set == "low_light":
+        elif case.parts == ("low_light",):
             row["delta_e"] = {"input": delta_e00(lq, case.gt), "true": delta_e00(true_out, case.gt)}
         rows.append(row)
     return {"images": rows, "auto_mode": DEFAULT_AUTO_MODE, "has_classifier": probs_fn is not None}
@@ -282,7 +314,7 @@ def low_light_figure(restorer: Restorer, cases: Sequence[Case], path: str, heigh
     """PNG of the first low-light case: input | restored (true ω) | truth, each ``height`` pixels high."""
     import cv2  # noqa: PLC0415 - optional heavy dependency
 
-    case = next((c for c in cases if c.set == "low_light"), None)
+    case = next((c for c in cases if c.parts == ("low_light",)), None)
     if case is None:
         return None
     out, _, _ = restorer.restore_array(_as_float(case.lq), omega=case.omega)
@@ -443,9 +475,11 @@ def measure_latency(model: str, size: int = 512, repeats: int = 3, onnx: bool = 
 # ------------------------------------------------------------------------------------------------ data
 # the weights' licence follows the most demanding licence among the training photos: share-alike photos make
 # the weights share-alike (treating the trained weights, conservatively, as an adaptation of the photos);
-# attribution-only photos need attribution, which the manifest shipped beside the weights gives
-LICENCE_RULE = (("CC-BY-SA", "CC-BY-SA-4.0"), ("CC-BY", "CC-BY-4.0"), ("CC0", "CC0-1.0"),
-                ("PUBLIC", "CC0-1.0"), ("PD", "CC0-1.0"))
+# attribution-only photos need attribution, which the manifest shipped beside the weights gives; the strictest
+# the weights carry, and GPL-2+ photos make them GPL-3.0-or-later (GPL-2+ permits v3; CC BY-SA 4.0 is one-way
+# compatible with GPLv3, and BY-SA 3.0 adaptations may take BY-SA 4.0); docs/MODELS.md gives the reasoning
+LICENCE_RULE = (("GPL-2", "GPL-3.0-or-later"), ("GPL-3", "GPL-3.0-or-later"), ("CC-BY-SA", "CC-BY-SA-4.0"),
+                ("CC-BY", "CC-BY-4.0"), ("CC0", "CC0-1.0"), ("PUBLIC", "CC0-1.0"), ("PD", "CC0-1.0"))
 
 
 def photo_records(man: Any) -> List[Dict[str, Any]]:
@@ -479,24 +513,24 @@ def weights_licence(licences: Sequence[str]) -> Optional[str]:
 
 
 def data_summary(train: Optional[str], heldout: Optional[str]) -> Optional[Dict[str, Any]]:
-    """Photos per (split, package, licence) from the manifests of the training and held-out folders."""
-    rows = []
-    licences = []
-    for split, folder in (("train", train), ("held-out", heldout)):
-        man = read_manifest(folder) if folder else None
-        if not man:
+    """Photos per (split, package, licence) from the manifests of the training and held-out folders.
+
+    A record's own ``split`` (the photo set lists both splits in one manifest) wins over the folder it came from.
+    """
+    groups: Dict[Tuple[str, str, str], int] = {}
+    seen = set()
+    for split, folder in (("train", train), ("heldout", heldout)):
+        if not folder or os.path.abspath(folder) in seen:
             continue
-        groups: Dict[Tuple[str, str], int] = {}
-        for rec in photo_records(man):
-            key = (str(rec.get("package") or rec.get("source") or "?"), _licence(rec))
+        seen.add(os.path.abspath(folder))
+        for rec in photo_records(read_manifest(folder) or {}):
+            key = (str(rec.get("split") or split), str(rec.get("package") or rec.get("source") or "?"), _licence(rec))
             groups[key] = groups.get(key, 0) + 1
-            if split == "train":
-                licences.append(_licence(rec))
-        rows += [{"split": split, "package": k[0], "licence": k[1], "photos": n} for k, n in sorted(groups.items())]
-    if not rows:
+    if not groups:
         return None
-    return {"rows": rows, "weights_licence": weights_licence(sorted(set(licences))),
-            "train_licences": sorted(set(licences))}
+    licences = sorted({lic for (split, _, lic) in groups if split == "train"})
+    return {"rows": [{"split": k[0], "package": k[1], "licence": k[2], "photos": n} for k, n in sorted(groups.items())],
+            "weights_licence": weights_licence(licences), "train_licences": licences}
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -520,6 +554,7 @@ def summarise(res: Mapping[str, Any]) -> Dict[str, Any]:
         entry = {k: _mean([r.get(k) for r in rows]) for k in
                  ("input_psnr", "input_ssim", "true_psnr", "true_ssim", "auto_psnr", "auto_ssim")}
         entry["count"] = len(rows)
+        entry["parts"] = list(rows[0]["parts"])
         if held.get("has_classifier"):
             entry["accuracy"] = _mean([float(r["top1"] in r["parts"]) if len(r["parts"]) > 1 else
                                        float(r["top1"] == r["parts"][0]) for r in rows])
@@ -530,11 +565,18 @@ def summarise(res: Mapping[str, Any]) -> Dict[str, Any]:
             entry["delta_e_true"] = _mean([r["delta_e"]["true"] for r in rows if "delta_e" in r])
         summary["composites" if len(rows[0]["parts"]) > 1 else "types"][name] = entry
     for sigma, rows in _group((res.get("denoise") or {}).get("images", []), "sigma").items():
+        # CBM3D and the model are compared on the images both have (a partial cache is never mixed in unpaired)
+        both = [r for r in rows if r.get("cbm3d_psnr") is not None and r.get("model_psnr") is not None]
         summary["denoise"][f"{sigma:g}"] = {
-            "count": len(rows), **{k: _mean([r.get(k) for r in rows]) for k in
-                                   ("input_psnr", "cbm3d_psnr", "cbm3d_ssim", "model_psnr", "model_ssim")},
-            "cbm3d_count": sum("cbm3d_psnr" in r for r in rows)}
+            "count": len(rows), "paired": len(both),
+            **{k: _mean([r.get(k) for r in both]) for k in
+               ("input_psnr", "cbm3d_psnr", "cbm3d_ssim", "model_psnr", "model_ssim")}}
     return summary
+
+
+def low_light_entry(summary: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+    """The summary of the (first) set that is low light alone, or None."""
+    return next((e for e in summary["types"].values() if e["parts"] == ["low_light"]), None)
 
 
 def _gain(a: Optional[float], b: Optional[float]) -> str:
@@ -607,15 +649,15 @@ def report(res: Mapping[str, Any]) -> Dict[str, str]:
                              fmt_float(e["auto_psnr"]) if cls else "—",
                              _pct(e.get("accuracy")) if cls else "—", _pct(e.get("parts_named")) if cls else "—"])
             out["composites"] = (
-                "Two or three types applied in turn (scene, optics, exposure, sensor noise), PSNR in dB. True ω: "
-                "multi-hot over the parts. `auto`: the classifier's choice (one type in argmax mode); "
+                "Two or three types applied in turn (scene, exposure, lens, sensor), PSNR in dB. True ω: "
+                "multi-hot, 1/k on each of the k parts (as the recipe's composites). `auto`: the classifier's choice (one type in argmax mode); "
                 "\"top-1 is a part\": its most likely type is one of the parts; \"names the parts\": its k most "
                 "likely types are exactly the k parts.\n\n"
                 + markdown_table(["composite", "images", "input", "true ω", "gain", "auto", "top-1 is a part",
                                   "names the parts"], rows) + "\n")
         else:
             out["composites"] = "No composite was measured (the model knows none of the composites' parts).\n"
-        low = s["types"].get("low_light")
+        low = low_light_entry(s)
         if low and low.get("delta_e_input") is not None:
             fig = meta.get("figure")
             out["low-light"] = (
@@ -651,7 +693,8 @@ def report(res: Mapping[str, Any]) -> Dict[str, str]:
     if den:
         rows = []
         for sigma, e in s["denoise"].items():
-            rows.append([f"σ {sigma}", e["count"], fmt_float(e["input_psnr"]),
+            rows.append([f"σ {sigma}", e["paired"] if e["paired"] == e["count"] else
+                         f"{e['paired']} of {e['count']} (CBM3D missing for the others)", fmt_float(e["input_psnr"]),
                          f"{fmt_float(e['cbm3d_psnr'])} / {fmt_float(e['cbm3d_ssim'], 3)}",
                          f"{fmt_float(e['model_psnr'])} / {fmt_float(e['model_ssim'], 3)}",
                          _gain(e["model_psnr"], e["cbm3d_psnr"])])
@@ -704,7 +747,7 @@ def targets_table(s: Mapping[str, Any], res: Mapping[str, Any]) -> str:
                 top1 = _mean([e["accuracy"] for e in comps.values()])
                 rows.append(["composites classified as their parts", f"top-1 a part {_pct(top1)}, all parts named "
                              f"{_pct(named)}", verdict(named is not None and named >= TARGET_AUTO_ACCURACY)])
-    low = types.get("low_light") if types else None
+    low = low_light_entry(s)
     if low and low.get("delta_e_true") is not None:
         rows.append(["low light keeps colour (mean ΔE00 against the truth)",
                      f"{fmt_float(low['delta_e_input'])} → {fmt_float(low['delta_e_true'])}", "see figure"])
@@ -820,7 +863,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.data:
         raise SystemExit("--data HELDOUT is required: the held-out split's folder")
     sigmas = _sigmas(args.sigmas)
-    photos = load_photos(args.data, args.denoise_crop, args.max_images)
+    photos = load_photos(args.data, args.denoise_crop, args.max_images, colour_only=True)
+    if not photos:
+        raise SystemExit(f"no colour photo in {args.data}: the denoising table needs colour photos")
     items = denoise_inputs(photos, sigmas, args.seed)
     if args.cbm3d_only:
         t0 = time.process_time()

@@ -135,6 +135,12 @@ def test_cache_entry_of_other_noise_is_not_used(card_inputs, tmp_path):
     cache = mc.run_cbm3d(items, str(tmp_path / "c.json"), progress=False)
     assert cache[key]["noisy_sha256"] == items[0]["noisy_sha256"] and cache[key]["psnr"] < 99.0
     assert mc.denoise_inputs(photos, [25.0], seed=1)[0]["noisy_sha256"] != items[0]["noisy_sha256"]
+    # a partial cache: CBM3D and the model are averaged over the same (paired) images only
+    rows = [{"sigma": 25.0, "input_psnr": 20.0, "model_psnr": 30.0, "cbm3d_psnr": 29.0, "model_ssim": 0.9,
+             "cbm3d_ssim": 0.8}, {"sigma": 25.0, "input_psnr": 20.0, "model_psnr": 10.0, "model_ssim": 0.1}]
+    s = mc.summarise({"denoise": {"images": rows}})["denoise"]["25"]
+    assert (s["count"], s["paired"], s["model_psnr"], s["cbm3d_psnr"]) == (2, 1, 30.0, 29.0)
+    assert "| σ 25 | 1 of 2 (CBM3D missing for the others) |" in mc.report({"denoise": {"images": rows}})["denoise"]
 
 
 def test_manifest_val_sets_and_clear_errors(tmp_path):
@@ -150,7 +156,12 @@ def test_manifest_val_sets_and_clear_errors(tmp_path):
                                            {"name": "snow", "degradation": "snow"}]}
     write_manifest(str(tmp_path), man)
     cases = mc.heldout_cases(str(tmp_path), NAMES, [], crop_size=32)
-    assert [(c.set, c.omega) for c in cases] == [("rain", {"rain": 1.0}), ("rain+noise", {"rain": 1.0, "noise": 1.0})]
+    assert [(c.set, c.parts, c.omega) for c in cases] == [
+        ("rain", ("rain",), {"rain": 1.0}), ("rain_noise", ("rain", "noise"), {"rain": 0.5, "noise": 0.5})]
+    # the photo set's form: {name: [{type, synthesizer, params}, ...]}
+    assert mc._val_sets({"low_light+noise": [{"type": "low_light", "synthesizer": "low_light_photo"},
+                                             {"type": "noise", "synthesizer": "noise_photo"}]}) == [
+        ("low_light+noise", {"parts": ("low_light", "noise")})]
     assert cases[0].lq.shape == (32, 32, 3) and (cases[0].gt == mc.crop(gt, 32)).all()
     assert [p.name for p in mc.load_photos(str(tmp_path), 32)] == ["a.png"]
     train = tmp_path / "train"
@@ -162,12 +173,14 @@ def test_manifest_val_sets_and_clear_errors(tmp_path):
     assert data["weights_licence"] == "CC-BY-SA-4.0"
     assert {(r["split"], r["package"], r["licence"], r["photos"]) for r in data["rows"]} == {
         ("train", "mate", "CC0-1.0", 1), ("train", "lomiri", "CC-BY-SA-4.0", 1), ("train", "lomiri", "CC-BY-4.0", 2),
-        ("held-out", "lomiri-wallpapers", "CC-BY-4.0", 1)}
+        ("heldout", "lomiri-wallpapers", "CC-BY-4.0", 1)}
     assert mc.weights_licence(["CC0-1.0", "CC-BY-4.0"]) == "CC-BY-4.0"
     assert mc.weights_licence(["CC0-1.0", "public domain"]) == "CC0-1.0"
-    assert mc.weights_licence(["GPL-2+", "CC0-1.0"]) is None
-    assert "undecided" in mc.report({"data": mc.data_summary(None, None) or {"rows": [], "weights_licence": None,
-                                                                             "train_licences": ["GPL-2+"]}})["data"]
+    assert mc.weights_licence(["GPL-2+", "CC-BY-SA-4.0", "CC0-1.0"]) == "GPL-3.0-or-later"
+    assert mc.weights_licence(["LicenseRef-unknown", "CC0-1.0"]) is None
+    assert mc.data_summary(None, str(tmp_path / "val")) is None  # no manifest there
+    text = mc.report({"data": {"rows": [], "weights_licence": None, "train_licences": ["LicenseRef-unknown"]}})
+    assert "undecided" in text["data"] and "LicenseRef-unknown" in text["data"]
     with pytest.raises(FileNotFoundError, match="held-out folder not found"):
         mc.load_photos(str(tmp_path / "missing"), 32)
     with pytest.raises(SystemExit, match="--report-only needs the results"):
