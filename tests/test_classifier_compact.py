@@ -1,5 +1,6 @@
 """The compact degradation classifier (the one shipped models bundle) and soft/multi-hot classifier targets."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -119,8 +120,54 @@ def test_multi_hot_omega_is_a_soft_target_and_composites_count_as_their_parts(tm
     summary = json.load(open(tmp_path / "classifier_validation_latest.json"))
     # the composite items count for both of their types
     assert sum(sum(row) for row in summary["confusion"]) == 9 + 3
+    assert summary["sets"]["toy"]["count"] == 9  # images, not parts
+    assert set(summary["per_type_single"]) == {"noise", "rain"} and set(summary["per_type"]) == {"noise", "rain"}
     net = model.bare_net
     composite = _ToySet(9, composites=True)[2]["lq"]
     probs = net.predict_proba(composite).numpy()
     assert np.argsort(probs)[-2:].tolist() in ([0, 1], [1, 0]), probs  # the two parts lead
     assert min(probs[0], probs[1]) > 0.2, probs
+
+
+def test_photo_classifier_recipe_trains_on_the_zoo_data_and_fits_the_budget(tmp_path):
+    """basicsr_options/zoo/classifier_photo.yml: compact (≤ 2 MB), the restorer's types, val sets and
+    composite kinds; its train dataset, pointed at a few small photos, feeds multi-hot soft targets."""
+    import pip_adapter.bsr  # noqa: F401
+    from basicsr.models import build_model
+
+    from pip_adapter.bsr import pipeline
+    from pip_adapter.data import MixedDegradationDataset
+    from pip_adapter.data.lmdb_io import write_image_file
+    from tests.helpers_train import REPO_ROOT
+
+    zoo = os.path.join(REPO_ROOT, "basicsr_options", "zoo")
+    opt = pipeline.read_option_file(os.path.join(zoo, "classifier_photo.yml"))
+    restorer = pipeline.read_option_file(os.path.join(zoo, "pip_nafnet_photo.yml"))
+    net = opt["network_g"]
+    assert net["type"] == "DegradationClassifier" and net["arch"] == "compact"
+    assert net["degradations"] == restorer["network_g"]["degradations"]
+    vals = {k: v for k, v in opt["datasets"].items() if k.startswith("val")}
+    assert vals == {k: v for k, v in restorer["datasets"].items() if k.startswith("val")}
+    kinds = [str(t["degradation"]) for t in opt["datasets"]["train"]["tasks"]]
+    assert set(kinds) <= {str(t["degradation"]) for t in restorer["datasets"]["train"]["tasks"]}
+    assert sum(k.startswith("[") for k in kinds) >= 3 and len(set(kinds)) == len(kinds)
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image_file(str(tmp_path / "train" / f"p{i}.png"), rng.integers(0, 256, (100, 110, 3), dtype=np.uint8))
+    train = dict(opt["datasets"]["train"], dataset_enlarge_ratio=1)
+    train["tasks"] = [dict(t, dataroot_gt=str(tmp_path / "train")) for t in train["tasks"]]
+    ds = MixedDegradationDataset(train)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=len(ds), shuffle=False)))
+    model_opt = dict(opt, is_train=True, dist=False, rank=0, world_size=1, num_gpu=0,
+                     path={"pretrain_network_g": None, "strict_load_g": True, "models": str(tmp_path / "m"),
+                           "log": str(tmp_path), "training_states": str(tmp_path / "s")})
+    model = build_model(model_opt)
+    nbytes = sum(t.numel() * t.element_size() for t in model.bare_net.state_dict().values())
+    assert nbytes <= 2 * 1024 * 1024
+    model.feed_data(batch)
+    assert model.lq.shape[-2:] == (64, 64)  # one 64-px window of each 96-px degraded crop
+    composite = [i for i, row in enumerate(model.target) if (row > 0).sum() > 1]
+    assert composite and all(torch.allclose(model.target[i].sum(), torch.tensor(1.0)) for i in composite)
+    model.optimize_parameters(1)
+    assert np.isfinite(float(model.get_current_log()["l_ce"]))

@@ -128,6 +128,9 @@ class DegradationClassifierModel(PIPModel):
         correct = torch.zeros(len(names))
         total = torch.zeros(len(names))
         confusion = torch.zeros(len(names), len(names), dtype=torch.long)
+        images = images_right = 0
+        single_right = torch.zeros(len(names))
+        single_total = torch.zeros(len(names))
         self._validating = True
         try:
             for val_data in dataloader:
@@ -137,31 +140,39 @@ class DegradationClassifierModel(PIPModel):
                 pred = self.output.argmax(1).cpu()
                 right = _parts_correct(self.output.cpu(), target)
                 for row, p, ok in zip(target, pred.tolist(), right.tolist()):
-                    # a composite counts once for each of its parts
-                    for t in torch.nonzero(row > 0).flatten().tolist():
+                    images += 1
+                    images_right += int(ok)
+                    # a composite counts once for each of its parts in the per-type figures
+                    parts = torch.nonzero(row > 0).flatten().tolist()
+                    for t in parts:
                         confusion[t, p] += 1
                         total[t] += 1
                         correct[t] += int(ok)
+                    if len(parts) == 1:
+                        single_total[parts[0]] += 1
+                        single_right[parts[0]] += int(ok)
         finally:
             self._validating = False
             for attr in ("lq", "label", "target", "output"):
                 if hasattr(self, attr):
                     delattr(self, attr)
-        if total.sum() == 0:
+        if images == 0:
             return
-        acc = float(correct.sum() / total.sum())
+        acc = images_right / images
         self.metric_results = {"acc": acc}
         per_type = {n: float(correct[i] / total[i]) for i, n in enumerate(names) if total[i] > 0}
         if "acc" in ((self.opt.get("val") or {}).get("metrics") or {}):
             self._initialize_best_metric_results(dataset_name)
             self._update_best_metric_result(dataset_name, "acc", acc, current_iter)
         log = get_root_logger()
-        log.info(f"Validation {dataset_name}: accuracy {acc:.4f} over {int(total.sum())} images; "
+        log.info(f"Validation {dataset_name}: accuracy {acc:.4f} over {images} images; "
                  + ", ".join(f"{n} {a:.3f}" for n, a in per_type.items()))
         if tb_logger and isinstance(current_iter, int):
             tb_logger.add_scalar(f"metrics/{dataset_name}/acc", acc, current_iter)
         round_ = self._val_round.setdefault(str(current_iter), {})
-        round_[dataset_name] = {"acc": acc, "per_type": per_type, "count": int(total.sum()),
+        round_[dataset_name] = {"acc": acc, "per_type": per_type, "count": images, "right": images_right,
+                                "type_right": correct.tolist(), "type_total": total.tolist(),
+                                "single_right": single_right.tolist(), "single_total": single_total.tolist(),
                                 "confusion": confusion.tolist()}
         if len(round_) >= max(1, self._num_val_sets()):
             del self._val_round[str(current_iter)]
@@ -169,17 +180,26 @@ class DegradationClassifierModel(PIPModel):
 
     def _finish_round(self, current_iter, round_: Dict[str, Dict[str, Any]], names: List[str], tb_logger) -> None:
         confusion = torch.zeros(len(names), len(names), dtype=torch.long)
+        sums = {k: torch.zeros(len(names)) for k in ("type_right", "type_total", "single_right", "single_total")}
         for res in round_.values():
             confusion += torch.tensor(res["confusion"], dtype=torch.long)
-        per_type = {n: float(confusion[i, i] / confusion[i].sum())
-                    for i, n in enumerate(names) if confusion[i].sum() > 0}
-        overall = float(confusion.diag().sum() / confusion.sum())
+            for k in sums:
+                sums[k] += torch.tensor(res[k])
+        # per type: every image holding that type (a composite right when its top-k are its k parts);
+        # per_type_single: the images of that type alone
+        per_type = {n: float(sums["type_right"][i] / sums["type_total"][i])
+                    for i, n in enumerate(names) if sums["type_total"][i] > 0}
+        per_type_single = {n: float(sums["single_right"][i] / sums["single_total"][i])
+                           for i, n in enumerate(names) if sums["single_total"][i] > 0}
+        overall = sum(r["right"] for r in round_.values()) / max(1, sum(r["count"] for r in round_.values()))
         get_root_logger().info(f"Classifier accuracy overall {overall:.4f}; per type: "
-                               + ", ".join(f"{n} {a:.3f}" for n, a in per_type.items()))
+                               + ", ".join(f"{n} {a:.3f}" for n, a in per_type.items())
+                               + (("; single types: " + ", ".join(f"{n} {a:.3f}" for n, a in per_type_single.items()))
+                                  if per_type_single != per_type else ""))
         if tb_logger and isinstance(current_iter, int):
             tb_logger.add_scalar("metrics/average/acc", overall, current_iter)
         self.last_validation = {"iter": current_iter, "accuracy": overall, "per_type": per_type,
-                                "sets": round_, "labels": names, "confusion": confusion.tolist()}
+                                "per_type_single": per_type_single, "sets": round_, "labels": names, "confusion": confusion.tolist()}
         self._write_classifier_summary()
 
     @master_only
