@@ -282,3 +282,24 @@ def test_package_registry_models_restore(monkeypatch, tmp_path):
         assert out.shape == (40, 56, 3) and out.dtype == np.uint8
     assert main(["restore", photo, "-o", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]) == 0
     assert os.path.isfile(tmp_path / "out" / "photo.png")
+
+
+def test_maintainer_add_exports_a_net_g_with_its_classifier_in_one_step(toy_basicsr_files, tmp_path, capsys):
+    folder = str(tmp_path / "zoo")
+    cls = DegradationClassifier("compact", degradations=NAMES, crop_size=16, num_crops=1, widths=[8, 8])
+    cls_file = str(tmp_path / "cls.safetensors")
+    save_checkpoint(cls_file, cls, make_meta(cls))
+    assert zoo_main(["--zoo", folder, "add", "toy", toy_basicsr_files["ckpt"], "--opt", toy_basicsr_files["opt"],
+                     "--classifier", cls_file, "--summary", "toy restorer", "--default"]) == 0
+    (entry,) = list_models(folder)
+    assert entry.classifier and entry.default and entry.file == "toy.safetensors"
+    assert sorted(os.listdir(folder)) == ["index.json", "toy.safetensors"]
+    r = Restorer.from_pretrained("toy", zoo=folder, device="cpu")
+    assert r.classifier is not None and r.degradations == NAMES
+    # a classifier of other types than the restorer's is refused before anything enters the registry
+    other = DegradationClassifier("compact", degradations=NAMES[:3], widths=[8, 8])
+    save_checkpoint(cls_file, other, make_meta(other))
+    assert zoo_main(["--zoo", folder, "add", "bad", toy_basicsr_files["ckpt"], "--opt", toy_basicsr_files["opt"],
+                     "--classifier", cls_file, "--summary", "x"]) == 2
+    assert "their ω orders must match" in capsys.readouterr().err
+    assert [e.name for e in list_models(folder)] == ["toy"]

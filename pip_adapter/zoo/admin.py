@@ -4,6 +4,11 @@
     python -m pip_adapter.zoo add pip-nafnet-photo model.safetensors --default \\
         --summary "PIP-NAFNet for photos: noise, blur, low light, ..." --card docs/MODELS.md#pip-nafnet-photo
 
+    # or in one step from the training run: exported (with --classifier bundled) on the way in
+    python -m pip_adapter.zoo add pip-nafnet-photo experiments/pip_nafnet_photo/models/net_g_latest.pth \\
+        --opt basicsr_options/zoo/pip_nafnet_photo.yml --classifier classifier_photo.safetensors --default \\
+        --summary "..."
+
 ``add`` loads the file completely (network and bundled classifier) before copying it in, so a file that
 ``pip-adapter restore`` could not use never enters the registry.  ``--zoo DIR`` (or ``$PIP_ADAPTER_ZOO``) works
 on another registry folder than the package's.
@@ -14,9 +19,12 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from typing import List, Optional
 
-from pip_adapter.restore.checkpoint import load_checkpoint
+from pip_adapter.cli.common import cli_builder
+from pip_adapter.restore.checkpoint import export_checkpoint, load_checkpoint
+from pip_adapter.restore.file_format import read_checkpoint
 from pip_adapter.zoo.registry import (BUDGET_BYTES, ZooError, add_model, check_zoo, list_models, registry_bytes,
                                       remove_model, zoo_dir)
 
@@ -28,7 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="copy an exported restorer (.safetensors) into the registry under a name")
     add.add_argument("name", help="the model's name (lower case, digits, . _ -)")
-    add.add_argument("file", help="a .safetensors file written by 'pip-adapter export' (classifier bundled)")
+    add.add_argument("file", help="a .safetensors file written by 'pip-adapter export' (classifier bundled), or a "
+                                  "BasicSR net_g_<iter>.pth (with --opt), exported on the way in")
+    add.add_argument("--opt", default=None, help="the option YAML of a BasicSR net_g FILE")
+    add.add_argument("--key", default=None, choices=["params_ema", "params"],
+                     help="which weights of a net_g FILE (default: params_ema when present)")
+    add.add_argument("--classifier", default=None,
+                     help="an exported degradation classifier to bundle (FILE is exported with it first)")
+    add.add_argument("--classifier-opt", default=None, help="option YAML of a classifier net_g")
     add.add_argument("--summary", required=True, help="one line: what it restores, on what data")
     add.add_argument("--card", default=None, help="where its model card is (default docs/MODELS.md)")
     add.add_argument("--default", action="store_true", help="make it the default model of restore/demo")
@@ -40,6 +55,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add(args: argparse.Namespace, folder: str):
+    """Export ``args.file`` first when it is not a ready self-describing .safetensors (or a classifier is to be
+    bundled), load the result completely, then copy it into the registry."""
+    if not os.path.isfile(args.file):
+        raise ZooError(f"{args.file}: no such file")
+    with tempfile.TemporaryDirectory(prefix="pip-zoo-") as tmp:
+        path = args.file
+        ready = path.endswith(".safetensors") and read_checkpoint(path)[1] is not None
+        if args.classifier or args.opt or args.key or not ready:
+            path = os.path.join(tmp, f"{args.name}.safetensors")
+            export_checkpoint(args.file, args.opt, path, key=args.key, classifier=args.classifier,
+                              classifier_opt=args.classifier_opt, builder=cli_builder)
+        loaded = load_checkpoint(path)  # refuses anything restore could not load
+        if loaded.kind != "restorer":
+            raise ZooError(f"{args.file}: a {loaded.kind} file; the registry holds restorers")
+        if loaded.classifier is None:
+            logging.warning("%s bundles no degradation classifier: '-d auto' will not work with it "
+                            "(add --classifier FILE)", args.file)
+        return add_model(path, args.name, args.summary, card=args.card, default=args.default, zoo=folder,
+                         replace=args.replace)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one maintainer action; errors are one line on stderr and exit status 2."""
     args = _parser().parse_args(argv)
@@ -47,16 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     folder = zoo_dir(args.zoo)
     try:
         if args.action == "add":
-            if not os.path.isfile(args.file):
-                raise ZooError(f"{args.file}: no such file")
-            loaded = load_checkpoint(args.file)  # refuses anything restore could not load
-            if loaded.kind != "restorer":
-                raise ZooError(f"{args.file}: a {loaded.kind} file; the registry holds restorers")
-            if loaded.classifier is None:
-                logging.warning("%s bundles no degradation classifier: '-d auto' will not work with it "
-                                "(pip-adapter export ... --classifier FILE)", args.file)
-            entry = add_model(args.file, args.name, args.summary, card=args.card, default=args.default,
-                              zoo=folder, replace=args.replace)
+            entry = _add(args, folder)
             print(f"{entry.name}: {entry.path} ({entry.bytes / 1e6:.2f} MB, sha256 {entry.sha256[:16]}…)"
                   + (" [default]" if entry.default else ""))
         elif args.action == "remove":
