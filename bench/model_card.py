@@ -10,11 +10,12 @@ Run from the repository root::
     # the markdown again from the saved results (nothing is run)
     python bench/model_card.py --report-only --update-docs
 
-``MODEL`` is an exported file (``.safetensors``; its bundled classifier is ``auto``) or, where the package has a
-model registry, a registered model name.  ``HELDOUT`` is the held-out photo folder: either a folder of clean
-photos (every type and composite is then synthesised here from a fixed seed per photo and type), or a folder
-whose ``manifest.json`` lists ``val_sets`` (the built-in data's layout: ``val/<set>`` degraded, ``val/gt``
-clean).  Every photo is centre-cropped to at most ``--crop`` pixels a side (a multiple of 16).
+``MODEL`` is an exported file (``.safetensors``; its bundled classifier is ``auto``) or a shipped model's name
+(``pip-adapter models``); without ``-m``, the default shipped model.  ``HELDOUT`` is the held-out photo folder: either a folder of clean
+photos (every type and composite is then synthesised here by the realistic photo synthesisers, from a fixed seed
+per photo and set), or a folder whose ``manifest.json`` lists ``val_sets`` (``prepare-data --photos``'s layout:
+``val/<set>`` degraded, ``val/gt`` clean; composites it does not hold, such as the triples, are synthesised from
+``val/gt``).  Every photo is centre-cropped to at most ``--crop`` pixels a side (a multiple of 16).
 
 Sections (each between ``<!-- model-card-<name>:begin/end -->`` markers, so the prose around them stays):
 
@@ -64,12 +65,14 @@ from bench.common import (REPO_ROOT, RESULTS_DIR, command_line, fmt_float, machi
 from pip_adapter.data.lmdb_io import read_image_file, write_image_file  # noqa: E402
 from pip_adapter.data.outdir import read_manifest  # noqa: E402
 from pip_adapter.data.standard import list_images, pair_folders  # noqa: E402
-from pip_adapter.degradations import get_synthesizer, list_synthesizers  # noqa: E402
+from pip_adapter.degradations import list_synthesizers  # noqa: E402
+from pip_adapter.degradations.photo import PHOTO_SYNTHESIZERS, compose  # noqa: E402
 from pip_adapter.omega import canonical_name  # noqa: E402
 from pip_adapter.restore.evaluate import add_benchmark_noise  # noqa: E402
 from pip_adapter.restore.restorer import DEFAULT_AUTO_MODE, Restorer, image_metrics  # noqa: E402
 from pip_adapter.utils.io import atomic_write  # noqa: E402
 from pip_adapter.utils.tensor import center_crop_to_multiple  # noqa: E402
+from pip_adapter.zoo.registry import resolve_model  # noqa: E402
 
 logger = logging.getLogger("bench.model_card")
 
@@ -79,11 +82,12 @@ DEFAULT_JSON = os.path.join(RESULTS_DIR, "model_card.json")
 DEFAULT_CBM3D_CACHE = os.path.join(RESULTS_DIR, "model_card_cbm3d.json")
 FIGURE_NAME = "model_card_low_light.png"
 SIGMAS = (15, 25, 50)
-# the order in which a composite's parts are applied (the photo set's physical order): the scene (haze, rain),
-# the exposure, the lens (blur), the sensor (noise), the file (jpeg)
-APPLY_ORDER = ("haze", "rain", "low_light", "blur", "defocus_blur", "motion_blur", "noise", "jpeg")
-DEFAULT_COMPOSITES = ("blur+noise", "haze+rain", "haze+noise", "rain+noise", "blur+low_light",
-                      "blur+noise+low_light")
+# composites the card measures: the photo set's val composites and the recipe's two triples; those the held-out
+# folder does not hold as files are synthesised here from its clean photos
+DEFAULT_COMPOSITES = ("low_light+noise", "haze+noise", "blur+noise", "rain+haze", "haze+rain+noise",
+                      "low_light+blur+noise")
+# noise inside a composite, as the photo set's val composites draw it (alone, noise_photo draws σ 5–55)
+COMPOSITE_NOISE = {"sigma": [10, 30]}
 # issue 27's targets: σ25 no worse than CBM3D − 0.3 dB; auto ≥ 95 % per type and within 0.5 dB of the true ω;
 # every type at least +1 dB over its input
 TARGET_CBM3D_MARGIN = 0.3
@@ -164,13 +168,10 @@ def load_photos(data: str, crop_size: int, max_images: Optional[int] = None,
     return photos[:max_images] if max_images else photos
 
 
-def _synthesise(parts: Sequence[str], clean: np.ndarray, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    order = sorted(parts, key=lambda p: APPLY_ORDER.index(p) if p in APPLY_ORDER else len(APPLY_ORDER))
-    out = clean
-    for p in order:
-        out = get_synthesizer(p)(np.ascontiguousarray(out), rng)
-    return out
+def synthesise(parts: Sequence[str], clean: np.ndarray, seed: int) -> np.ndarray:
+    """``clean`` degraded by every type of ``parts`` in physical order, by the realistic (photo) synthesisers."""
+    steps = [(p, None, COMPOSITE_NOISE if p == "noise" and len(parts) > 1 else {}) for p in parts]
+    return compose(np.ascontiguousarray(clean), np.random.default_rng(seed), steps)
 
 
 def true_omega(parts: Sequence[str]) -> Dict[str, float]:
@@ -205,57 +206,52 @@ def heldout_cases(data: str, names: Sequence[str], composites: Sequence[str], cr
     known = {canonical_name(n) for n in names}
     man = read_manifest(data) or {}
     cases: List[Case] = []
-    if man.get("val_sets"):
-        for key, vs in _val_sets(man["val_sets"]):
-            parts = vs["parts"]
-            if not set(parts) <= known:
-                logger.warning("held-out set %s: types %s not all known to the model; skipped", key, parts)
-                continue
-            lq_dir = os.path.join(data, vs.get("lq_dir") or os.path.join("val", key))
-            gt_dir = os.path.join(data, vs.get("gt_dir") or os.path.join("val", "gt"))
-            pairs = pair_folders(lq_dir, gt_dir, task=key, strict_gt=False)
-            for lq_path, gt_path in pairs[:max_images] if max_images else pairs:
-                lq, gt = read_image_file(lq_path), read_image_file(gt_path)
-                if lq.shape != gt.shape:
-                    raise ValueError(f"held-out set {key}: {lq_path} {lq.shape} and {gt_path} {gt.shape} "
-                                     "differ in size")
-                omega = dict(vs.get("omega") or true_omega(parts))
-                cases.append(Case(key, parts, os.path.basename(lq_path), crop(lq, crop_size), crop(gt, crop_size),
-                                  omega))
-        return cases
-    photos = load_photos(data, crop_size, max_images)
-    registered = {canonical_name(s) for s in list_synthesizers()}
-    sets = [(n,) for n in (canonical_name(n) for n in names) if n in registered]
-    skipped = [n for n in names if canonical_name(n) not in registered]
-    if skipped:
-        logger.warning("types without a synthesiser are not measured: %s", skipped)
+    have = set()
+    for key, vs in _val_sets(man.get("val_sets") or []):
+        parts = vs["parts"]
+        if not set(parts) <= known:
+            logger.warning("held-out set %s: types %s not all known to the model; skipped", key, parts)
+            continue
+        have.add(frozenset(parts) if len(parts) > 1 else key)
+        lq_dir = os.path.join(data, vs.get("lq_dir") or os.path.join("val", key))
+        gt_dir = os.path.join(data, vs.get("gt_dir") or os.path.join("val", "gt"))
+        pairs = pair_folders(lq_dir, gt_dir, task=key, strict_gt=False)
+        for lq_path, gt_path in pairs[:max_images] if max_images else pairs:
+            lq, gt = read_image_file(lq_path), read_image_file(gt_path)
+            if lq.shape != gt.shape:
+                raise ValueError(f"held-out set {key}: {lq_path} {lq.shape} and {gt_path} {gt.shape} differ in size")
+            omega = dict(vs.get("omega") or true_omega(parts))
+            cases.append(Case(key, parts, os.path.basename(lq_path), crop(lq, crop_size), crop(gt, crop_size), omega))
+    registered = {canonical_name(s) for s in list_synthesizers()} | set(PHOTO_SYNTHESIZERS)
+    sets: List[Tuple[str, ...]] = []
+    if not man.get("val_sets"):  # a folder of clean photos: every type is synthesised too
+        sets = [(n,) for n in (canonical_name(n) for n in names) if n in registered]
+        skipped = [n for n in names if canonical_name(n) not in registered]
+        if skipped:
+            logger.warning("types without a synthesiser are not measured: %s", skipped)
     for comp in composites:
         parts = parse_set(comp)
-        if len(parts) > 1 and set(parts) <= known and set(parts) <= registered:
+        if len(parts) > 1 and set(parts) <= known and set(parts) <= registered and frozenset(parts) not in have:
             sets.append(parts)
+    if not sets:
+        return cases
+    photos = load_photos(data, crop_size, max_images)
     for parts in sets:
         key = "+".join(parts)
         for ph in photos:
-            lq = _synthesise(parts, ph.clean, case_seed(ph.name, key, seed))
+            lq = synthesise(parts, ph.clean, case_seed(ph.name, key, seed))
             cases.append(Case(key, parts, ph.name, lq, ph.clean, true_omega(parts)))
     return cases
 
 
 # ------------------------------------------------------------------------------------------------ model
-def model_file(model: str) -> str:
-    """The file behind ``-m``: a path as given, else a shipped model's name resolved (checksum-verified) by
-    the package's model registry."""
-    if os.path.isfile(model):
-        return model
-    try:
-        from pip_adapter.zoo.registry import resolve_model  # noqa: PLC0415 - the registry is newer than this script
-    except ImportError:
-        raise SystemExit(f"-m {model}: no such file (and this pip-adapter has no model registry to look the name "
-                         "up in); give an exported .safetensors file") from None
+def model_file(model: Optional[str]) -> str:
+    """The file behind ``-m``: a path as given, a shipped model's name resolved (checksum-verified) by the
+    package's model registry, or with None the default shipped model."""
     return resolve_model(model)[0]
 
 
-def load_restorer(model: str, classifier: Optional[str] = None) -> Restorer:
+def load_restorer(model: Optional[str], classifier: Optional[str] = None) -> Restorer:
     """The restorer of ``-m`` (a file or a shipped model's name) on the CPU, with its bundled classifier."""
     return Restorer.from_checkpoint(model_file(model), classifier=classifier, device="cpu")
 
@@ -311,12 +307,17 @@ def delta_e00(rgb: np.ndarray, gt_uint8: np.ndarray) -> float:
 
 
 def low_light_figure(restorer: Restorer, cases: Sequence[Case], path: str, height: int = 160) -> Optional[str]:
-    """PNG of the first low-light case: input | restored (true ω) | truth, each ``height`` pixels high."""
+    """PNG of one low-light case: input | restored (true ω) | truth, each ``height`` pixels high.
+
+    The photo is the most colourful of the set (largest mean max−min over the RGB channels of the truth): colour
+    shifts show best there.
+    """
     import cv2  # noqa: PLC0415 - optional heavy dependency
 
-    case = next((c for c in cases if c.parts == ("low_light",)), None)
-    if case is None:
+    low = [c for c in cases if c.parts == ("low_light",)]
+    if not low:
         return None
+    case = max(low, key=lambda c: float(np.mean(c.gt.max(axis=2).astype(np.float64) - c.gt.min(axis=2))))
     out, _, _ = restorer.restore_array(_as_float(case.lq), omega=case.omega)
     panels = [case.lq, np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8), case.gt]
     h, w = case.gt.shape[:2]
@@ -806,7 +807,9 @@ def _previous_stage(path: str, stage: str, model_sha: Optional[str]) -> Optional
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-m", "--model", help="exported model file (.safetensors) or a registered model's name")
+    p.add_argument("-m", "--model", default=None,
+                   help="exported model file (.safetensors) or a shipped model's name (default: the default "
+                        "shipped model, as pip-adapter models lists it)")
     p.add_argument("--classifier", default=None, help="classifier file for auto (default: the model's bundled one)")
     p.add_argument("--data", help="held-out split: clean photos, or a folder whose manifest lists val_sets")
     p.add_argument("--train-data", default=None,
@@ -877,9 +880,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             vals = [e["psnr"] for e in done if e["sigma"] == s]
             print(f"  σ {s:g}: CBM3D mean PSNR {np.mean(vals):.2f} dB over {len(vals)} crops")
         return 0
-    if not args.model:
-        raise SystemExit("-m MODEL is required (an exported file or a registered name), unless --cbm3d-only "
-                         "or --report-only")
     torch.set_num_threads(1)
     restorer = load_restorer(args.model, args.classifier)
     cache = read_cache(args.cbm3d_cache) if args.no_cbm3d else run_cbm3d(items, args.cbm3d_cache, progress)
@@ -890,7 +890,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fig = low_light_figure(restorer, cases, figure_path)
     res: Dict[str, Any] = {"meta": {
         "command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "model": args.model, "model_sha256": file_sha256(model_file(args.model)),
+        "model": args.model or f"the default shipped model ({os.path.basename(model_file(None))})",
+        "model_sha256": file_sha256(model_file(args.model)),
         "degradations": list(restorer.degradations), "data": args.data, "photos": len(photos),
         "crop": args.crop, "seed": args.seed, "machine": machine_info(),
         "figure": os.path.relpath(os.path.abspath(fig), os.path.dirname(os.path.abspath(doc or CARD_DOC)))

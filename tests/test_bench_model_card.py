@@ -155,7 +155,14 @@ def test_manifest_val_sets_and_clear_errors(tmp_path):
                                            {"name": "rain_noise", "degradation": ["rain", "noise"]},
                                            {"name": "snow", "degradation": "snow"}]}
     write_manifest(str(tmp_path), man)
-    cases = mc.heldout_cases(str(tmp_path), NAMES, [], crop_size=32)
+    cases = mc.heldout_cases(str(tmp_path), NAMES, ["noise+rain", "blur+noise+low_light"], crop_size=32)
+    triple = cases[2:]  # rain+noise is read from its folder; the triple is synthesised from val/gt
+    assert [(c.set, c.name) for c in triple] == [("blur+noise+low_light", "a.png")]
+    assert triple[0].omega == pytest.approx({"blur": 1 / 3, "noise": 1 / 3, "low_light": 1 / 3})
+    assert triple[0].lq.shape == (32, 32, 3) and triple[0].lq.mean() < triple[0].gt.mean()  # darkened
+    again = mc.heldout_cases(str(tmp_path), NAMES, ["blur+noise+low_light"], crop_size=32)
+    assert (again[-1].lq == triple[0].lq).all()  # seeded by photo and set
+    cases = cases[:2]
     assert [(c.set, c.parts, c.omega) for c in cases] == [
         ("rain", ("rain",), {"rain": 1.0}), ("rain_noise", ("rain", "noise"), {"rain": 0.5, "noise": 0.5})]
     # the photo set's form: {name: [{type, synthesizer, params}, ...]}
