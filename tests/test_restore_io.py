@@ -142,3 +142,18 @@ def test_written_files_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_broken_file_is_reported_once_not_also_by_opencv(tmp_path, capfd):
+    import cv2
+
+    from pip_adapter.restore.image_io import ImageReadError, read_image
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n but not really an image")
+    level = cv2.utils.logging.getLogLevel()
+    with pytest.raises(ImageReadError, match="broken.png: not a readable image"):
+        read_image(str(broken))
+    err = capfd.readouterr().err   # OpenCV writes to the file descriptor itself
+    assert "readHeader" not in err and "[ERROR" not in err and "WARN:" not in err
+    assert cv2.utils.logging.getLogLevel() == level   # OpenCV's own level is given back

@@ -9,13 +9,14 @@ floats are taken as already in [0, 1].
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import stat
 import threading
 import warnings
-from typing import Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -141,16 +142,33 @@ def check_pixels(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
                              "(max_pixels=...) if it really is that large")
 
 
+@contextlib.contextmanager
+def _opencv_silent(cv2: Any) -> Iterator[None]:
+    """OpenCV's own log (``[ERROR:0@0.01] ... readHeader IHDR chunk shall be first``) off for the block, back to
+    its level after: a file we cannot decode is reported once, by our error, not also on stderr by OpenCV."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None or not hasattr(log, "getLogLevel"):
+        yield
+        return
+    before = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(before)
+
+
 def _read_raw(path: str) -> Tuple[np.ndarray, bool]:
     """Pixels as stored (H×W or H×W×C, RGB order), via OpenCV, falling back to tifffile/PIL; and whether the
     decoder applied the orientation already (OpenCV does for TIFF, not for JPEG)."""
     import cv2
     arr = None
     try:
-        # imdecode on bytes rather than imread: works with any file name and never prints to stderr
+        # imdecode on bytes rather than imread: works with any file name
         data = np.fromfile(path, dtype=np.uint8)
         if data.size:
-            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            with _opencv_silent(cv2):
+                arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except (OSError, cv2.error):
         arr = None
     head = bytes(data[:32]) if arr is not None else b""
