@@ -107,3 +107,25 @@ def test_import_pip_adapter_is_light_and_the_basicsr_alias_still_works():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize("level,console,root,own", [("WARNING", 30, 30, 20), ("INFO", 20, 30, 20),
+                                                     ("DEBUG", 10, 10, 10)])
+def test_console_logging_is_quiet_by_default(level, console, root, own):
+    import logging
+
+    from pip_adapter.cli import configure_logging
+
+    root_logger, own_logger = logging.getLogger(), logging.getLogger("pip_adapter")
+    saved = (list(root_logger.handlers), root_logger.level, own_logger.level)
+    root_logger.handlers = []
+    try:
+        assert configure_logging(level)
+        (handler,) = root_logger.handlers
+        # other libraries' INFO (onnxscript's optimiser: ~300 lines per ONNX export) stops at the root logger;
+        # ours reaches the handlers (a training log file) but the console only from `level` up
+        assert (handler.level, root_logger.level, own_logger.level) == (console, root, own)
+        assert not configure_logging("DEBUG")   # configured already: left alone
+    finally:
+        root_logger.handlers, root_logger.level = saved[0], saved[1]
+        own_logger.setLevel(saved[2])

@@ -208,3 +208,27 @@ def test_same_names_in_several_folders_do_not_collide(model_file, tmp_path):
                "-d", "rain", "--no-progress"])
     assert rc == 0
     assert os.path.isfile(out / "rain" / "cat.png") and os.path.isfile(out / "haze" / "cat.png")
+
+
+def test_restore_is_quiet_by_default(inputs, tmp_path):
+    import subprocess
+    import sys
+
+    from pip_adapter.wrap.pipnet import PIPNet
+
+    net = PIPNet({"type": "NAFNet", "img_channel": 3, "width": 8, "middle_blk_num": 1, "enc_blk_nums": [1, 1],
+                  "dec_blk_nums": [1, 1]}, prompt_dims=8, prompt_sizes=4)
+    model_file = str(tmp_path / "pip_nafnet.safetensors")   # a real PIP model: a wrapped backbone, built twice
+    save_checkpoint(model_file, net, make_meta(net))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+
+    def run():
+        out = subprocess.run([sys.executable, "-m", "pip_adapter.cli", "restore", str(inputs / "a.png"),
+                              "-m", model_file, "-o", str(tmp_path / "out"), "-d", "rain", "--overwrite",
+                              "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    quiet = run()   # the network is built twice (sizes checked on the meta device first): nothing said
+    assert quiet.stderr == "" and "restored 1 image(s), 0 failed" in quiet.stdout

@@ -280,3 +280,21 @@ def test_one_protocol_for_a_pip_model():
     with pytest.raises(ValueError, match="TinyNAF holds no PIP levels"):
         pip_levels_of(nn.DataParallel(net))
     assert strip_parallel_prefix({"module.a": 1, "b": 2}) == {"a": 1, "b": 2}
+
+
+def test_wrapping_is_said_once_and_a_rebuild_quietly(caplog):
+    import logging
+
+    from pip_adapter.wrap.pipnet import build_pipnet
+
+    class SaidOnceNAF(TinyNAF):   # a name no other test wraps: the first wrap in this process is this test's
+        pass
+
+    with caplog.at_level(logging.DEBUG, logger="pip_adapter"):
+        first = wrap_with_pip(SaidOnceNAF(), **SMALL)
+        wrap_with_pip(SaidOnceNAF(), **SMALL)                # e.g. BasicSR's net_g_ema: the same lines again
+        build_pipnet(first.pip_config(), backbone=SaidOnceNAF())   # from a checkpoint's configuration
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "wrapped SaidOnceNAF" in r.getMessage()]
+    assert [lvl for lvl, _ in said] == ["INFO", "DEBUG", "DEBUG"]
+    assert said[0][1] == said[1][1] and "skip levels" in said[0][1]
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and r.getMessage().startswith("skip detection")]

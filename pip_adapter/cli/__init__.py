@@ -14,6 +14,8 @@ from typing import List, Optional
 
 from pip_adapter.utils.io import os_error_line
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 # sub-command modules, in the order shown by --help
 _COMMANDS = ("prepare_data", "train_cmd", "models", "export", "restore", "evaluate", "demo", "extend", "inspect")
 
@@ -23,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pip-adapter",
         description="Prompt-In-Prompt universal restoration on any U-shaped network (BasicSR plugin).")
-    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+    parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS,
+                        help="what goes to the console besides a command's own output (default WARNING: "
+                             "warnings and errors; INFO adds pip-adapter's notes, DEBUG everything, other "
+                             "libraries' messages included); training logs keep INFO in their log file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         modname = f"{__name__}.{name}"
@@ -37,12 +42,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(level: str = "WARNING") -> bool:
+    """Console logging for a command, quiet by default: a command prints its results itself, so the console gets
+    pip-adapter's records from ``level`` up and other libraries' (onnxscript's optimiser, httpx, ...) from WARNING
+    up, unless ``level`` is DEBUG.  The ``pip_adapter`` logger itself stays at INFO (or DEBUG) so that a training
+    run's log file receives its notes.  Leaves logging alone when the host program configured it (returns False).
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        return False
+    value = getattr(logging, str(level).upper())
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+    handler.setLevel(value)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if value <= logging.DEBUG else logging.WARNING)
+    logging.getLogger("pip_adapter").setLevel(min(value, logging.INFO))
+    return True
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``pip-adapter`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s: %(message)s")
+    configure_logging(args.log_level)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

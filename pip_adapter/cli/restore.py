@@ -254,8 +254,6 @@ def run(args: argparse.Namespace) -> int:
                                                    progress=tiles.update, on_steps=_steps)
                 if unscored:
                     result.unscored = unscored
-                if result.unscored:
-                    bar.write(f"{src}: restored, not scored: {result.unscored}")
                 rows.append(result)
                 if args.degradation is not None and args.degradation.strip().lower() == "auto":
                     bar.write(f"{os.path.basename(src)}: {result.chosen}")

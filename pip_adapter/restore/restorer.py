@@ -434,7 +434,8 @@ class Restorer:
                 result.input_psnr, result.input_ssim = _compare(degraded, info, gt_rgb, gt_info)
             except (ValueError, OSError) as err:
                 result.unscored = f"ground truth {gt}: {err}"
-                logger.warning("%s: restored, not scored: %s", src, result.unscored)
+                # the result carries it (the CLI's summary lists it once); INFO, not a warning printed beside that
+                logger.info("%s: restored, not scored: %s", src, result.unscored)
         return result
 
 

@@ -198,6 +198,6 @@ def probe_skips(model: nn.Module, example_input: Optional[Any] = None,
                 "of the same size after the network went to a coarser resolution and came back. If this "
                 "model has skips the probe cannot see, pass levels=[module names] (modules whose output is "
                 f"the skip tensor), e.g. from: {candidates}")
-    for n in notes:
-        logger.info("skip detection: %s", n)
+    for n in notes:  # the wrapper reports them once, with what it built (describe() keeps them)
+        logger.debug("skip detection: %s", n)
     return ProbeResult(plans, tuple(x0.shape), notes)

@@ -36,6 +36,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..modules.pip_level import PIPLevel
 from ..omega import normalise_names, to_omega
+from ..utils.messages import info_once
 from .adapter_io import load_pip_state_dict, pip_state_dict
 from .config import PIPConfig
 from .detect import LevelPlan, default_probe_input, op_raw_name, probe_skips
@@ -362,8 +363,12 @@ class PIPWrappedModel(nn.Module):
         # the wrapper takes the backbone's mode (a backbone wrapped in eval mode gives an eval-mode model)
         self.training = backbone.training
         self.pip_levels.train(backbone.training)
-        logger.info("wrapped %s with PIP on %d skip levels (%s)", type(backbone).__name__, len(self.pip_levels),
-                    self._sizing_source)
+        said = (f"wrapped {type(backbone).__name__} with PIP on {len(self.pip_levels)} skip levels "
+                f"({self._sizing_source})" + "".join(f"; skip detection: {n}" for n in self._notes))
+        if self._sizing_source == "level_configs":
+            logger.debug("%s", said)  # rebuilt from a saved configuration (a checkpoint): nothing new to say
+        else:
+            info_once(logger, said)
 
     # ------------------------------------------------------------------ hooks
     def _install_hooks(self) -> None:
