@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from bench.common import REPO_ROOT, add_output_args, command_line, machine_info, markdown_table, median, \
     write_section
 
-COMMANDS = ("prepare-data", "quickstart", "train", "export", "restore", "evaluate", "demo", "extend", "inspect")
+COMMANDS = ("prepare-data", "quickstart", "train", "export", "restore", "evaluate", "demo", "extend", "inspect",
+            "models")
 
 
 def cases(baseline: Optional[str] = None) -> Dict[str, Tuple[str, List[str]]]:
