@@ -28,6 +28,9 @@ import torch
 
 DEFAULT_DEGRADATIONS: tuple = ("noise", "rain", "haze", "blur", "low_light")
 
+# words that --degradation reads as a request, never as a type: a type with such a name could not be selected
+RESERVED_NAMES: tuple = ("auto",)
+
 # ω weights are mixing proportions: beyond this a weight only scales the prompts into float overflow (NaN output)
 MAX_WEIGHT = 1e6
 

@@ -357,3 +357,60 @@ def test_multi_page_tiff_is_named(tmp_path, caplog):
         pixels, _ = read_image_raw(str(path))
     np.testing.assert_array_equal(pixels, rand_image(4, 6, seed=1))
     assert "pages.tif holds 3 pages; only the first is read" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------ 15. extend
+
+@pytest.mark.parametrize("out", ["x.onnx", "noext", "x.png"])
+def test_extend_writes_weights_files_only(tmp_path, capsys, out):
+    net = tiny_pipnet(seed=1)
+    ckpt = tmp_path / "net_g_5.pth"  # a BasicSR file carrying its network: the branch that wrote any name
+    torch.save({"params": net.state_dict(), "meta": {"network_g": copy.deepcopy(TINY_NET)}}, ckpt)
+    code, _, err = _cli(capsys, "extend", "--ckpt", str(ckpt), "--add", "snow", "--out", str(tmp_path / out))
+    assert code == 2 and "extend writes a .safetensors or .pth file" in err and not (tmp_path / out).exists()
+
+
+def test_auto_is_not_a_type_name(model_file, tmp_path, capsys):
+    from pip_adapter.wrap.extend import extend_degradations
+
+    code, _, err = _cli(capsys, "extend", "--ckpt", model_file, "--add", "AUTO", "--out", str(tmp_path / "x.pth"))
+    assert code == 2 and "'auto' is reserved" in err and not (tmp_path / "x.pth").exists()
+    with pytest.raises(ValueError, match="not auto"):
+        extend_degradations(tiny_pipnet(), ["auto"])
+    path = _crafted(model_file, tmp_path, lambda m: (m.update(degradations=["noise", "rain", "auto"]),
+                                                     m["pip_config"].update(degradations=["noise", "rain", "auto"])))
+    with pytest.raises(CheckpointError, match="degradation name 'auto' cannot be addressed"):
+        load_checkpoint(path)
+
+
+# ------------------------------------------------------------------------------------------------ 9, 16. full disk
+
+@pytest.fixture
+def file_size_limit():
+    """Set a real per-process file size limit (writes past it fail with EFBIG, as a full disk fails with
+    ENOSPC), restored afterwards."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the error, not the signal that ends the process
+
+    def limit(size):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+
+    yield limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, handler)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_export_to_a_full_disk_is_one_line_naming_the_target(model_file, tmp_path, capsys, file_size_limit, suffix):
+    import errno as errno_
+
+    out = tmp_path / f"out{suffix}"
+    out.write_bytes(b"a previous export")
+    file_size_limit(20_000)  # the tiny model's file is larger
+    code, _, err = _cli(capsys, "export", "--ckpt", model_file, "--out", str(out), "--overwrite")
+    reason = os.strerror(errno_.EFBIG).lower()
+    assert code == 2 and err.strip() == f"pip-adapter export: error: {out}: {reason}", err
+    assert out.read_bytes() == b"a previous export" and os.listdir(tmp_path) == [out.name]

@@ -190,3 +190,25 @@ def test_datasets_are_built_once_per_run(tiny_builtin_root, run_dir, monkeypatch
     assert basicsr_main(["train", "-opt", path]) == 0
     # checked before any folder is made, then handed to BasicSR instead of being built a second time
     assert sorted(built) == sorted(d["name"] for d in _opt("once", tiny_builtin_root)["datasets"].values())
+
+
+@pytest.mark.parametrize("force, needle", [
+    ("train:amp=garbage", "train.amp must be one of"),
+    ("train:total_iter=abc", "train.total_iter must be a whole number >= 1, got 'abc'"),
+    ("train:total_iter=-5", "train.total_iter must be a whole number >= 1, got -5"),
+    ("network_g:backbone:width=-1", "network_g: cannot build the network: NAFNet: img_channel and width must be"),
+    ("train:pixel_opt:type=NoLoss", "train.pixel_opt.type 'NoLoss' is not a known loss"),
+])
+def test_bad_option_values_leave_the_previous_experiment_in_place(tiny_builtin_root, run_dir, capsys, force,
+                                                                  needle):
+    """Found before BasicSR archives experiments/<name>: no archive, no stub, one line (issue 24)."""
+    opt = _opt("keep", tiny_builtin_root, total_iter=1)
+    opt["train"]["pixel_opt"] = {"type": "L1Loss", "loss_weight": 1.0}
+    path = write_options(str(run_dir / "k.yml"), opt)
+    previous = run_dir / "experiments" / "keep"
+    previous.mkdir(parents=True)
+    (previous / "keep.txt").write_text("a previous run")
+    assert basicsr_main(["train", "-opt", path, "--force_yml", force]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0]
+    assert os.listdir(run_dir / "experiments") == ["keep"] and os.listdir(previous) == ["keep.txt"]

@@ -36,6 +36,7 @@ from basicsr.utils import get_time_str, set_random_seed
 from basicsr.utils import misc as bsr_misc
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
+from basicsr.utils.registry import LOSS_REGISTRY
 
 from pip_adapter.data import MixedDegradationDataset
 from pip_adapter.data.builtin import ensure_builtin
@@ -43,6 +44,8 @@ from pip_adapter.plugins import load_plugins_from_options
 from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only, safe_load_yaml
 
 from . import register_all
+from .archs import build_arch
+from .model import amp_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +210,59 @@ def check_datasets(opt: Dict[str, Any]) -> Dict[int, MixedDegradationDataset]:
             if isinstance(root, str) and not osp.exists(root):
                 raise FileNotFoundError(f"datasets.{phase}.{key} not found: {root}")
     return built
+
+
+# option keys of BasicSR's SRModel that name a loss in LOSS_REGISTRY
+_LOSS_KEYS = ("pixel_opt", "perceptual_opt", "gan_opt")
+
+
+def _checked(check: Any, *args: Any) -> Any:
+    """``check(*args)`` with its ``ValueError`` reported as an option-file error (one line, exit 2)."""
+    try:
+        return check(*args)
+    except ValueError as err:
+        raise OptionFileError(str(err)) from err
+
+
+def check_run_options(opt: Dict[str, Any], is_train: bool = True) -> None:
+    """Check the values BasicSR would only meet after it created (or archived) ``experiments/<name>``.
+
+    ``train.total_iter`` (a whole number >= 1), ``train.amp`` / ``val.amp``, every loss type, and the network
+    (built on the ``meta`` device, so no memory): a typo fails here with the option's name, and a failed start
+    leaves the previous experiment folder where it was.
+    """
+    train = opt.get("train") if is_train else None
+    if is_train:
+        if not isinstance(train, dict):
+            raise OptionFileError("train must be a mapping (total_iter, optim_g, ...)")
+        total = train.get("total_iter")
+        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+            raise OptionFileError(f"train.total_iter must be a whole number >= 1, got {total!r}")
+        _checked(amp_dtype, train.get("amp"), "train.amp")
+        for key in _LOSS_KEYS:
+            loss = train.get(key)
+            if loss is None:
+                continue
+            kind = loss.get("type") if isinstance(loss, dict) else None
+            if not isinstance(kind, str) or kind not in LOSS_REGISTRY:
+                known = sorted(name for name, _ in LOSS_REGISTRY)
+                close = difflib.get_close_matches(str(kind), known, n=1)
+                raise OptionFileError(f"train.{key}.type {kind!r} is not a known loss"
+                                      + (f" (did you mean {close[0]!r}?)" if close else "")
+                                      + f"; known: {', '.join(known)}")
+    if isinstance(opt.get("val"), dict):
+        _checked(amp_dtype, opt["val"].get("amp"), "val.amp")
+    network = opt.get("network_g")
+    if not isinstance(network, dict) or "type" not in network:
+        raise OptionFileError("network_g must be a mapping with a 'type' (the network to build)")
+    try:
+        with torch.device("meta"):
+            build_arch(dict(network))
+    except (TypeError, ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise OptionFileError(f"network_g: cannot build the network: {message}") from err
+    except Exception as err:  # noqa: BLE001 - a network that needs real tensors to build: BasicSR builds it later
+        logger.debug("network_g not checked on the meta device (%s: %s)", type(err).__name__, err)
 
 
 def parse_options(root_path: str, is_train: bool = True,
@@ -519,7 +575,8 @@ def _run_pipeline(module: Any, root_path: Optional[str], argv: Optional[List[str
     def _parse(root: str, is_train: bool = is_train):
         opt, args = parse_options(root, is_train=is_train, argv=argv)
         seen["opt"] = opt
-        built.update(check_datasets(opt))  # before BasicSR creates or archives experiments/<name> (results/<name>)
+        check_run_options(opt, is_train)  # all before BasicSR creates or archives experiments/<name> (results/<name>)
+        built.update(check_datasets(opt))
         return opt, args
 
     def _build_dataset(dataset_opt: Dict[str, Any]) -> Any:

@@ -11,7 +11,7 @@ from pip_adapter.plugins import add_plugin_argument
 def check_type_names(names: List[str]) -> List[str]:
     """The ``--add`` names in canonical form; each must be an identifier (``snow``, ``jpeg_q10``) so that
     ``--degradation NAME`` and ``--omega NAME=w`` can address it later, and none may repeat."""
-    from pip_adapter.omega import canonical_name
+    from pip_adapter.omega import RESERVED_NAMES, canonical_name
 
     out = []
     for raw in names:
@@ -20,6 +20,9 @@ def check_type_names(names: List[str]) -> List[str]:
             raise ValueError(f"--add {raw!r}: a degradation type name must be a non-empty identifier (letters, "
                              "digits and _, not starting with a digit, e.g. snow or jpeg_q10) so that "
                              "--degradation and --omega can name it")
+        if name in RESERVED_NAMES:
+            raise ValueError(f"--add {raw!r}: '{name}' is reserved (--degradation {name} asks the classifier), "
+                             "so no type could be selected by it; choose another name")
         if name in out:
             raise ValueError(f"--add {raw!r} is given twice")
         out.append(name)

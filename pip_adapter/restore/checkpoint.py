@@ -17,12 +17,12 @@ import torch
 import torch.nn as nn
 
 from pip_adapter.backbones import build_backbone
-from pip_adapter.omega import canonical_name, normalise_names
+from pip_adapter.omega import RESERVED_NAMES, canonical_name, normalise_names
 from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.restore.file_format import (CLASSIFIER_PREFIX, CLASSIFIER_TYPE, FORMAT, FORMAT_VERSION,  # noqa: F401
-                                             META_KEY, CheckpointError, network_from_options, parse_meta,
-                                             plain_state, read_checkpoint, select_params, split_bundle,
-                                             write_checkpoint_file)
+                                             META_KEY, WEIGHT_EXTENSIONS, CheckpointError, network_from_options,
+                                             parse_meta, plain_state, read_checkpoint, select_params,
+                                             split_bundle, write_checkpoint_file)
 from pip_adapter.utils.registry import Registry
 from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.wrap.pipnet import PIPNet, build_pipnet
@@ -185,7 +185,8 @@ def check_meta(meta: Mapping[str, Any], path: str, tensors: Optional[Mapping[str
         raise bad(f"'degradations' must be a non-empty list of names, got {names!r}")
     canon = []
     for n in names:
-        if not isinstance(n, str) or not canonical_name(n) or any(c in n for c in ",=") or n != n.strip():
+        if not isinstance(n, str) or not canonical_name(n) or any(c in n for c in ",=") or n != n.strip() \
+                or canonical_name(n) in RESERVED_NAMES:
             raise bad(f"degradation name {n!r} cannot be addressed by --degradation/--omega")
         canon.append(canonical_name(n))
     dupes = sorted({n for n in canon if canon.count(n) > 1})

@@ -45,6 +45,10 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
         add = [add]
     if not add:
         raise ValueError("give at least one degradation type to add (e.g. --add snow)")
+    if os.path.splitext(out)[1].lower() not in ck.WEIGHT_EXTENSIONS:
+        # a BasicSR checkpoint would otherwise be written as a torch zip under whatever name was given
+        raise ValueError(f"{out}: extend writes a .safetensors or .pth file; for an ONNX graph, export the "
+                         "extended file with 'pip-adapter export --format onnx'")
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite to replace it")
     build = builder or ck.default_builder
@@ -67,8 +71,6 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
                            "so the extended file leaves it out (train and bundle a new one for --degradation "
                            "auto)", ckpt, ", ".join(loaded.degradations))
             summary["dropped_classifier"] = True
-        if os.path.splitext(out)[1].lower() not in (".safetensors", ".pth", ".pt"):
-            raise ValueError(f"{out}: use a .safetensors or .pth output file")
         ck.save_checkpoint(out, model, new_meta, overwrite=True)
         summary.update(format="exported", degradations=list(model.degradations),
                        added=list(model.degradations[-len(add):]), levels=_angle_summary(model))

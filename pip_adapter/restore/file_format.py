@@ -33,7 +33,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
-from pip_adapter.utils.io import atomic_path, safe_load_yaml
+from pip_adapter.utils.io import atomic_torch_save, atomic_write_bytes, safe_load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -195,10 +195,11 @@ def write_checkpoint_file(path: str, tensors: Mapping[str, torch.Tensor], meta: 
                          "(or --format onnx for an ONNX graph)")
     text = json.dumps(dict(meta), sort_keys=True)
     tensors = dict(tensors)
-    with atomic_path(path) as tmp:
-        if ext == ".safetensors":
-            from safetensors.torch import save_file
-            save_file(tensors, tmp, metadata={META_KEY: text})
-        else:
-            torch.save({META_KEY: text, "params": tensors}, tmp)
+    # written by Python, not by safetensors' or torch's own writers: a full disk is then an OSError naming
+    # ``path`` ("no space left on device"), not a SafetensorError or "N requested and M written"
+    if ext == ".safetensors":
+        from safetensors.torch import save
+        atomic_write_bytes(path, save(tensors, metadata={META_KEY: text}))
+    else:
+        atomic_torch_save({META_KEY: text, "params": tensors}, path)
     return path

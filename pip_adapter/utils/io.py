@@ -96,15 +96,27 @@ def atomic_torch_save(obj: Any, path: str) -> None:
                 raise OSError(cause.errno, cause.strerror, os.fspath(path)) from err
             raise
 
+    atomic_write_named(path, _save)
+
+
+def atomic_write_named(path: str, writer: Callable[[str], Any]) -> None:
+    """:func:`atomic_write`, with an operating-system error naming ``path`` rather than its temporary file."""
     try:
-        atomic_write(path, _save)
+        atomic_write(path, writer)
     except OSError as err:
-        # name the file being written, not its temporary name
         tmp_name = isinstance(err.filename, str) and err.filename.endswith(".tmp") and \
             os.path.dirname(os.path.abspath(err.filename)) == os.path.dirname(os.path.abspath(path))
-        if err.errno is not None and tmp_name:
+        if err.errno is not None and (tmp_name or err.filename is None):
             raise OSError(err.errno, err.strerror, os.fspath(path)) from err
         raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; a full disk is ``OSError`` naming ``path`` (errno ENOSPC)."""
+    def _write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+    atomic_write_named(path, _write)
 
 
 def os_error_line(err: OSError) -> str:

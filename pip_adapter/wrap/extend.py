@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..modules.prompt_geometry import cosine_matrix, min_prompt_angle, orthogonal_prompt_init, prompt_angles
-from ..omega import canonical_name, placeholder_names
+from ..omega import RESERVED_NAMES, canonical_name, placeholder_names
 from ..utils.messages import warn
 from .protocol import bare_model, pip_levels_of
 
@@ -153,10 +153,10 @@ def extend_degradations(model: nn.Module, new_types: Sequence[str], seed: int = 
     new = [canonical_name(n) for n in new_types]
     if not new:
         raise ValueError("extend_degradations: give at least one new degradation type, e.g. ['snow']")
-    unusable = [raw for raw, n in zip(new_types, new) if not n.isidentifier()]
+    unusable = [raw for raw, n in zip(new_types, new) if not n.isidentifier() or n in RESERVED_NAMES]
     if unusable:  # a name --degradation / --omega could not address later
         raise ValueError(f"extend_degradations: type names must be non-empty identifiers (letters, digits and _, "
-                         f"e.g. snow or jpeg_q10), got {unusable}")
+                         f"e.g. snow or jpeg_q10; not {', '.join(RESERVED_NAMES)}), got {unusable}")
     dupes = sorted({n for n in new if new.count(n) > 1})
     if dupes:
         raise ValueError(f"extend_degradations: new types repeated: {dupes}")
