@@ -263,3 +263,42 @@ def test_archiving_twice_in_one_second_keeps_both(tmp_path, monkeypatch):
                         "x_archived_20260101_000000_3"]
     assert [(tmp_path / "experiments" / a / "log.txt").read_text() for a in archived] == ["run 0", "run 1", "run 2"]
     assert run.is_dir() and not any(run.iterdir())
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_run_logger_sends_our_notes_to_the_log_file_and_can_keep_the_console_quiet(tmp_path, quiet):
+    import logging
+
+    log_file = tmp_path / "train.log"
+    console, file_handler = logging.StreamHandler(), logging.FileHandler(log_file)
+    bsr_log = logging.getLogger("basicsr_run_logger_test")
+
+    def bsr_get_root_logger(*args, **kwargs):   # what BasicSR's does: a console and a file handler
+        bsr_log.handlers = [console, file_handler]
+        return bsr_log
+
+    attached = []
+    get_root_logger = pipeline._run_logger(bsr_get_root_logger, quiet, attached)
+    own = logging.getLogger("pip_adapter")
+    try:
+        assert get_root_logger() is bsr_log and attached == [file_handler] and file_handler in own.handlers
+        assert console.level == (logging.WARNING if quiet else logging.NOTSET) and file_handler.level == 0
+        logging.getLogger("pip_adapter.some.module").warning("a note of ours")
+        file_handler.flush()
+        assert "a note of ours" in log_file.read_text()
+    finally:
+        own.removeHandler(file_handler)
+        file_handler.close()
+
+
+def test_counting_build_model_reports_every_iteration():
+    seen = []
+
+    class Model:
+        def optimize_parameters(self, current_iter):
+            seen.append(("step", current_iter))
+
+    model = pipeline._counting_build_model(lambda opt: Model(), lambda it: seen.append(("told", it)))({})
+    model.optimize_parameters(1)
+    model.optimize_parameters(2)
+    assert seen == [("step", 1), ("told", 1), ("step", 2), ("told", 2)]

@@ -1,4 +1,5 @@
 """End-to-end ``basicsr train|test`` runs of a tiny PIP-NAFNet on the tiny built-in data (CPU)."""
+import glob
 import json
 import os
 import re
@@ -187,15 +188,25 @@ def test_quickstart_command_prints_per_task_table(tiny_builtin_root, tmp_path, m
     os.symlink(tiny_builtin_root, tmp_path / "datasets" / "builtin")
     monkeypatch.chdir(tmp_path)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the 2 shared cores are busy with the other tests' processes
-    try:
-        rc = main(["quickstart", "-opt", os.path.join(REPO_ROOT, "basicsr_options", "quickstart.yml"),
-                   "--force_yml", "train:total_iter=2", "train:scheduler:total_iter=2", "train:scheduler:warmup_iter=1",
-                   "logger:save_checkpoint_freq=2", "datasets:train:dataset_enlarge_ratio=1"])
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr().out
+    rc = main(["quickstart", "-opt", os.path.join(REPO_ROOT, "basicsr_options", "quickstart.yml"), "--threads", "1",
+               "--force_yml", "train:total_iter=2", "train:scheduler:total_iter=2", "train:scheduler:warmup_iter=1",
+               "logger:save_checkpoint_freq=2", "datasets:train:dataset_enlarge_ratio=1"])
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
     assert rc == 0
+    assert torch.get_num_threads() == threads   # the run's thread count is not left behind
+    # a short header first (model, data, iterations, threads, log), then a progress bar; BasicSR's option and
+    # network dump goes to the log file only
+    head = out.splitlines()[:5]
+    assert head[0].startswith("quickstart: PIP-NAFNet (width 16), 5 degradation types")
+    assert [line.split(":")[0].strip() for line in head[1:]] == ["data", "training", "threads", "log"]
+    assert "2 iterations" in head[2] and "1 intra-op, 1 inter-op, 0 loader workers" in head[3]
+    assert "training: 100%" in err and "2/2" in err
+    (log_file,) = glob.glob(str(tmp_path / "experiments" / "quickstart_pip_nafnet" / "train_*.log"))
+    with open(log_file, encoding="utf-8") as fh:
+        log = fh.read()
+    for dumped in ("network_g:", "Network: PIPNet"):   # the options, the network
+        assert dumped in log and dumped not in out + err
     rows = [line.split() for line in out.splitlines() if re.match(r"(noise_s\d+|rain|haze|blur|low_light) ", line)]
     assert [r[0] for r in rows] == ["noise_s15", "noise_s25", "noise_s50", "rain", "haze", "blur", "low_light"]
     assert all(len(r) == 6 for r in rows) and "average" in out

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import logging
 import os
 import random
 import re
 import zipfile
 from os import path as osp
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-import yaml
 
 from basicsr.utils import get_time_str, set_random_seed
 from basicsr.utils import misc as bsr_misc
@@ -41,7 +39,8 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from pip_adapter.data import MixedDegradationDataset
 from pip_adapter.data.builtin import ensure_builtin
 from pip_adapter.plugins import load_plugins_from_options
-from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only, safe_load_yaml
+from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only
+from pip_adapter.utils.options import apply_force_yml, read_option_file  # noqa: F401 - also used from here
 
 from . import register_all
 from .archs import build_arch
@@ -104,68 +103,6 @@ def barrier() -> None:
 
 
 # ---------------------------------------------------------------------------- options
-def _force_value(text: str) -> Any:
-    """A ``--force_yml`` value as a YAML scalar/list (safe: no code runs)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise OptionFileError(f"--force_yml: cannot parse value {text!r}: {err}") from err
-
-
-def apply_force_yml(opt: Dict[str, Any], entries: Sequence[str]) -> None:
-    """Apply ``a:b:c=value`` overrides to ``opt`` (the parent keys must exist).
-
-    A last key that does not exist but is close to one that does (``train:total_iters`` for ``total_iter``)
-    is refused naming it — a typo would otherwise add an unused key and train with the old value.  A new
-    key far from every existing one is added with a log line; ``+a:b=value`` adds one without either check.
-    Only the option file's own keys count as existing: two new keys of one command may look alike.
-    """
-    added = set()  # (parent path, key) added by earlier entries of this command
-    for entry in entries:
-        if "=" not in entry:
-            raise ValueError(f"--force_yml entries look like train:total_iter=100, got {entry!r}")
-        keys, value = entry.split("=", 1)
-        keys = keys.strip()
-        add = keys.startswith("+")
-        path = [k.strip() for k in keys.lstrip("+").split(":") if k.strip()]
-        if not path:
-            raise ValueError(f"--force_yml: empty key in {entry!r}")
-        node = opt
-        for key in path[:-1]:
-            if not isinstance(node, dict) or key not in node:
-                close = difflib.get_close_matches(key, [str(k) for k in node], n=1, cutoff=0.6) \
-                    if isinstance(node, dict) else []
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {key!r} here{hint}")
-            node = node[key]
-        if not isinstance(node, dict):
-            raise ValueError(f"--force_yml: {':'.join(path[:-1])} is not a mapping")
-        leaf = path[-1]
-        if leaf not in node and not add:
-            own = [str(k) for k in node if (tuple(path[:-1]), str(k)) not in added]
-            close = difflib.get_close_matches(leaf, own, n=1, cutoff=0.8)
-            if close:
-                parent = ":".join(path[:-1] + [close[0]])
-                raise ValueError(f"--force_yml: {':'.join(path)}: the option file has no {leaf!r} here; did you "
-                                 f"mean {parent!r}? (to add {leaf!r} as a new key, write +{':'.join(path)}=...)")
-            logger.info("--force_yml: %s adds a new key (not in the option file)", ":".join(path))
-        if leaf not in node:
-            added.add((tuple(path[:-1]), leaf))
-        node[leaf] = _force_value(value.strip())
-
-
-def read_option_file(path: str) -> Dict[str, Any]:
-    """Parse an option file safely and check that it is a mapping with a ``name``."""
-    opt = safe_load_yaml(path)
-    if not isinstance(opt, dict):
-        raise OptionFileError(f"{path}: an option file must be a YAML mapping, got {type(opt).__name__}")
-    if not opt.get("name"):
-        raise OptionFileError(f"{path}: the option file needs a 'name' (the experiment folder name)")
-    if not isinstance(opt.get("datasets"), dict) or not opt["datasets"]:
-        raise OptionFileError(f"{path}: the option file needs a 'datasets' mapping (train / val_* / test_*)")
-    return opt
-
-
 def _tensorboard_available() -> bool:
     try:
         import tensorboard  # noqa: F401
@@ -594,16 +531,68 @@ def _run_pipeline(module: Any, root_path: Optional[str], argv: Optional[List[str
     return seen["opt"]["path"][result_key]
 
 
-def train_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None) -> str:
+def _run_logger(bsr_get_root_logger: Callable[..., logging.Logger], quiet_console: bool,
+                attached: List[logging.Handler]) -> Callable[..., logging.Logger]:
+    """BasicSR's ``get_root_logger`` that also sends pip_adapter's records to the run's log file and, with
+    ``quiet_console``, keeps the console to warnings (the option dump, the network and the per-100-iteration
+    lines go to the log file only)."""
+
+    def get_root_logger(*args: Any, **kwargs: Any) -> logging.Logger:
+        log = bsr_get_root_logger(*args, **kwargs)
+        files = [h for h in log.handlers if isinstance(h, logging.FileHandler)]
+        if quiet_console:
+            for handler in log.handlers:
+                if not isinstance(handler, logging.FileHandler):
+                    handler.setLevel(logging.WARNING)
+        own = logging.getLogger("pip_adapter")
+        for handler in files:
+            if handler not in own.handlers and handler not in attached:
+                own.addHandler(handler)
+                attached.append(handler)
+        return log
+
+    return get_root_logger
+
+
+def _counting_build_model(bsr_build_model: Callable[[Dict[str, Any]], Any],
+                          on_iter: Callable[[int], None]) -> Callable[[Dict[str, Any]], Any]:
+    """BasicSR's ``build_model`` whose model reports each training iteration to ``on_iter(current_iter)``."""
+
+    def build_model(opt: Dict[str, Any]) -> Any:
+        model = bsr_build_model(opt)
+        step = model.optimize_parameters
+
+        def optimize_parameters(current_iter: int) -> None:
+            step(current_iter)
+            on_iter(current_iter)
+
+        model.optimize_parameters = optimize_parameters
+        return model
+
+    return build_model
+
+
+def train_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None, quiet_console: bool = False,
+                   on_iter: Optional[Callable[[int], None]] = None) -> str:
     """Run BasicSR's training pipeline with our fixes; returns the experiment folder.
 
     ``root_path`` (default: the current directory) receives ``experiments/<name>/`` and ``tb_logger/``.
-    ``argv`` are the BasicSR flags (``["-opt", "x.yml", "--auto_resume"]``).
+    ``argv`` are the BasicSR flags (``["-opt", "x.yml", "--auto_resume"]``).  pip_adapter's own log records go
+    to the run's log file too.  ``quiet_console``: BasicSR's log reaches the console from WARNING up only (the
+    file keeps everything); ``on_iter(current_iter)`` is called after every training iteration (a progress bar).
     """
     import basicsr.train as bsr_train
 
-    return _run_pipeline(bsr_train, root_path, argv, True, "experiments_root", load_resume_state=load_resume_state,
-                         mkdir_and_rename=mkdir_and_rename)
+    attached: List[logging.Handler] = []
+    swaps: Dict[str, Any] = {"get_root_logger": _run_logger(bsr_train.get_root_logger, quiet_console, attached)}
+    if on_iter is not None:
+        swaps["build_model"] = _counting_build_model(bsr_train.build_model, on_iter)
+    try:
+        return _run_pipeline(bsr_train, root_path, argv, True, "experiments_root",
+                             load_resume_state=load_resume_state, mkdir_and_rename=mkdir_and_rename, **swaps)
+    finally:
+        for handler in attached:
+            logging.getLogger("pip_adapter").removeHandler(handler)
 
 
 def test_pipeline(root_path: Optional[str] = None, argv: Optional[List[str]] = None) -> str:
