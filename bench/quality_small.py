@@ -125,6 +125,21 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
 
 
+def random_crop(images: Sequence[np.ndarray], rng: np.random.Generator, patch: int) -> np.ndarray:
+    """A random ``patch``² crop (random horizontal/vertical flips) of a random image of ``images``."""
+    img = images[int(rng.integers(len(images)))]
+    h, w = img.shape[:2]
+    if h < patch or w < patch:
+        raise ValueError(f"training images must be at least {patch}×{patch}, got {h}×{w}")
+    y, x = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
+    crop = img[y:y + patch, x:x + patch]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if rng.random() < 0.5:
+        crop = crop[::-1]
+    return np.ascontiguousarray(crop)
+
+
 def sample_batch(images: Sequence[np.ndarray], step: int, seed: int, batch: int, patch: int,
                  tasks: Sequence[str] = TASK_NAMES) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch ``step`` of seed ``seed``: fresh random crops, freshly degraded; the same for every model.
@@ -137,17 +152,7 @@ def sample_batch(images: Sequence[np.ndarray], step: int, seed: int, batch: int,
     lq, gt, labels = [], [], []
     for i in range(batch):
         t = (step * batch + i) % len(tasks)
-        img = images[int(rng.integers(len(images)))]
-        h, w = img.shape[:2]
-        if h < patch or w < patch:
-            raise ValueError(f"training images must be at least {patch}×{patch}, got {h}×{w}")
-        y, x = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
-        crop = img[y:y + patch, x:x + patch]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        if rng.random() < 0.5:
-            crop = crop[::-1]
-        crop = np.ascontiguousarray(crop)
+        crop = random_crop(images, rng, patch)
         params = {"sigma": float(NOISE_SIGMAS[int(rng.integers(len(NOISE_SIGMAS)))])} if tasks[t] == "noise" else {}
         lq.append(to_tensor(degrade(crop, tasks[t], rng, **params)))
         gt.append(to_tensor(crop))
