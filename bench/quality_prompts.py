@@ -192,7 +192,7 @@ VARIANTS: Dict[str, Variant] = {
     "b_only_small": Variant("small PIP, B only", "pip", {"use_degradation_prompt": False}, small=True),
 }
 # launch order: the verdict pairs first, seed by seed
-PRIORITY = ("pip", "const", "b_only", "omega_in", "bare", "wide", "pip_small", "b_only_small")
+PRIORITY = ("pip", "const", "omega_in", "b_only", "bare", "wide", "pip_small", "b_only_small")
 
 
 class OmegaInputNAFNet(nn.Module):
@@ -411,7 +411,7 @@ def run_study(keys: Sequence[str], seeds: Sequence[int], cfg: RunConfig, ev: Eva
               train_missing: bool = True) -> Tuple[List[Dict[str, object]], List[Tuple[str, int]]]:
     """Train every missing (variant, seed) run in priority order; returns (records, runs still missing).
 
-    Order (so a study stopped early holds the verdict pairs): PIP, constant ω, B only, ω as input and bare for
+    Order (so a study stopped early holds the verdict pairs): PIP, constant ω, ω as input, B only and bare for
     the first three seeds, seed by seed; PIP and constant ω for further seeds; the widened NAFNet; the small
     variants; the rest.
     """

@@ -145,7 +145,7 @@ def test_paired_deltas_and_verdict():
     recs = [_rec("pip", 0, 21.0), _rec("pip", 1, 22.0), _rec("const", 0, 20.0), _rec("const", 1, 21.5),
             _rec("omega_in", 0, 21.0), _rec("omega_in", 1, 22.0), _rec("b_only", 0, 20.0, (25, 25, 23, 23))]
     groups = qp.group_runs(recs)
-    assert list(groups) == ["pip", "const", "b_only", "omega_in"]
+    assert list(groups) == ["pip", "const", "omega_in", "b_only"]
     assert qp.paired(groups, "pip", "const", qp.GLOBAL_GROUP) == pytest.approx([1.0, 0.5])
     assert qp.paired(groups, "pip", "b_only", ("noise",)) == pytest.approx([1.0])
     table = qp.delta_table(groups)
