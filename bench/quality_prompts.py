@@ -2,8 +2,8 @@
 
 Run from the repository root (each command trains what its runs directory lacks, then writes the report)::
 
-    python bench/quality_prompts.py --seeds 0,1,2,3 --update-docs     # E1–E3 and the train/eval-mode check
-    python bench/quality_prompts.py --report-only --update-docs        # the report from the saved runs
+    python bench/quality_prompts.py --steps 800 --seeds 0,1,2,3 --no-report        # train (resumes; hours on 1 core)
+    python bench/quality_prompts.py --steps 800 --seeds 0,1,2,3 --report-only --update-docs   # the report
 
 One training per (variant, seed) serves all three experiments, so every variant sees exactly the same batches:
 
@@ -16,8 +16,8 @@ One training per (variant, seed) serves all three experiments, so every variant 
 * **Variants** (``VARIANTS``): PIP-NAFNet with the true ω; the same model with ω fixed to the uniform 1/T for every
   sample, in training and evaluation (*constant ω*: same parameters and FLOPs, no information); B only (no
   degradation prompts, so ω has no effect); the bare NAFNet; the bare NAFNet widened to PIP's parameter count;
-  a NAFNet given ω as T extra constant input channels (*ω as input*: conditioning without PIP's machinery); and
-  PIP / B only with small prompts (``--small-prompt-dims``).
+  a NAFNet given ω as T extra constant input channels (*ω as input*: conditioning without PIP's machinery); and,
+  on request, PIP / B only with small prompts (``--small-prompt-dims``).
 * **Protocol.** quality_small's data (fresh random crops of the training photos, degraded afresh at every step from
   a generator seeded with (seed, step); the held-out evaluation photos never trained on), its model construction
   (bare and PIP runs of a seed start from the same backbone weights) and its optimiser (Adam 0.9/0.99, cosine to
@@ -411,19 +411,17 @@ def run_study(keys: Sequence[str], seeds: Sequence[int], cfg: RunConfig, ev: Eva
               train_missing: bool = True) -> Tuple[List[Dict[str, object]], List[Tuple[str, int]]]:
     """Train every missing (variant, seed) run in priority order; returns (records, runs still missing).
 
-    Order (so a study stopped early holds the verdict pairs): PIP, constant ω, ω as input, B only and bare for
-    the first three seeds, seed by seed; PIP and constant ω for further seeds; the widened NAFNet; the small
-    variants; the rest.
+    Order (so a study stopped early holds the verdict pairs): PIP, constant ω and ω as input for the first three
+    seeds, seed by seed; then B only and bare for them; PIP and constant ω for further seeds; the widened
+    NAFNet; the small variants; the rest.
     """
     from pip_adapter.utils.io import atomic_path
 
     os.makedirs(runs_dir, exist_ok=True)
-    core = PRIORITY[:5]
-
     def rank(ks: Tuple[str, int]) -> Tuple[int, int, int]:
         k, i = ks[0], seeds.index(ks[1])
-        group = (0 if k in core and i < 3 else 1 if k in ("pip", "const") else 2 if k == "wide"
-                 else 3 if VARIANTS[k].small else 4)
+        group = (0 if k in PRIORITY[:3] and i < 3 else 1 if k in PRIORITY[3:5] and i < 3
+                 else 2 if k in ("pip", "const") else 3 if k == "wide" else 4 if VARIANTS[k].small else 5)
         return group, i, PRIORITY.index(k)
 
     order = sorted(((k, s) for s in seeds for k in keys), key=rank)
@@ -451,8 +449,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line options of this script."""
     d, ev = default_config(), EvalConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", default=",".join(PRIORITY),
-                   help=f"comma-separated variants, of: {', '.join(VARIANTS)} (default: all)")
+    p.add_argument("--variants", default=",".join(PRIORITY[:6]),
+                   help=f"comma-separated variants, of: {', '.join(VARIANTS)} (default: {','.join(PRIORITY[:6])}; "
+                        "the small ones add 22 %% of NAFNet-16's parameters even at D = 8, see docs/BENCHMARKS.md)")
     p.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds (default: 0,1,2,3)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--report-only", action="store_true", help="train nothing: report the saved runs")
@@ -538,6 +537,7 @@ UNSEEN_COLS = tuple(k.name for k in TRIPLES)
 # the groups the verdict and the figure use: label → evaluation kinds averaged (PSNR)
 GROUPS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("noise (control)", ("noise",)), ("rain", ("rain",)), ("global: haze, low light, blur", GLOBAL_GROUP),
+    ("haze, blur", ("haze", "blur")),
     ("seen pairs", SEEN_COLS), ("unseen triples", UNSEEN_COLS),
     ("E3 dark target (ω = noise)", (INTENT_DARK.name,)), ("E3 bright target (ω = both)", (INTENT_BRIGHT.name,)))
 # the paired comparisons of the verdict: (a, b) → Δ = a − b per seed
@@ -637,7 +637,8 @@ def _mean_of(values: Mapping[str, float], names: Sequence[str]) -> float:
 def mode_table(groups: Mapping[str, Mapping[int, Mapping[str, object]]]) -> str:
     """Markdown: train-mode vs eval-mode L1 on the same training batches, the training loss, the eval L1."""
     singles = [k.name for k in SINGLES]
-    header = ["model", "seeds", "train-mode L1 (fixed batches)", "eval-mode L1 (same batches)", "largest train−eval difference",
+    header = ["model", "seeds", "train-mode L1 (fixed batches)", "eval-mode L1 (same batches)",
+              "largest train−eval difference",
               "training L1, last 10 % (all kinds)", "training L1, last 10 %: singles", "…: intent pair",
               "held-out L1, singles"]
     rows = []
@@ -677,13 +678,17 @@ def verdict_lines(groups: Mapping[str, Mapping[int, Mapping[str, object]]]) -> L
     glob = paired(groups, "pip", "const", GLOBAL_GROUP)
     comp = paired(groups, "pip", "const", SEEN_COLS + UNSEEN_COLS)
     noise = paired(groups, "pip", "const", ("noise",))
+    # low light shares its dark inputs with the intent pair, so a blind model is also penalised there for E3's
+    # ambiguity: the global group without it is the cleaner reading
+    hb = paired(groups, "pip", "const", ("haze", "blur"))
     if glob and comp:
         m_g, m_c = mean_std(glob)[0], mean_std(comp)[0]
         state = ("refuted (≤ 0.2 dB on both)" if m_g <= 0.2 and m_c <= 0.2 else
                  "as expected (≥ 0.5 dB on both)" if m_g >= 0.5 and m_c >= 0.5 else "in between (neither criterion)")
         out.append(f"- **Information (E1/E2)**: Δ(PIP − constant ω) = {_pm(glob, sign=True)} dB on the global group, "
                    f"{_pm(comp, sign=True)} dB on the composites (seen pairs and unseen triples), "
-                   f"{_pm(noise, sign=True)} dB on noise ({len(glob)} seeds): {state}.")
+                   f"{_pm(noise, sign=True)} dB on noise, {_pm(hb, sign=True)} dB on haze and blur alone "
+                   f"({len(glob)} seeds): {state}.")
     oi = paired(groups, "pip", "omega_in", [k.name for k in EVAL_KINDS if k not in (INTENT_DARK, INTENT_BRIGHT)])
     oi_g = paired(groups, "pip", "omega_in", GLOBAL_GROUP)
     if oi:
@@ -774,8 +779,8 @@ def render_report(args: argparse.Namespace, records: Sequence[Mapping[str, objec
               "", "**E2: composites** (multi-hot ω; the triples were never trained on):", "",
               psnr_table(groups, SEEN_COLS + UNSEEN_COLS, [("seen pairs", SEEN_COLS), ("unseen triples", UNSEEN_COLS)]),
               "", "**E3: intent** — the same dark noisy inputs (low light without sensor noise, then Gaussian noise "
-              f"σ {EVAL_SIGMA_COMPOSITE}); ω = noise asks for the dark clean image, ω = low light + noise for the bright "
-              "clean image. Separation = (dark-target PSNR of the ω = noise output − that of the ω = both output) + "
+              f"σ {EVAL_SIGMA_COMPOSITE}); ω = noise asks for the dark clean image, ω = low light + noise for the "
+              "bright clean image. Separation = (dark-target PSNR of the ω = noise output − that of the ω = both output) + "
               "(bright-target PSNR of the ω = both output − that of the ω = noise output); 0 for a model that "
               "ignores ω:", "", intent_table(groups),
               "", "**Paired Δ PSNR per seed** (a − b on the seeds both have; per-seed values in brackets):", "",
