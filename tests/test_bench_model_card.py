@@ -125,15 +125,25 @@ def test_card_sections_cache_and_report_only(card_inputs, tmp_path, monkeypatch,
     assert after.split("<!-- model-card-run:begin -->")[1] == before.split("<!-- model-card-run:begin -->")[1]
 
 
-def test_cache_entry_of_other_noise_is_not_used(card_inputs, tmp_path):
+def test_cache_entry_of_other_noise_is_not_used(card_inputs, tmp_path, monkeypatch):
     """An entry whose noisy input differs (another noise draw) is recomputed, never mixed in."""
+    import bm3d
+
+    calls = []
+
+    def identity(noisy, sigma):  # the real CBM3D runs in the test above; here only the cache's choice matters
+        calls.append(sigma)
+        return noisy
+    monkeypatch.setattr(bm3d, "bm3d_rgb", identity)
     photos = mc.load_photos(card_inputs["data"], 32, max_images=1)
     items = mc.denoise_inputs(photos, [25.0], seed=0)
     key = mc.cache_key(items[0])
     stale = {key: {"noisy_sha256": "0" * 64, "psnr": 99.0, "ssim": 1.0}}
     mc.write_cache(str(tmp_path / "c.json"), stale)
     cache = mc.run_cbm3d(items, str(tmp_path / "c.json"), progress=False)
+    assert calls == [25.0 / 255.0]
     assert cache[key]["noisy_sha256"] == items[0]["noisy_sha256"] and cache[key]["psnr"] < 99.0
+    assert mc.run_cbm3d(items, str(tmp_path / "c.json"), progress=False) == cache and len(calls) == 1
     assert mc.denoise_inputs(photos, [25.0], seed=1)[0]["noisy_sha256"] != items[0]["noisy_sha256"]
     # a partial cache: CBM3D and the model are averaged over the same (paired) images only
     rows = [{"sigma": 25.0, "input_psnr": 20.0, "model_psnr": 30.0, "cbm3d_psnr": 29.0, "model_ssim": 0.9,
