@@ -264,6 +264,13 @@ def _metrics(out: np.ndarray, gt: np.ndarray) -> Tuple[float, float]:
     return image_metrics(out.astype(np.float64), gt.astype(np.float64) / 255.0)
 
 
+def _load_average() -> Optional[float]:
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return None
+
+
 def measure_heldout(restorer: Restorer, cases: Sequence[Case], progress: bool = True) -> Dict[str, Any]:
     """Per image: input / true ω / auto PSNR and SSIM, the classifier's probabilities and top-1."""
     rows = []
@@ -551,7 +558,12 @@ def summarise(res: Mapping[str, Any]) -> Dict[str, Any]:
     """Per-set means (types, composites, low light, denoising per σ) from the per-image rows."""
     summary: Dict[str, Any] = {"types": {}, "composites": {}, "denoise": {}}
     held = res.get("heldout") or {}
-    for name, rows in _group(held.get("images", []), "set").items():
+    order = [canonical_name(n) for n in (res.get("meta") or {}).get("degradations", [])]
+
+    def set_order(item: Tuple[str, List[Mapping[str, Any]]]) -> Tuple[int, int, str]:
+        parts = item[1][0]["parts"]
+        return (len(parts), order.index(parts[0]) if parts[0] in order else len(order), item[0])
+    for name, rows in sorted(_group(held.get("images", []), "set").items(), key=set_order):
         entry = {k: _mean([r.get(k) for r in rows]) for k in
                  ("input_psnr", "input_ssim", "true_psnr", "true_ssim", "auto_psnr", "auto_ssim")}
         entry["count"] = len(rows)
@@ -605,7 +617,10 @@ def report(res: Mapping[str, Any]) -> Dict[str, str]:
         f"types {', '.join(meta.get('degradations', []))}",
         f"- held-out photos: `{meta.get('data', '?')}`, {meta.get('photos', '?')} photos, centre crops of at most "
         f"{meta.get('crop', '?')}² pixels; degradations drawn with seed {meta.get('seed', '?')}",
-        f"- machine: {mach.get('cpu', '?')}; Python {mach.get('python', '?')}, torch {mach.get('torch', '?')}",
+        f"- machine: {mach.get('cpu', '?')}; Python {mach.get('python', '?')}, torch {mach.get('torch', '?')}"
+        + (f"; load average {meta['load_average']:.1f} when the run started (other processes share the cores: "
+           "wall-clock times are slower than on an idle machine, CPU times are not)"
+           if meta.get("load_average") is not None else ""),
     ])
     data = res.get("data")
     if data:
@@ -684,7 +699,10 @@ def report(res: Mapping[str, Any]) -> Dict[str, str]:
                 rows.append([label, "—", "—", "—", "—", f"not measured ({lat.get('onnx_skipped', '?')})"])
         e = lat["eager"]
         out["latency"] = (
-            f"One CPU thread, whole image in one piece, median of {len(e['wall'])} runs after a warm-up. Peak memory: "
+            f"One CPU thread, whole image in one piece, median of {len(e['wall'])} runs after a warm-up. "
+            "\"s / megapixel\" is wall-clock time, what a user waits on an idle core (it grows when other processes "
+            "share the cores: see the load average above); \"CPU s / MP\" is the process's CPU time, the steadier "
+            "of the two on a shared machine. Peak memory: "
             "the peak resident set (Linux `VmHWM`) of a fresh interpreter that loads the model and restores — it "
             "includes the interpreter and the loaded libraries (column \"after loading\"); tracemalloc would miss "
             "torch's and onnxruntime's own allocators.\n\n"
@@ -892,7 +910,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "model": args.model or f"the default shipped model ({os.path.basename(model_file(None))})",
         "model_sha256": file_sha256(model_file(args.model)),
-        "degradations": list(restorer.degradations), "data": args.data, "photos": len(photos),
+        "degradations": list(restorer.degradations), "data": args.data, "photos": len({c.name for c in cases}),
+        "load_average": _load_average(),
         "crop": args.crop, "seed": args.seed, "machine": machine_info(),
         "figure": os.path.relpath(os.path.abspath(fig), os.path.dirname(os.path.abspath(doc or CARD_DOC)))
         if fig else None}}
