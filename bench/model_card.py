@@ -903,7 +903,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cache = read_cache(args.cbm3d_cache) if args.no_cbm3d else run_cbm3d(items, args.cbm3d_cache, progress)
     composites = [c for c in args.composites.split(",") if c.strip()]
     cases = heldout_cases(args.data, restorer.degradations, composites, args.crop, args.seed, args.max_images)
-    figure_path = args.figure or os.path.join("docs" if args.update_docs else RESULTS_DIR, "figures", FIGURE_NAME)
+    figure_path = args.figure or os.path.join(os.path.join(REPO_ROOT, "docs") if args.update_docs else RESULTS_DIR,
+                                              "figures", FIGURE_NAME)
     doc = card_path(args)
     fig = low_light_figure(restorer, cases, figure_path)
     res: Dict[str, Any] = {"meta": {
