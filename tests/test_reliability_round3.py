@@ -414,3 +414,27 @@ def test_export_to_a_full_disk_is_one_line_naming_the_target(model_file, tmp_pat
     reason = os.strerror(errno_.EFBIG).lower()
     assert code == 2 and err.strip() == f"pip-adapter export: error: {out}: {reason}", err
     assert out.read_bytes() == b"a previous export" and os.listdir(tmp_path) == [out.name]
+
+
+# ------------------------------------------------------------------------------------------------ 16. messages
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_refusal_never_quotes_the_weights_only_false_advice(tmp_path, photos, capsys):
+    evil = tmp_path / "evil.pth"
+    torch.save({"params": _Evil()}, evil)
+    for cmd in (["restore", str(photos), "-m", str(evil), "-d", "rain", "-o", str(tmp_path / "o")],
+                ["export", "--ckpt", str(evil), "--out", str(tmp_path / "e.safetensors")]):
+        code, _, err = _cli(capsys, *cmd)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "evil.pth: refused to load this model file: it holds pickled Python objects" in err
+        assert "unsupported GLOBAL posix.system" in err and "weights_only" not in err
+    truncated = tmp_path / "cut.pth"
+    torch.save({"params": {"w": torch.zeros(100)}}, truncated)
+    os.truncate(truncated, 200)
+    code, _, err = _cli(capsys, "export", "--ckpt", str(truncated), "--out", str(tmp_path / "e.safetensors"))
+    assert code == 2 and "cut.pth: cannot read this model file: it is truncated or corrupt" in err
+    assert not (tmp_path / "e.safetensors").exists() and not (tmp_path / "o").exists()

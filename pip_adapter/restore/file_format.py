@@ -33,7 +33,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
-from pip_adapter.utils.io import atomic_torch_save, atomic_write_bytes, safe_load_yaml
+from pip_adapter.utils.io import (UnreadableFileError, atomic_torch_save, atomic_write_bytes, load_weights_only,
+                                  safe_load_yaml)
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,11 @@ def parse_meta(text: str, path: str) -> Dict[str, Any]:
 
 
 def _torch_load(path: str) -> Any:
+    # one message for pickled code (never torch's advice to load it with weights_only=False) and for damage
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: cannot read this checkpoint ({type(err).__name__}: {str(err)[:300]}). "
-                              "It is corrupt, truncated, or holds pickled code (only weights-only files "
-                              "are accepted)") from err
+        return load_weights_only(path, "model file")
+    except UnreadableFileError as err:
+        raise CheckpointError(str(err)) from err
 
 
 def _read_safetensors(path: str) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:

@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import pickle
+import re
 import secrets
 import stat
 from typing import Any, Callable, Iterator, Optional, Tuple
@@ -149,12 +150,16 @@ def load_weights_only(path: str, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # quote only what torch found (never its advice to retry with weights_only=False)
+        found = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+        detail = re.split(r" whose | was not |\. ", found[0].replace("Trying to load ", ""))[0][:200] \
+            if found else "unpickling error"
         raise UnreadableFileError(
             f"{path}: refused to load this {what}: it holds pickled Python objects, not only weights "
-            f"({str(err).splitlines()[-1][:200] if str(err) else 'unpickling error'}); only weights-only files "
-            "are read, so nothing in it ran. Use a checkpoint written by pip-adapter or BasicSR") from err
+            f"({detail}); only weights-only files are read, so nothing in it ran. Use a checkpoint written by "
+            "pip-adapter or BasicSR") from err
     except (RuntimeError, EOFError, ValueError, OSError) as err:
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        reason = str(err).splitlines()[0].split(". ")[0][:200] if str(err) else type(err).__name__
         raise UnreadableFileError(f"{path}: cannot read this {what}: it is truncated or corrupt ({reason})") from err
 
 
