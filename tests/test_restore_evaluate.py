@@ -167,3 +167,25 @@ def test_refusals_name_the_problem(model_files, layout, tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "SOTS" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_out_file_refused_before_restoring_and_small_images_named(model_files, layout, tmp_path, capsys,
+                                                                  monkeypatch):
+    """Issue 24: --out as a file is found before any set is restored; a too-small image is named."""
+    import pip_adapter.restore.evaluate as ev
+
+    restored = []
+    real = ev.evaluate_set
+    monkeypatch.setattr(ev, "evaluate_set", lambda *a, **k: restored.append(1) or real(*a, **k))
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    for out in (blocker, blocker / "below"):
+        assert main(["evaluate", "-m", model_files["plain"], "--data", layout, "--no-progress",
+                     "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{blocker}: is a file where a folder is needed" in err and len(err.strip().splitlines()) == 1
+    assert restored == [] and blocker.read_text() == "a file"
+    tiny = os.path.join(layout, "data", "test", "denoise", "bsd68", "tiny.png")
+    write_image_file(tiny, np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"tiny\.png: an image of 8x8 pixels is smaller than the crop multiple 16"):
+        ev.load_pair(None, tiny, ev.BSD68_15)

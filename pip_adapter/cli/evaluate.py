@@ -12,7 +12,7 @@ from pip_adapter.plugins import add_plugin_argument
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the markdown table, write it and the JSON under ``--out``."""
-    from pip_adapter.restore.evaluate import evaluate, format_markdown, write_results
+    from pip_adapter.restore.evaluate import check_results_folder, evaluate, format_markdown, write_results
     from pip_adapter.restore.restorer import Restorer
 
     if args.max_images is not None and args.max_images < 1:
@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or os.path.splitext(os.path.basename(args.model))[0]
     out = args.out or os.path.join("results", f"evaluate_{name}")
     stem = os.path.join(out, f"{args.setting}_{args.omega}")
+    check_results_folder(out)  # before hours of restoring, not after
     if not args.overwrite and (os.path.exists(stem + ".md") or os.path.exists(stem + ".json")):
         raise FileExistsError(f"{stem}.md/.json exist; pass --overwrite to replace them, or choose another --out")
     result = evaluate(restorer, args.data, setting=args.setting, omega=args.omega, auto_mode=args.auto_mode,

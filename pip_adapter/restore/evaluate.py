@@ -15,6 +15,7 @@ classifier (``omega="auto"``); with ``auto`` the classifier's accuracy per set i
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -146,12 +147,12 @@ def find_benchmark_set(root: str, bench_set: BenchmarkSet,
 def load_pair(lq_path: Optional[str], gt_path: str, bench_set: BenchmarkSet, seed: int = 0
               ) -> Tuple[np.ndarray, np.ndarray]:
     """(degraded, clean) uint8 RGB arrays of one test image, cropped to the multiple of 16."""
-    gt = crop_to_multiple(read_image_file(gt_path))
+    gt = _cropped(gt_path)
     if lq_path is None:
         if bench_set.sigma is None:
             raise ValueError(f"{bench_set.title}: {gt_path} has no degraded image and the set adds no noise")
         return add_benchmark_noise(gt, gt_path, bench_set.sigma, seed), gt
-    lq = crop_to_multiple(read_image_file(lq_path))
+    lq = _cropped(lq_path)
     if lq.shape != gt.shape:
         raise ValueError(f"{bench_set.title}: degraded {lq_path} {lq.shape[:2]} and clean {gt_path} "
                          f"{gt.shape[:2]} differ in size after cropping to a multiple of {CROP_MULTIPLE}")
@@ -304,6 +305,27 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     lines += ["", "Published numbers:"]
     lines += [f"[{i}] {pub['source']}." for i, pub in enumerate(result["published"], 1)]
     return "\n".join(lines) + "\n"
+
+
+def _cropped(path: str) -> np.ndarray:
+    try:
+        return crop_to_multiple(read_image_file(path))
+    except ValueError as err:  # the crop's message does not know the file
+        raise ValueError(f"{path}: {err}") from err
+
+
+def check_results_folder(out_dir: str) -> None:
+    """Refuse, before any work, an output folder that is a file or lies below one (``NotADirectoryError``)."""
+    path = os.path.abspath(out_dir)
+    while True:
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                raise NotADirectoryError(errno.ENOTDIR, "is a file where a folder is needed", path)
+            return
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def write_results(result: Mapping[str, Any], out_dir: str, overwrite: bool = False) -> Dict[str, str]:
