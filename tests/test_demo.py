@@ -175,6 +175,36 @@ def test_page_is_built_from_the_model_file(demo_session, tmp_path, monkeypatch):
     assert isinstance(blocks["demo-compare"], gr.ImageSlider)
 
 
+def test_page_takes_uploaded_files_not_urls(demo_session, monkeypatch):
+    """Issue 24: a client's API call with a URL as a file ``path`` made the server fetch it (any host but
+    127.0.0.1); the file inputs now refuse it before anything is fetched."""
+    pytest.importorskip("gradio", reason="the demo page needs Gradio: pip install -e '.[demo]'")
+    import asyncio
+
+    from gradio import processing_utils
+
+    from pip_adapter.demo.app import UploadOnlyError, build_app
+
+    fetched = []
+
+    async def recording_download(url, cache_dir):
+        fetched.append(url)
+        raise ConnectionError("the test allows no download")
+
+    monkeypatch.setattr(processing_utils, "async_ssrf_protected_download", recording_download)
+    blocks = {b.elem_id: b for b in build_app(demo_session).blocks.values() if getattr(b, "elem_id", None)}
+    for elem in ("demo-upload", "demo-gt"):
+        payload = {"path": "http://192.0.2.7/photo.png", "meta": {"_type": "gradio.FileData"}}
+        with pytest.raises(UploadOnlyError, match="uploaded files only"):
+            asyncio.run(processing_utils.async_move_files_to_cache(payload, blocks[elem],
+                                                                   check_in_upload_folder=True))
+    assert fetched == []
+    # the session's own files (built-in examples) still reach the inputs
+    example = demo_session.examples()[0].path
+    moved = asyncio.run(blocks["demo-upload"].async_move_resource_to_block_cache(example))
+    assert os.path.isfile(moved)
+
+
 def test_cli_registers_demo_and_checks_arguments_before_loading(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])

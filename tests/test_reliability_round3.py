@@ -136,6 +136,18 @@ def test_crafted_sizes_fail_closed_and_fast(tmp_path, edit, needle):
     assert time.process_time() - start < 5
 
 
+def test_extended_basicsr_network_passes_the_meta_build(tmp_path):
+    """Failing closed must not refuse honest files: an extended network's new prompts are built on meta too."""
+    from pip_adapter.wrap.extend import extend_degradations
+
+    net = extend_degradations(tiny_pipnet(seed=1), ["snow"])
+    network = dict(copy.deepcopy(TINY_NET), added_degradations=["snow"])
+    path = tmp_path / "net_g_9.pth"
+    torch.save({"params": net.state_dict(), "meta": {"network_g": network}}, path)
+    loaded = load_checkpoint(str(path))
+    assert loaded.degradations == NAMES + ["snow"]
+
+
 def test_multiple_is_bounded(model_file, tmp_path):
     path = _crafted(model_file, tmp_path, lambda m: m.update(multiple=4096))
     with pytest.raises(CheckpointError, match=r"'multiple' must be an integer from 1 to 256, got 4096"):

@@ -212,3 +212,24 @@ def test_bad_option_values_leave_the_previous_experiment_in_place(tiny_builtin_r
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0]
     assert os.listdir(run_dir / "experiments") == ["keep"] and os.listdir(previous) == ["keep.txt"]
+
+
+def test_val_pair_size_mismatch_is_found_before_archiving(tiny_builtin_root, run_dir, tmp_path, capsys):
+    """Issue 24: a validation lq/gt pair of two sizes was met at the first validation, after the archive."""
+    import numpy as np
+
+    from pip_adapter.restore.image_io import write_image
+
+    opt = _opt("valpair", tiny_builtin_root, total_iter=1)
+    lq, gt = tmp_path / "pairs" / "lq", tmp_path / "pairs" / "gt"
+    write_image(str(gt / "x.png"), np.zeros((32, 32, 3), np.uint8))
+    write_image(str(lq / "x.png"), np.zeros((32, 24, 3), np.uint8))
+    opt["datasets"]["val_1"] = {"type": "MixedDegradationDataset", "name": "pairs", "degradation": "noise",
+                                "dataroot_gt": str(gt), "dataroot_lq": str(lq)}
+    path = write_options(str(run_dir / "v.yml"), opt)
+    previous = run_dir / "experiments" / "valpair"
+    previous.mkdir(parents=True)
+    assert basicsr_main(["train", "-opt", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "datasets.val_1: task" in err[0] and "differ in size" in err[0], err
+    assert os.listdir(run_dir / "experiments") == ["valpair"] and os.listdir(previous) == []

@@ -141,6 +141,12 @@ def check_datasets(opt: Dict[str, Any]) -> Dict[int, MixedDegradationDataset]:
     for phase, dataset in opt["datasets"].items():
         if dataset.get("type") == "MixedDegradationDataset":
             built[id(dataset)] = MixedDegradationDataset(dict(dataset))
+            if not phase.startswith("train"):
+                # a size mismatch in a validation pair would otherwise stop the run at its first validation
+                try:
+                    built[id(dataset)].check_pair_sizes()
+                except ValueError as err:
+                    raise OptionFileError(f"datasets.{phase}: {err}") from err
             continue
         for key in ("dataroot_gt", "dataroot_lq"):
             root = dataset.get(key)

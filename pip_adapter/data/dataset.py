@@ -6,10 +6,12 @@ import difflib
 import logging
 import os
 import random
+import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from pip_adapter.degradations import PHOTO_SYNTHESIZERS, Synthesizer, get_synthesizer, physical_order
@@ -487,6 +489,24 @@ class MixedDegradationDataset(Dataset):
             out += [t.label] * len(t)
         return out
 
+    def check_pair_sizes(self) -> None:
+        """Raise ``ValueError`` naming the first paired lq/gt image files whose headers declare different sizes.
+
+        Reads headers only (no decoding), so a validation set is checked in a moment before a run starts
+        instead of failing at its first validation; images in an LMDB are left to :meth:`__getitem__`.
+        """
+        for task in self.tasks:
+            if getattr(task.lq_store, "lmdb", True) or getattr(task.gt_store, "lmdb", True):
+                continue
+            for lq_key, gt_key in task.entries:
+                if lq_key is None:
+                    continue
+                lq_path, gt_path = task.lq_store.path(lq_key), task.gt_store.path(gt_key)
+                lq_size, gt_size = _declared_size(lq_path), _declared_size(gt_path)
+                if lq_size and gt_size and lq_size != gt_size:
+                    raise ValueError(f"task {task.name!r}: lq {lq_path} ({lq_size[0]}x{lq_size[1]}) and gt "
+                                     f"{gt_path} ({gt_size[0]}x{gt_size[1]}) differ in size")
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
         task, j = self.task_of(index)
         entry, variant = task.entries[j // len(task.variants)], task.variants[j % len(task.variants)]
@@ -543,6 +563,17 @@ def variant_tag(params: Mapping[str, Any]) -> str:
 def _tag_path(path: str, tag: str) -> str:
     root, ext = os.path.splitext(path)
     return f"{root}_{tag}{ext}"
+
+
+def _declared_size(path: str) -> Optional[Tuple[int, int]]:
+    """(width, height) from an image file's header, or None when PIL cannot read the header."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's large-image warning: only the size is read
+            with Image.open(path) as im:
+                return im.size
+    except Exception:  # noqa: BLE001 - an unreadable header is reported when the image is read
+        return None
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:

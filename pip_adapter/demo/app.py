@@ -51,6 +51,35 @@ def _gradio():
     return gr
 
 
+class UploadOnlyError(ValueError):
+    """A client sent a URL where the page takes an uploaded file."""
+
+
+def _is_url(value: Any) -> bool:
+    return "://" in str(value) or str(value).startswith("//")
+
+
+def uploads_only(component: Any) -> Any:
+    """Make a Gradio file component refuse a URL in a client's file ``path`` (Gradio would download it on the
+    server's behalf, to any host but this one): the page accepts uploaded files only.  Returns ``component``."""
+    move_async = component.async_move_resource_to_block_cache
+    move = component.move_resource_to_block_cache
+
+    async def _move_async(url_or_file_path: Any, *args: Any, **kwargs: Any) -> Any:
+        if _is_url(url_or_file_path):
+            raise UploadOnlyError("the demo accepts uploaded files only, not URLs")
+        return await move_async(url_or_file_path, *args, **kwargs)
+
+    def _move(url_or_file_path: Any, *args: Any, **kwargs: Any) -> Any:
+        if _is_url(url_or_file_path):
+            raise UploadOnlyError("the demo accepts uploaded files only, not URLs")
+        return move(url_or_file_path, *args, **kwargs)
+
+    component.async_move_resource_to_block_cache = _move_async
+    component.move_resource_to_block_cache = _move
+    return component
+
+
 def build_app(session: DemoSession) -> Any:
     """The page as ``gradio.Blocks`` for ``session`` (call :func:`offline_environment` first)."""
     gr = _gradio()
@@ -116,15 +145,15 @@ def build_app(session: DemoSession) -> Any:
         message = gr.Markdown("", elem_id="demo-message")
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                upload = gr.File(label="image", file_types=file_types, type="filepath", height=120,
-                                 elem_id="demo-upload")
+                upload = uploads_only(gr.File(label="image", file_types=file_types, type="filepath", height=120,
+                                              elem_id="demo-upload"))
                 example = gr.Dropdown(choices=[ex.label for ex in examples], value=None,
                                       label="or a built-in example (photo · degradation)", elem_id="demo-example")
                 preview = gr.Image(label="input", type="numpy", interactive=False, height=200, buttons=[],
                                    elem_id="demo-preview")
                 info = gr.Markdown("", elem_id="demo-info")
-                gt = gr.File(label="ground truth (optional): PSNR/SSIM", file_types=file_types,
-                             type="filepath", height=100, elem_id="demo-gt")
+                gt = uploads_only(gr.File(label="ground truth (optional): PSNR/SSIM", file_types=file_types,
+                                          type="filepath", height=100, elem_id="demo-gt"))
             with gr.Column(scale=1, min_width=260):
                 pure = gr.Radio(choices=names, value=None, label="pure type (one click)", elem_id="demo-pure")
                 sliders = [gr.Slider(0.0, 1.0, value=0.0, step=0.01, label=f"ω {n}", elem_id=f"demo-omega-{i}")

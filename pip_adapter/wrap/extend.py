@@ -175,6 +175,9 @@ def extend_degradations(model: nn.Module, new_types: Sequence[str], seed: int = 
         if existing.shape[0] == 0:  # a level built without degradation prompts: only T grows
             level.add_degradation_prompts(torch.zeros(k, level.prompt_dim))
             continue
+        if existing.is_meta:  # a shape-only build (a model file's size check): the values come from the file
+            level.add_degradation_prompts(torch.empty(k, level.prompt_dim, device="meta"))
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             init = orthogonal_prompt_init(existing, k, generator=gen)
