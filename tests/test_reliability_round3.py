@@ -102,6 +102,13 @@ def test_classifier_metadata_never_reaches_timm_unfiltered(classifier_file, mode
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
+def test_classifier_sizes_are_named(classifier_file, tmp_path):
+    path = _crafted(classifier_file, tmp_path, lambda m: m["network"].update(crop_size="abc"), "cs.safetensors")
+    with pytest.raises(CheckpointError, match="cs.safetensors: cannot build.*classifier crop_size must be a whole "
+                                              "number, got 'abc'"):
+        load_checkpoint(path)
+
+
 def test_classifier_bundled_in_a_restorer_is_filtered_too(model_file, classifier_file, tmp_path):
     from pip_adapter.restore.checkpoint import export_checkpoint
 
@@ -450,3 +457,29 @@ def test_pickle_refusal_never_quotes_the_weights_only_false_advice(tmp_path, pho
     code, _, err = _cli(capsys, "export", "--ckpt", str(truncated), "--out", str(tmp_path / "e.safetensors"))
     assert code == 2 and "cut.pth: cannot read this model file: it is truncated or corrupt" in err
     assert not (tmp_path / "e.safetensors").exists() and not (tmp_path / "o").exists()
+
+
+def test_damaged_images_are_reported_once_not_on_stderr(tmp_path, capfd):
+    import random
+    import tifffile
+
+    rng = random.Random(5)
+    tifffile.imwrite(tmp_path / "src.tif", rand_image(12, 16), photometric="rgb")
+    write_png(tmp_path / "src.png", rand_image(12, 16))
+    bad = []
+    for src in ("src.tif", "src.png"):
+        data = bytearray((tmp_path / src).read_bytes())
+        for _ in range(6):
+            data[rng.randrange(8, len(data))] = rng.randrange(256)
+        for cut in (len(data), 60):
+            path = tmp_path / f"bad{len(bad)}{os.path.splitext(src)[1]}"
+            path.write_bytes(bytes(data[:cut]))
+            bad.append(path)
+    capfd.readouterr()
+    for path in bad:
+        try:
+            read_image_raw(str(path))
+        except ImageReadError:
+            pass
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""

@@ -151,6 +151,9 @@ class DegradationClassifier(nn.Module):
             check_classifier_options(arch, model_kwargs, timm.list_models())
         self.arch = arch
         self.degradations: List[str] = normalise_names(degradations)
+        for key, value in (("crop_size", crop_size), ("num_crops", num_crops)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"classifier {key} must be a whole number, got {value!r}")
         self.crop_size = int(crop_size)
         self.num_crops = int(num_crops)
         if not 1 <= self.crop_size <= MAX_CROP_SIZE or not 1 <= self.num_crops <= MAX_CROPS:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import stat
+import sys
 import threading
 import warnings
 from typing import Any, Iterator, Optional, Tuple
@@ -30,7 +31,8 @@ _EXIF_ORIENTATION = 0x0112
 # images larger than this are refused unless asked for (--max-pixels): 100 MP is a 10000×10000 photo, whose
 # float copy alone takes 1.2 GB
 DEFAULT_MAX_PIXELS = 100_000_000
-_PIL_LOCK = threading.Lock()  # PIL's own bomb limit is a module global, lifted while we read a header
+_PIL_LOCK = threading.Lock()
+_STDERR_LOCK = threading.Lock()  # PIL's own bomb limit is a module global, lifted while we read a header
 _ROWS = 256  # rows converted at a time between integer and float images
 
 
@@ -63,7 +65,7 @@ def _exif_orientation(path: str) -> int:
     """EXIF orientation tag (1..8) of ``path``; 1 when absent or unreadable."""
     try:
         from PIL import Image
-        with Image.open(path) as im:
+        with _fallbacks_silent(), Image.open(path) as im:
             value = im.getexif().get(_EXIF_ORIENTATION, 1)
         return int(value) if value in range(1, 9) else 1
     except Exception:  # noqa: BLE001 - orientation is best effort; the pixels were read already
@@ -119,7 +121,7 @@ def declared_size(path: str) -> Optional[Tuple[int, int, int]]:
         pass
     try:
         import tifffile
-        with tifffile.TiffFile(path) as tif:
+        with _fallbacks_silent(), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             return int(page.imagewidth), int(page.imagelength), len(tif.pages)
     except Exception:  # noqa: BLE001 - not a TIFF either
@@ -158,6 +160,43 @@ def _opencv_silent(cv2: Any) -> Iterator[None]:
         log.setLogLevel(before)
 
 
+@contextlib.contextmanager
+def _native_stderr_silent() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block: libpng and libtiff inside OpenCV print their complaints
+    ("libpng error: IHDR: CRC error") straight to it, past OpenCV's log level.  Output of other threads in
+    that window is lost too, so the window is one decode call."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no file descriptor 2 (a service without stderr): nothing to silence
+            yield
+            return
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()  # what Python already wrote goes out, not into /dev/null
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def _fallbacks_silent() -> Iterator[None]:
+    """PIL's warnings ("Truncated File Read") and tifffile's log records off for the block: a damaged file is
+    reported once, by our error, as the reader promises."""
+    tif_log = logging.getLogger("tifffile")
+    before = tif_log.disabled
+    tif_log.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tif_log.disabled = before
+
+
 def _read_raw(path: str) -> Tuple[np.ndarray, bool]:
     """Pixels as stored (H×W or H×W×C, RGB order), via OpenCV, falling back to tifffile/PIL; and whether the
     decoder applied the orientation already (OpenCV does for TIFF, not for JPEG)."""
@@ -167,7 +206,7 @@ def _read_raw(path: str) -> Tuple[np.ndarray, bool]:
         # imdecode on bytes rather than imread: works with any file name
         data = np.fromfile(path, dtype=np.uint8)
         if data.size:
-            with _opencv_silent(cv2):
+            with _opencv_silent(cv2), _native_stderr_silent():
                 arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except (OSError, cv2.error):
         arr = None
@@ -185,18 +224,19 @@ def _read_raw(path: str) -> Tuple[np.ndarray, bool]:
                 return exact, False
         return arr, _is_tiff(head)
     ext = os.path.splitext(path)[1].lower()
-    if ext in (".tif", ".tiff"):
+    with _fallbacks_silent():
+        if ext in (".tif", ".tiff"):
+            try:
+                import tifffile
+                return np.asarray(tifffile.imread(path, key=0)), False
+            except Exception:  # noqa: BLE001 - fall through to PIL and the common error below
+                pass
         try:
-            import tifffile
-            return np.asarray(tifffile.imread(path, key=0)), False
-        except Exception:  # noqa: BLE001 - fall through to PIL and the common error below
-            pass
-    try:
-        from PIL import Image
-        with Image.open(path) as im:
-            return np.asarray(im), False
-    except Exception as err:  # noqa: BLE001 - any failure means "not an image we can read"
-        raise ImageReadError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
+            from PIL import Image
+            with Image.open(path) as im:
+                return np.asarray(im), False
+        except Exception as err:  # noqa: BLE001 - any failure means "not an image we can read"
+            raise ImageReadError(f"{path}: not a readable image ({type(err).__name__}: {err})") from err
 
 
 def _tiff_if_cv2_lost_something(path: str, arr: np.ndarray) -> Optional[np.ndarray]:
@@ -204,7 +244,7 @@ def _tiff_if_cv2_lost_something(path: str, arr: np.ndarray) -> Optional[np.ndarr
     back from OpenCV as 8-bit gray); None when OpenCV's pixels are the stored ones."""
     try:
         import tifffile
-        with tifffile.TiffFile(path) as tif:
+        with _fallbacks_silent(), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             samples = int(page.samplesperpixel)
             if np.dtype(page.dtype) == arr.dtype and samples == (arr.shape[2] if arr.ndim == 3 else 1):
