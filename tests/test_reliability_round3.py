@@ -342,6 +342,13 @@ def test_tiff_orientation_is_applied_once(tmp_path, orientation):
     np.testing.assert_array_equal(got, apply_exif_orientation(stored, orientation))
 
 
+def test_gray_alpha_16bit_png_is_named_when_it_becomes_rgba(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        write_image(str(tmp_path / "la16.png"), rand_image(4, 6, c=2, dtype=np.uint16, seed=1))
+    assert "la16.png: written as RGBA" in caplog.text
+    assert read_image_raw(str(tmp_path / "la16.png"))[0].shape == (4, 6, 3)
+
+
 def test_gray_alpha_keeps_depth_and_channels(tmp_path):
     import tifffile
     from PIL import Image

@@ -401,7 +401,8 @@ def write_image(path: str, arr: np.ndarray, overwrite: bool = False) -> None:
         if _write_gray_alpha(path, ext, arr):
             return
         # OpenCV's encoders take gray+alpha only as 4 channels; the gray value goes to R, G and B
-        logger.info("%s: written as RGBA (this format keeps gray + alpha only as 8-bit PNG or TIFF)", path)
+        logger.warning("%s: written as RGBA, the gray value in R, G and B (this format keeps gray + alpha only as "
+                       "8-bit PNG or as TIFF)", path)
         bgr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
     else:
         bgr = arr
