@@ -194,7 +194,7 @@ def test_datasets_are_built_once_per_run(tiny_builtin_root, run_dir, monkeypatch
 
 @pytest.mark.parametrize("force, needle", [
     ("train:amp=garbage", "train.amp must be one of"),
-    ("train:total_iter=abc", "train.total_iter must be a whole number >= 1, got 'abc'"),
+    ("train:total_iter=abc", "train.total_iter must be a whole number, got 'abc'"),
     ("train:total_iter=-5", "train.total_iter must be a whole number >= 1, got -5"),
     ("network_g:backbone:width=-1", "network_g: cannot build the network: NAFNet: img_channel and width must be"),
     ("train:pixel_opt:type=NoLoss", "train.pixel_opt.type 'NoLoss' is not a known loss"),
@@ -233,3 +233,17 @@ def test_val_pair_size_mismatch_is_found_before_archiving(tiny_builtin_root, run
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "datasets.val_1: task" in err[0] and "differ in size" in err[0], err
     assert os.listdir(run_dir / "experiments") == ["valpair"] and os.listdir(previous) == []
+
+
+@pytest.mark.parametrize("force, where", [
+    ("manual_seed=abc", "manual_seed"),
+    ("logger:print_freq=abc", "logger.print_freq"),
+    ("datasets:train:batch_size_per_gpu=abc", "datasets.train.batch_size_per_gpu"),
+])
+def test_non_integer_options_are_named(tiny_builtin_root, run_dir, capsys, force, where):
+    """Issue 24: "invalid literal for int() with base 10: 'abc'" named neither the option nor the file."""
+    path = write_options(str(run_dir / "n.yml"), _opt("ints", tiny_builtin_root, total_iter=1))
+    assert basicsr_main(["train", "-opt", path, "--force_yml", force]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"n.yml: {where} must be a whole number, got 'abc'" in err[0], err
+    assert not (run_dir / "experiments").exists()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
 import random
@@ -167,6 +168,32 @@ def _checked(check: Any, *args: Any) -> Any:
         raise OptionFileError(str(err)) from err
 
 
+# options BasicSR (or we) turn into integers with int(): "abc" there would be "invalid literal for int()"
+_WHOLE_NUMBERS = (("manual_seed",), ("num_gpu",), ("logger", "print_freq"), ("logger", "save_checkpoint_freq"),
+                  ("val", "val_freq"), ("train", "total_iter"))
+_DATASET_WHOLE_NUMBERS = ("batch_size_per_gpu", "num_worker_per_gpu", "gt_size")
+
+
+def check_whole_numbers(opt: Dict[str, Any], source: str) -> None:
+    """Refuse a non-integer where an option must be a whole number, naming the option and the file."""
+    def check(where: str, value: Any) -> None:
+        if value is None or (where == "num_gpu" and value == "auto"):
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise OptionFileError(f"{source}: {where} must be a whole number, got {value!r}")
+
+    for path in _WHOLE_NUMBERS:
+        node: Any = opt
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            check(".".join(path), node.get(path[-1]))
+    for phase, dataset in (opt.get("datasets") or {}).items():
+        if isinstance(dataset, dict):
+            for key in _DATASET_WHOLE_NUMBERS:
+                check(f"datasets.{phase}.{key}", dataset.get(key))
+
+
 def check_run_options(opt: Dict[str, Any], is_train: bool = True) -> None:
     """Check the values BasicSR would only meet after it created (or archived) ``experiments/<name>``.
 
@@ -216,6 +243,7 @@ def parse_options(root_path: str, is_train: bool = True,
     if args.force_yml:
         apply_force_yml(opt, args.force_yml)
 
+    check_whole_numbers(opt, args.opt)
     load_plugins_from_options(opt, args.opt)
     register_all()  # plugins may have added backbones
 
