@@ -7,7 +7,6 @@ Most tests register a tiny model of their own in a temporary registry ($PIP_ADAP
 import ast
 import fnmatch
 import json
-import logging
 import os
 
 import numpy as np
@@ -128,15 +127,14 @@ def test_from_pretrained_matches_the_file_and_bundles_the_classifier(zoo, photo)
     assert not np.array_equal(a, shipped(photo, degradation="noise"))  # ω reaches the network
 
 
-def test_restore_without_m_uses_the_default_and_auto(zoo, photo, tmp_path, capsys, caplog):
+def test_restore_without_m_uses_the_default_and_auto(zoo, photo, tmp_path, capsys):
     out = tmp_path / "out"
-    with caplog.at_level(logging.INFO):
-        assert main(["restore", photo, "-o", str(out), "--no-progress", "--device", "cpu"]) == 0
-    assert "model: tiny (the default shipped model)" in caplog.text and "-d auto" in caplog.text
+    assert main(["restore", photo, "-o", str(out), "--no-progress", "--device", "cpu"]) == 0
+    text = capsys.readouterr()
+    assert "model: tiny (the default shipped model) — a tiny test model" in text.err and "-d auto" in text.err
+    assert "photo.png: auto:" in text.err + text.out and "restored 1 image(s)" in text.out
     restored = read_image(str(out / "photo.png"))[0]
     assert restored.shape == (20, 28, 3)
-    text = capsys.readouterr()
-    assert "photo.png: auto:" in text.err + text.out
     # the same as the API with the classifier's choice
     api = Restorer.from_pretrained(device="cpu")(photo, degradation="auto")
     np.testing.assert_array_equal(restored, array_to_float(api)[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Optional
 
@@ -35,11 +36,13 @@ def add_model_argument(parser: argparse.ArgumentParser, help: str = MODEL_HELP, 
 
 def resolve_model_arg(model: Optional[str]) -> str:
     """The file a ``-m`` value names: a path as given, a shipped model's name as its verified file, and no
-    value as the default shipped model (logged, so the user sees which model restored the images)."""
+    value as the default shipped model; a shipped model is named on stderr, so the user sees which model
+    restored the images (stdout keeps the command's results)."""
     path, entry = resolve_model(model)
     if entry is not None:
-        logger.info("model: %s%s — %s (%s)", entry.name, " (the default shipped model)" if model is None else "",
-                    entry.summary, path)
+        print(f"model: {entry.name}{' (the default shipped model)' if model is None else ''} — {entry.summary}",
+              file=sys.stderr)
+        logger.debug("model file: %s", path)
     return path
 
 

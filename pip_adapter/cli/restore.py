@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import logging
 import math
 import os
 import sys
@@ -16,8 +15,6 @@ from pip_adapter.utils.io import file_id, os_error_line
 
 # restore.image_io.DEFAULT_MAX_PIXELS, written out so that --help imports no image library (a test compares them)
 DEFAULT_MAX_PIXELS = 100_000_000
-
-logger = logging.getLogger(__name__)
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
@@ -208,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
                              f"(this model knows {', '.join(restorer.degradations)}; it bundles no degradation "
                              "classifier, so it cannot choose by itself)")
         # the shipped models bundle their classifier: a newcomer's first command needs no -d
-        logger.info("no --degradation given: the classifier chooses each image's (-d auto)")
+        print("no --degradation given: the model's classifier chooses for each image (-d auto)", file=sys.stderr)
         args.degradation = "auto"
     # validate ω once, before any work, so that a typo fails fast with the known names
     if omega is not None:
