@@ -89,6 +89,11 @@ def test_bad_inputs_give_messages_for_the_page(demo_session, tmp_path):
         demo_session.restore(good, {"rain": -0.5, "noise": 1.0})
     with pytest.raises(DemoInputError, match="cannot read the ground truth broken.png"):
         demo_session.restore(good, {"rain": 1.0}, gt=str(broken))
+    # a broken upload is named first, whatever the sliders say (it complained about ω)
+    with pytest.raises(DemoInputError, match="cannot read the image broken.png"):
+        demo_session.restore(str(broken), {n: 0.0 for n in NAMES})
+    with pytest.raises(DemoInputError, match="no image"):
+        demo_session.restore(None, {n: 0.0 for n in NAMES})
     with pytest.raises(DemoInputError, match="unknown degradation 'snow'"):
         demo_session.pure("snow")
     assert demo_session.pure("low-light") == {n: float(n == "low_light") for n in NAMES}

@@ -178,3 +178,109 @@ def test_nothing_written_outside_the_temp_folder(server):
     assert os.listdir(cwd) == []
     uploads = [f for d, _, fs in os.walk(os.path.join(session.workdir, "gradio")) for f in fs]
     assert "photo16.png" in uploads and "broken.png" in uploads  # Gradio's copies of the uploads live there
+
+
+def _radio(driver):
+    from selenium.webdriver.common.by import By
+    checked = [e.get_attribute("value") for e in driver.find_elements(By.CSS_SELECTOR, "#demo-pure input")
+               if e.is_selected()]
+    return checked[0] if checked else None
+
+
+def _omega(driver, n):
+    from selenium.webdriver.common.by import By
+    return [float(driver.find_element(By.CSS_SELECTOR, f"#demo-omega-{i} input[type=number]").get_attribute("value"))
+            for i in range(n)]
+
+
+def _set_omega(driver, i, value):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    box = driver.find_element(By.CSS_SELECTOR, f"#demo-omega-{i} input[type=number]")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(value), Keys.TAB)
+
+
+def test_controls_stay_in_sync(server, browser, tmp_path):
+    """The sequences of issue 23: every control shows the state the page is in."""
+    from selenium.webdriver.common.by import By
+
+    url, session, _ = server
+    driver, _ = browser
+    names = session.degradations
+    _open(driver, url)
+    pick_example(driver, "chelsea · rain")
+    _wait(driver, lambda d: "chelsea.png" in _text(d, "demo-info"))
+    # a pure type, then auto: the radio follows the sliders auto set (it kept showing the old type)
+    driver.find_element(By.CSS_SELECTOR, "#demo-pure input[value='low_light']").click()
+    _wait(driver, lambda d: _omega(d, len(names))[names.index("low_light")] == 1.0)
+    driver.find_element(By.ID, "demo-auto").click()
+    probs = session.classify(session.example("chelsea · rain").path)
+    top = max(probs, key=probs.get)
+    _wait(driver, lambda d: top in _text(d, "demo-probs"))
+    _wait(driver, lambda d: _radio(d) == top)
+    assert _omega(driver, len(names)) == [1.0 if n == top else 0.0 for n in names]
+    # restore, then change ω: the result on screen is marked out of date until Restore runs again
+    driver.find_element(By.ID, "demo-restore").click()
+    _wait(driver, lambda d: "ω used" in _text(d, "demo-result"))
+    assert _text(driver, "demo-stale") == ""
+    other = names.index("haze") if top != "haze" else names.index("rain")
+    _set_omega(driver, other, 0.5)
+    _wait(driver, lambda d: "ω changed since this result" in _text(d, "demo-stale"))
+    _wait(driver, lambda d: _radio(d) is None)   # a mix is no pure type
+    _set_omega(driver, other, 0)                 # back to the weights of the result: up to date again
+    _wait(driver, lambda d: _text(d, "demo-stale") == "")
+    _set_omega(driver, other, 0.25)
+    _wait(driver, lambda d: "ω changed" in _text(d, "demo-stale"))
+    driver.find_element(By.ID, "demo-restore").click()
+    _wait(driver, lambda d: _text(d, "demo-stale") == "" and f"{names[other]} 0.25" in _text(d, "demo-result"))
+    # a new example: the previous image's classifier bars, result and note are gone
+    pick_example(driver, "rocket · haze")
+    _wait(driver, lambda d: "rocket.png" in _text(d, "demo-info"))
+    _wait(driver, lambda d: top not in _text(d, "demo-probs") and "ω used" not in _text(d, "demo-result"))
+    # a broken upload, then Restore: the complaint is about the image, not about ω
+    broken = tmp_path / "broken_sync.png"
+    broken.write_bytes(b"not an image")
+    driver.find_element(By.CSS_SELECTOR, "#demo-upload button[aria-label='Clear']").click()
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#demo-upload input[type=file]"))
+    driver.find_element(By.CSS_SELECTOR, "#demo-upload input[type=file]").send_keys(str(broken))
+    _wait(driver, lambda d: "broken_sync.png" in _text(d, "demo-message"))
+    for i in range(len(names)):
+        _set_omega(driver, i, 0)
+    driver.find_element(By.ID, "demo-restore").click()
+    time.sleep(1)
+    _wait(driver, lambda d: "broken_sync.png" in _text(d, "demo-message"))
+    assert "cannot read the image" in _text(driver, "demo-message") and "ω" not in _text(driver, "demo-message")
+
+
+def test_nothing_is_cut_off(server, browser, tmp_path):
+    """The ground-truth box shows its whole label; the before/after frame shows the whole of a 512×408 image."""
+    from selenium.webdriver.common.by import By
+
+    url, _, _ = server
+    driver, _ = browser
+    _open(driver, url)
+    clipped = driver.execute_script(
+        "return [...document.querySelectorAll('#demo-gt *, #demo-upload *')]"
+        ".filter(e => e.scrollHeight > e.clientHeight + 1).map(e => e.innerText)")
+    assert clipped == [], f"clipped: {clipped}"
+    assert "Click to Upload" in _text(driver, "demo-gt")
+    src = write_png(tmp_path / "wide.png", rand_image(408, 512, 3, seed=5))
+    driver.find_element(By.CSS_SELECTOR, "#demo-upload input[type=file]").send_keys(src)
+    _wait(driver, lambda d: "wide.png: 512×408" in _text(d, "demo-info"))
+    driver.find_element(By.CSS_SELECTOR, "#demo-pure input[value='rain']").click()
+    _wait(driver, lambda d: _omega(d, 5)[1] == 1.0)
+    driver.find_element(By.ID, "demo-restore").click()
+    _wait(driver, lambda d: "ω used" in _text(d, "demo-result"))
+    time.sleep(0.5)   # let the image lay out
+    frame, boxes = driver.execute_script(
+        "const c = document.getElementById('demo-compare'); const r = c.getBoundingClientRect();"
+        "return [[r.top, r.bottom, r.left, r.right], [...c.querySelectorAll('img')].map(i => {"
+        "const b = i.getBoundingClientRect(); return [i.naturalWidth, i.naturalHeight, b.top, b.bottom, b.left,"
+        " b.right]; })];")
+    assert boxes
+    for nw, nh, top, bottom, left, right in boxes:
+        assert (nw, nh) == (512, 408)
+        # the picture's box is inside the frame and has the picture's own shape: nothing letterboxed or cut
+        assert frame[0] <= top and bottom <= frame[1] + 0.5 and frame[2] <= left and right <= frame[3] + 0.5
+        assert (right - left) / (bottom - top) == pytest.approx(512 / 408, rel=0.01)

@@ -19,9 +19,15 @@ logger = logging.getLogger(__name__)
 MODEL_QUEUE = "model"
 MAX_UPLOAD = "200mb"
 
+# the before/after frame grows with the image up to this height (a fixed height cut the bottom of wide images)
+COMPARE_MAX_HEIGHT = 640
+STALE = "⟳ ω changed since this result: press **Restore** to update it"
+
 CSS = """
 #demo-message { color: #b91c1c; font-weight: 600; }
 #demo-message:empty { display: none; }
+#demo-stale { color: #92400e; font-weight: 600; }
+#demo-stale:empty { display: none; }
 """
 
 
@@ -90,17 +96,20 @@ def build_app(session: DemoSession) -> Any:
     def _message(err: Exception) -> str:
         return f"⚠ {err}"
 
-    # a new input clears the previous result, so that the download never offers another image's result
-    cleared = (None, "", gr.update(value=None, interactive=False, label="Download the restored image"))
+    # a new input clears the previous result (the download never offers another image's result), the classifier's
+    # bars (they were another image's) and the note that the result is out of date
+    def cleared() -> tuple:
+        return (None, "", gr.update(value=None, interactive=False, label="Download the restored image"),
+                None, "", None)
 
     def on_upload(path: Optional[str]):
         if not path:
-            return (None, "", "") + cleared
+            return (None, "", "") + cleared()
         try:
             loaded = session.load(path)
         except DemoInputError as err:
-            return (None, "", _message(err)) + cleared
-        return (loaded.preview, loaded.description, "") + cleared
+            return (None, "", _message(err)) + cleared()
+        return (loaded.preview, loaded.description, "") + cleared()
 
     def on_example(label: Optional[str]):
         if not label:
@@ -124,6 +133,15 @@ def build_app(session: DemoSession) -> Any:
         top = max(names, key=lambda n: probs[n])
         return [probs, ""] + [1.0 if n == top else 0.0 for n in names]
 
+    def on_omega(last: Optional[List[float]], *values: float):
+        # the pure-type radio shows the type the sliders hold one-hot, and nothing for a mix; a result made with
+        # other weights than the sliders show now is marked as out of date
+        hot = [n for n, v in zip(names, values) if float(v or 0) > 0]
+        one_hot = len(hot) == 1 and abs(float(values[names.index(hot[0])]) - 1.0) < 1e-9
+        stale = last is not None and [round(float(v or 0), 4) for v in values] != last
+        return (hot[0] if one_hot else None,
+                STALE if stale else "")
+
     def on_restore(path: Optional[str], gt: Optional[str], tile: Optional[float], *values: float,
                    progress=gr.Progress()):
         def _progress(done: int, total: int) -> None:
@@ -133,10 +151,10 @@ def build_app(session: DemoSession) -> Any:
             res = session.restore(path, weights_from_values(names, values), tile=int(tile or 0), gt=gt,
                                   progress=_progress)
         except DemoInputError as err:
-            return gr.update(), gr.update(), gr.update(), _message(err)
+            return gr.update(), gr.update(), gr.update(), _message(err), gr.update(), gr.update()
         return ((res.before, res.after), res.summary(),
                 gr.update(value=res.output, interactive=True, label=f"Download {os.path.basename(res.output)}"),
-                "")
+                "", [round(float(v or 0), 4) for v in values], "")
 
     with gr.Blocks(title="pip-adapter demo", analytics_enabled=False) as app:
         gr.Markdown("# pip-adapter: Prompt-In-Prompt restoration\n"
@@ -145,7 +163,7 @@ def build_app(session: DemoSession) -> Any:
         message = gr.Markdown("", elem_id="demo-message")
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                upload = uploads_only(gr.File(label="image", file_types=file_types, type="filepath", height=120,
+                upload = uploads_only(gr.File(label="image", file_types=file_types, type="filepath",
                                               elem_id="demo-upload"))
                 example = gr.Dropdown(choices=[ex.label for ex in examples], value=None,
                                       label="or a built-in example (photo · degradation)", elem_id="demo-example")
@@ -153,7 +171,7 @@ def build_app(session: DemoSession) -> Any:
                                    elem_id="demo-preview")
                 info = gr.Markdown("", elem_id="demo-info")
                 gt = uploads_only(gr.File(label="ground truth (optional): PSNR/SSIM", file_types=file_types,
-                                          type="filepath", height=100, elem_id="demo-gt"))
+                                          type="filepath", elem_id="demo-gt"))
             with gr.Column(scale=1, min_width=260):
                 pure = gr.Radio(choices=names, value=None, label="pure type (one click)", elem_id="demo-pure")
                 sliders = [gr.Slider(0.0, 1.0, value=0.0, step=0.01, label=f"ω {n}", elem_id=f"demo-omega-{i}")
@@ -172,20 +190,29 @@ def build_app(session: DemoSession) -> Any:
                                  elem_id="demo-tile")
                 run = gr.Button("Restore", variant="primary", elem_id="demo-restore")
             with gr.Column(scale=2, min_width=360):
+                stale = gr.Markdown("", elem_id="demo-stale")
                 compare = gr.ImageSlider(label="before / after (drag the handle)", type="numpy",
-                                         interactive=False, height=440, elem_id="demo-compare")
+                                         interactive=False, max_height=COMPARE_MAX_HEIGHT, elem_id="demo-compare")
                 summary = gr.Markdown("", elem_id="demo-result")
+                last_omega = gr.State(None)   # the slider values of the result on screen (None: no result)
                 download = gr.DownloadButton("Download the restored image", value=None, interactive=False,
                                              elem_id="demo-download")
 
-        upload.change(on_upload, inputs=upload, outputs=[preview, info, message, compare, summary, download],
+        # the classifier's bars are cleared with the input (the page has none without a classifier: a State then)
+        bars = probs if probs is not None else gr.State(None)
+        upload.change(on_upload, inputs=upload,
+                      outputs=[preview, info, message, compare, summary, download, bars, stale, last_omega],
                       concurrency_limit=None)
         example.change(on_example, inputs=example, outputs=[upload, gt], concurrency_limit=None)
-        pure.change(on_pure, inputs=pure, outputs=sliders, concurrency_limit=None)
+        # .input: a user's click only; the radio also follows the sliders (on_omega) without setting them again
+        pure.input(on_pure, inputs=pure, outputs=sliders, concurrency_limit=None)
+        for slider in sliders:
+            slider.change(on_omega, inputs=[last_omega] + sliders, outputs=[pure, stale], concurrency_limit=None)
         if probs is not None:
             auto.click(on_auto, inputs=upload, outputs=[probs, message] + sliders,
                        concurrency_limit=1, concurrency_id=MODEL_QUEUE)
-        run.click(on_restore, inputs=[upload, gt, tile] + sliders, outputs=[compare, summary, download, message],
+        run.click(on_restore, inputs=[upload, gt, tile] + sliders,
+                  outputs=[compare, summary, download, message, last_omega, stale],
                   concurrency_limit=1, concurrency_id=MODEL_QUEUE)
     return app
 

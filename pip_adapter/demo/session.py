@@ -207,6 +207,8 @@ class DemoSession:
 
         ``progress(done, total)`` is called after each tile.
         """
+        # the image first: after a broken upload, that is what the user must fix, whatever the sliders say
+        rgb_in, _ = self._read(path)
         weights = {str(k): float(v) for k, v in omega.items()}
         if any(not np.isfinite(v) or v < 0 for v in weights.values()):
             raise DemoInputError(f"ω weights must be finite and >= 0, got {weights}")
@@ -218,7 +220,6 @@ class DemoSession:
             raise DemoInputError(f"the tile size must be 0 (whole image) or positive, got {tile}")
         if tile and self.tile_overlap >= tile:
             raise DemoInputError(f"the tile size ({tile}) must exceed the tile overlap ({self.tile_overlap})")
-        rgb_in, _ = self._read(path)
         if gt:
             self._read(gt, "ground truth")  # a bad ground truth is named before the work starts
         name = _display_name(str(path))
