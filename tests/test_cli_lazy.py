@@ -115,6 +115,7 @@ def test_console_logging_is_quiet_by_default(level, console, root, own):
     import logging
 
     from pip_adapter.cli import configure_logging
+    from pip_adapter.utils import messages
 
     root_logger, own_logger = logging.getLogger(), logging.getLogger("pip_adapter")
     saved = (list(root_logger.handlers), root_logger.level, own_logger.level)
@@ -126,6 +127,8 @@ def test_console_logging_is_quiet_by_default(level, console, root, own):
         # ours reaches the handlers (a training log file) but the console only from `level` up
         assert (handler.level, root_logger.level, own_logger.level) == (console, root, own)
         assert not configure_logging("DEBUG")   # configured already: left alone
+        assert messages._LOG_ONLY   # a library warning is then printed once, as a log line
     finally:
         root_logger.handlers, root_logger.level = saved[0], saved[1]
         own_logger.setLevel(saved[2])
+        messages.warnings_to_log_only(False)

@@ -60,6 +60,20 @@ def test_warn_reaches_python_warnings_and_a_configured_log(caplog):
         silent.propagate = True
 
 
+def test_warn_logs_only_once_the_command_line_asks(caplog, recwarn):
+    from pip_adapter.utils import messages
+
+    logger = logging.getLogger("pip_adapter.test_warn_cli")
+    messages.warnings_to_log_only()
+    try:
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            warn(logger, "said once")
+    finally:
+        messages.warnings_to_log_only(False)
+    assert caplog.text.count("said once") == 1
+    assert not [w for w in recwarn if "said once" in str(w.message)]
+
+
 def test_center_crop_to_multiple_numpy_and_torch():
     img = np.arange(10 * 7 * 3).reshape(10, 7, 3)
     out = center_crop_to_multiple(img, 4)

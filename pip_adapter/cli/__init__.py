@@ -13,6 +13,7 @@ import sys
 from typing import List, Optional
 
 from pip_adapter.utils.io import os_error_line
+from pip_adapter.utils.messages import warnings_to_log_only
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -58,6 +59,7 @@ def configure_logging(level: str = "WARNING") -> bool:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if value <= logging.DEBUG else logging.WARNING)
     logging.getLogger("pip_adapter").setLevel(min(value, logging.INFO))
+    warnings_to_log_only()   # a library warning is printed once, as a log line, not also as a UserWarning
     return True
 
 

@@ -11,10 +11,22 @@ _SAID_LOCK = threading.Lock()
 _SAID_MAX = 4096   # a long-lived process (the demo server) must not grow this without bound
 
 
+_LOG_ONLY = False   # set by the command line: its console shows log records, and a warning must appear once
+
+
+def warnings_to_log_only(on: bool = True) -> None:
+    """Make :func:`warn` log only (no ``UserWarning`` as well): for a process whose console shows the log, such as
+    the ``pip-adapter`` command, where both channels would print the same line twice."""
+    global _LOG_ONLY
+    _LOG_ONLY = bool(on)
+
+
 def warn(logger: logging.Logger, message: str, stacklevel: int = 2) -> None:
     """Issue ``message`` as a ``UserWarning`` (attributed ``stacklevel`` frames up from the caller) and, when
-    logging has a handler for ``logger`` (a training log, the CLI), as a WARNING record there too."""
-    warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+    logging has a handler for ``logger`` (a training log, the CLI), as a WARNING record there too (only that,
+    after :func:`warnings_to_log_only`)."""
+    if not (_LOG_ONLY and logger.hasHandlers()):
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
     if logger.hasHandlers():
         logger.warning(message)
 
