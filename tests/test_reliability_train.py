@@ -235,6 +235,16 @@ def test_val_pair_size_mismatch_is_found_before_archiving(tiny_builtin_root, run
     assert os.listdir(run_dir / "experiments") == ["valpair"] and os.listdir(previous) == []
 
 
+def test_whole_valued_floats_are_whole_numbers():
+    """BasicSR's option files write counts as `!!float 1e4` (quickstart.yml's val.val_freq): accepted; 2.5 is not."""
+    from pip_adapter.bsr.pipeline import check_whole_numbers
+    from pip_adapter.utils.io import OptionFileError
+
+    check_whole_numbers({"val": {"val_freq": 1e4}, "logger": {"save_checkpoint_freq": 5e3}}, "x.yml")
+    with pytest.raises(OptionFileError, match="x.yml: val.val_freq must be a whole number, got 2.5"):
+        check_whole_numbers({"val": {"val_freq": 2.5}}, "x.yml")
+
+
 @pytest.mark.parametrize("force, where", [
     ("manual_seed=abc", "manual_seed"),
     ("logger:print_freq=abc", "logger.print_freq"),

@@ -179,7 +179,9 @@ def check_whole_numbers(opt: Dict[str, Any], source: str) -> None:
     def check(where: str, value: Any) -> None:
         if value is None or (where == "num_gpu" and value == "auto"):
             return
-        if isinstance(value, bool) or not isinstance(value, int):
+        # BasicSR's own option files write counts as `!!float 5e3`: a whole-valued float is a whole number
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
             raise OptionFileError(f"{source}: {where} must be a whole number, got {value!r}")
 
     for path in _WHOLE_NUMBERS:
