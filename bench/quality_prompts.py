@@ -657,6 +657,21 @@ def mode_table(groups: Mapping[str, Mapping[int, Mapping[str, object]]]) -> str:
     return markdown_table(header, rows)
 
 
+def per_kind_l1_table(groups: Mapping[str, Mapping[int, Mapping[str, object]]]) -> str:
+    """Markdown: per single kind, eval-mode L1 on the training batches → L1 on the held-out crops (mean over seeds)."""
+    singles = [k.name for k in SINGLES]
+    rows = []
+    for k, runs in groups.items():
+        rs = list(runs.values())
+        cells = []
+        for n in singles:
+            tr = [r["mode_check"]["eval"][n] for r in rs if n in r["mode_check"]["eval"]]
+            held = [r["scores"][n]["l1"] for r in rs]
+            cells.append(f"{np.mean(tr):.3f} → {np.mean(held):.3f}" if tr else f"— → {np.mean(held):.3f}")
+        rows.append([VARIANTS[k].label, str(len(rs))] + cells)
+    return markdown_table(["model", "seeds"] + singles, rows)
+
+
 def info_table(groups: Mapping[str, Mapping[int, Mapping[str, object]]]) -> str:
     """Markdown: parameters (and vs the bare NAFNet), minutes per run, final logged training loss."""
     base = next(iter(groups["bare"].values()))["parameters"] if "bare" in groups else None
@@ -725,20 +740,25 @@ def plot_bars(records: Sequence[Mapping[str, object]], path: str,
     keys = [k for k in keys if k in groups and "bare" in groups]
     if not keys:
         return None
-    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
+    # E3's separations are ten times E1/E2's differences: their own panel keeps both readable
+    panels = [[g for g in GROUPS if not g[0].startswith("E3")], [g for g in GROUPS if g[0].startswith("E3")]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(keys)
-    x = np.arange(len(GROUPS))
-    for j, k in enumerate(keys):
-        ds = [paired(groups, k, "bare", kinds) for _, kinds in GROUPS]
-        ax.bar(x + (j - (len(keys) - 1) / 2) * width, [mean_std(d)[0] if d else 0 for d in ds], width,
-               yerr=[mean_std(d)[1] if d else 0 for d in ds], capsize=2,
-               label=f"{VARIANTS[k].label} ({len(groups[k])} seeds)")
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x)
-    ax.set_xticklabels([g for g, _ in GROUPS], fontsize=7, rotation=15)
-    ax.set_ylabel("Δ PSNR vs bare NAFNet (dB, paired)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    for ax, panel in zip(axes, panels):
+        x = np.arange(len(panel))
+        for j, k in enumerate(keys):
+            ds = [paired(groups, k, "bare", kinds) for _, kinds in panel]
+            ax.bar(x + (j - (len(keys) - 1) / 2) * width, [mean_std(d)[0] if d else 0 for d in ds], width,
+                   yerr=[mean_std(d)[1] if d else 0 for d in ds], capsize=2,
+                   label=f"{VARIANTS[k].label} ({len(ds[0])} paired seeds)")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(x)
+        ax.set_xticklabels([g for g, _ in panel], fontsize=7, rotation=15)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("Δ PSNR vs bare NAFNet (dB, paired)")
+    axes[0].set_title("E1, E2 (error bars: ± std over seeds)", fontsize=8)
+    axes[1].set_title("E3 (intent)", fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp:
@@ -789,7 +809,9 @@ def render_report(args: argparse.Namespace, records: Sequence[Mapping[str, objec
         parts += ["", f"![paired Δ PSNR vs the bare NAFNet]({figure_link})"]
     parts += ["", "**Train mode vs eval mode** — L1 on the last training batches of each run, with the trained "
               "weights, in train mode and in eval mode; the running training L1 of the last 10 % of steps; the "
-              "held-out L1 on the single kinds:", "", mode_table(groups), "", info_table(groups)]
+              "held-out L1 on the single kinds:", "", mode_table(groups), "",
+              "Per single kind: eval-mode L1 on those training batches → L1 on the held-out crops (mean over seeds):",
+              "", per_kind_l1_table(groups), "", info_table(groups)]
     return "\n".join(parts) + "\n"
 
 
