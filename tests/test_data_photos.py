@@ -211,7 +211,7 @@ def test_zoo_option_file_is_consistent_and_its_train_dataset_draws_items(tmp_pat
     assert net["backbone"] == {"type": "NAFNet", "img_channel": 3, "width": 24, "middle_blk_num": 1,
                                "enc_blk_nums": [1, 1, 2], "dec_blk_nums": [1, 1, 1]}
     tr = opt["train"]
-    assert tr["total_iter"] == 8000 and tr["scheduler"]["total_iter"] == 8000 and "ema_decay" in tr
+    assert tr["total_iter"] == tr["scheduler"]["total_iter"] == 6000 and "ema_decay" in tr
     assert opt["logger"]["save_checkpoint_freq"] == 500 and opt["val"]["val_freq"] > tr["total_iter"]
     train = dict(opt["datasets"]["train"])
     assert train["num_worker_per_gpu"] == 0 and train["batch_size_per_gpu"] == 8 and train["gt_size"] == 64
