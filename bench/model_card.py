@@ -70,6 +70,7 @@ from pip_adapter.degradations.photo import PHOTO_SYNTHESIZERS, compose  # noqa: 
 from pip_adapter.omega import canonical_name  # noqa: E402
 from pip_adapter.restore.evaluate import add_benchmark_noise  # noqa: E402
 from pip_adapter.restore.restorer import DEFAULT_AUTO_MODE, Restorer, image_metrics  # noqa: E402
+from pip_adapter.utils.io import sha256_file  # noqa: E402
 from pip_adapter.utils.io import atomic_write  # noqa: E402
 from pip_adapter.utils.tensor import center_crop_to_multiple  # noqa: E402
 from pip_adapter.zoo.registry import resolve_model  # noqa: E402
@@ -806,11 +807,7 @@ def file_sha256(path: Optional[str]) -> Optional[str]:
     """Checksum of a file, or None."""
     if not path or not os.path.isfile(path):
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _previous_stage(path: str, stage: str, model_sha: Optional[str]) -> Optional[Dict[str, Any]]:

@@ -20,7 +20,6 @@ other photos exist.  docs/DATA.md lists the set and why each package's licence a
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 import numpy as np
 
 from pip_adapter.degradations import PHOTO_SYNTHESIZERS, get_synthesizer, physical_order
+from pip_adapter.utils.io import sha256_file
 
 from .builtin import _resize_short, _seed, skimage_data_dir
 from .lmdb_io import read_image_file, write_image_file
@@ -201,14 +201,6 @@ def check_installed(photos: Sequence[Photo] = PHOTOS) -> None:
                             f"{', '.join(sorted(missing))}; {' and '.join(parts)}, then rerun")
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_source_photo(photo: Photo) -> np.ndarray:
     """The original photo as uint8 H×W×3 RGB (grey photos as three equal channels)."""
     return read_image_file(photo_source_path(photo))
@@ -285,7 +277,7 @@ def prepare_photos(out_dir: str, overwrite: bool = False, short_side: int = 448,
                 write_image_file(os.path.join(stage, "val", "gt", p.name + ".png"), heldout[p.name])
             files.append({"file": rel, "split": split, "package": p.package, "source": photo_source_path(p),
                           "licence": p.licence, "content": p.content, "size": [int(img.shape[0]), int(img.shape[1])],
-                          "sha256": _sha256(os.path.join(stage, rel))})
+                          "sha256": sha256_file(os.path.join(stage, rel))})
         for s in tqdm(sets, desc="val sets", unit="set", disable=not progress):
             for name, img in heldout.items():
                 write_image_file(os.path.join(stage, "val", s, name + ".png"), degrade_val(img, s, name, seed))

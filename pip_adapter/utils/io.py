@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import pickle
 import re
@@ -186,3 +187,12 @@ def safe_load_yaml(path_or_text: str, is_text: bool = False) -> Any:
         ) from err
     except yaml.YAMLError as err:
         raise OptionFileError(f"{source}: not valid YAML: {err}") from err
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ import shutil
 import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pip_adapter.utils.io import atomic_path
+from pip_adapter.utils.io import atomic_path, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -172,15 +171,6 @@ def get_model(name: str, zoo: Optional[str] = None) -> ZooEntry:
     guess = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
     raise ZooError(f"no shipped model called {name!r}{guess}; shipped models: {', '.join(known)} "
                    "(pip-adapter models)")
-
-
-def sha256_file(path: str) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(entry: ZooEntry) -> str:
