@@ -28,10 +28,10 @@ setup(
     ],
     extras_require={
         # the test suite also draws inspect's figures, drives the demo page in a browser and checks ONNX export,
-        # so dev includes the viz, demo and onnx packages and selenium (the browser: Debian's chromium + chromium-driver);
-        # pytest-xdist runs the suite on two worker processes (README's test command)
+        # so dev includes the viz, demo and onnx packages and selenium (the browser: Debian's chromium + chromium-driver),
+        # and the model card's test runs CBM3D (bench); pytest-xdist runs the suite on two worker processes
         "dev": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "scikit-learn", "gradio>=6,<7", "selenium>=4",
-                "onnx", "onnxscript", "onnxruntime"],
+                "onnx", "onnxscript", "onnxruntime", "bm3d"],
         "viz": ["matplotlib", "scikit-learn"],
         "demo": ["gradio>=6,<7"],
         # pip-adapter export --format onnx, and restore -m model.onnx (onnxruntime)
