@@ -21,7 +21,7 @@ from pip_adapter.restore.restorer import Restorer
 from pip_adapter.wrap.pipnet import PIPNet
 from pip_adapter.zoo import (BUDGET_BYTES, ZOO_ENV, ZooError, add_model, check_zoo, default_model, list_models,
                              package_zoo_dir, remove_model, resolve_model)
-from pip_adapter.zoo.admin import main as zoo_main
+from pip_adapter.cli.zoo_admin import main as zoo_main
 from tests.helpers_restore import rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
