@@ -190,11 +190,11 @@ def test_synthesizers_option_is_checked(tmp_path):
 
 def test_cache_images_reads_each_photo_once(tmp_path, monkeypatch):
     root = _photos(tmp_path / "clean", n=2)
-    from pip_adapter.data import dataset as dataset_mod
+    from pip_adapter.data import tasks as tasks_mod
 
     calls = []
-    real = dataset_mod.read_image_file
-    monkeypatch.setattr(dataset_mod, "read_image_file", lambda p: calls.append(p) or real(p))
+    real = tasks_mod.read_image_file
+    monkeypatch.setattr(tasks_mod, "read_image_file", lambda p: calls.append(p) or real(p))
     ds = _ds(root, [{"degradation": "noise", "dataroot_gt": root, "repeat": 3},
                     {"degradation": ["blur", "noise"], "dataroot_gt": root, "repeat": 2}], cache_images=True)
     for i in range(len(ds)):
