@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pip_adapter import bsr
-from pip_adapter.bsr import pipeline
+from pip_adapter.bsr import pipeline, resume
 from pip_adapter.bsr.model import PIPModel, plain_state
 from pip_adapter.bsr.scheduler import LinearWarmupCosine
 from pip_adapter.utils.io import OptionFileError
@@ -220,7 +220,7 @@ def test_latest_complete_state_skips_incomplete(tmp_path):
         torch.save({"params": {}}, models / f"net_g_{it}.pth")
     (states / "20.state.abc.tmp").write_bytes(b"half")  # a kill during a save leaves at most this
     opt = {"network_g": {}, "path": {"models": str(models), "training_states": str(states)}}
-    assert pipeline.latest_complete_state(opt) == str(states / "10.state")
+    assert resume.latest_complete_state(opt) == str(states / "10.state")
 
 
 def test_save_network_is_atomic(tmp_path, monkeypatch):

@@ -249,7 +249,7 @@ def test_symlinked_output_folder_never_overwrites_inputs(photos, model_file, tmp
 # ------------------------------------------------------------------------------------------------ 6. temporaries
 
 def test_only_our_own_temporaries_are_cleaned(tmp_path):
-    from pip_adapter.bsr.pipeline import clean_stale_temporaries
+    from pip_adapter.bsr.resume import clean_stale_temporaries
 
     models = tmp_path / "models"
     models.mkdir()
@@ -265,7 +265,7 @@ def test_only_our_own_temporaries_are_cleaned(tmp_path):
 # ------------------------------------------------------------------------------------------------ 8. resume
 
 def test_damaged_resume_files_are_moved_aside(tmp_path):
-    from pip_adapter.bsr.pipeline import latest_complete_state
+    from pip_adapter.bsr.resume import latest_complete_state
 
     models, states = tmp_path / "models", tmp_path / "training_states"
     models.mkdir()

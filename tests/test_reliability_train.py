@@ -54,7 +54,7 @@ def test_final_validation_label_resume_fallback_and_stale_temporaries(tiny_built
     stale.write_bytes(b"partial")
     foreign = exp / "models" / "notes.tmp"
     foreign.write_text("not ours")
-    caplog.set_level(logging.INFO, logger="pip_adapter.bsr.pipeline")
+    caplog.set_level(logging.INFO, logger="pip_adapter.bsr")
     caplog.clear()
     assert basicsr_main(["train", "-opt", path, "--auto_resume", "--force_yml", "train:total_iter=12"]) == 0
     warnings = caplog.text
@@ -237,7 +237,7 @@ def test_val_pair_size_mismatch_is_found_before_archiving(tiny_builtin_root, run
 
 def test_whole_valued_floats_are_whole_numbers():
     """BasicSR's option files write counts as `!!float 1e4` (quickstart.yml's val.val_freq): accepted; 2.5 is not."""
-    from pip_adapter.bsr.pipeline import check_whole_numbers
+    from pip_adapter.bsr.checks import check_whole_numbers
     from pip_adapter.utils.io import OptionFileError
 
     check_whole_numbers({"val": {"val_freq": 1e4}, "logger": {"save_checkpoint_freq": 5e3}}, "x.yml")

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import logging
 import os
 import random
 import re
-import zipfile
 from os import path as osp
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -35,17 +33,16 @@ from basicsr.utils import get_time_str, set_random_seed
 from basicsr.utils import misc as bsr_misc
 from basicsr.utils import logger as bsr_logger
 from basicsr.utils.dist_util import get_dist_info
-from basicsr.utils.registry import LOSS_REGISTRY
 
 from pip_adapter.data import MixedDegradationDataset
 from pip_adapter.data.builtin import ensure_builtin
 from pip_adapter.plugins import load_plugins_from_options
-from pip_adapter.utils.io import OptionFileError, UnreadableFileError, load_weights_only
+from pip_adapter.utils.io import OptionFileError
 from pip_adapter.utils.options import apply_force_yml, read_option_file  # noqa: F401 - also used from here
 
 from . import register_all
-from .archs import build_arch
-from .model import amp_dtype
+from .checks import check_datasets, check_run_options, check_whole_numbers
+from .resume import load_resume_state
 
 logger = logging.getLogger(__name__)
 
@@ -129,112 +126,6 @@ def prepare_builtin_if_missing(opt: Dict[str, Any], rank: int) -> None:
     if rank == 0:
         ensure_builtin(root, **kwargs)  # reuses a complete folder, builds a missing one
     barrier()
-
-
-def check_datasets(opt: Dict[str, Any]) -> Dict[int, MixedDegradationDataset]:
-    """Build every ``MixedDegradationDataset`` of the options, and check other datasets' data roots.
-
-    Runs before BasicSR creates (or archives) ``experiments/<name>`` or ``results/<name>``, so a run that
-    stops for missing or damaged data leaves the folders as they were.  Returns the built datasets keyed by
-    ``id`` of their option dict, for BasicSR's ``build_dataset`` to take instead of building them again.
-    """
-    built: Dict[int, MixedDegradationDataset] = {}
-    for phase, dataset in opt["datasets"].items():
-        if dataset.get("type") == "MixedDegradationDataset":
-            built[id(dataset)] = MixedDegradationDataset(dict(dataset))
-            if not phase.startswith("train"):
-                # a size mismatch in a validation pair would otherwise stop the run at its first validation
-                try:
-                    built[id(dataset)].check_pair_sizes()
-                except ValueError as err:
-                    raise OptionFileError(f"datasets.{phase}: {err}") from err
-            continue
-        for key in ("dataroot_gt", "dataroot_lq"):
-            root = dataset.get(key)
-            if isinstance(root, str) and not osp.exists(root):
-                raise FileNotFoundError(f"datasets.{phase}.{key} not found: {root}")
-    return built
-
-
-# option keys of BasicSR's SRModel that name a loss in LOSS_REGISTRY
-_LOSS_KEYS = ("pixel_opt", "perceptual_opt", "gan_opt")
-
-
-def _checked(check: Any, *args: Any) -> Any:
-    """``check(*args)`` with its ``ValueError`` reported as an option-file error (one line, exit 2)."""
-    try:
-        return check(*args)
-    except ValueError as err:
-        raise OptionFileError(str(err)) from err
-
-
-# options BasicSR (or we) turn into integers with int(): "abc" there would be "invalid literal for int()"
-_WHOLE_NUMBERS = (("manual_seed",), ("num_gpu",), ("logger", "print_freq"), ("logger", "save_checkpoint_freq"),
-                  ("val", "val_freq"), ("train", "total_iter"))
-_DATASET_WHOLE_NUMBERS = ("batch_size_per_gpu", "num_worker_per_gpu", "gt_size")
-
-
-def check_whole_numbers(opt: Dict[str, Any], source: str) -> None:
-    """Refuse a non-integer where an option must be a whole number, naming the option and the file."""
-    def check(where: str, value: Any) -> None:
-        if value is None or (where == "num_gpu" and value == "auto"):
-            return
-        # BasicSR's own option files write counts as `!!float 5e3`: a whole-valued float is a whole number
-        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not whole:
-            raise OptionFileError(f"{source}: {where} must be a whole number, got {value!r}")
-
-    for path in _WHOLE_NUMBERS:
-        node: Any = opt
-        for key in path[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            check(".".join(path), node.get(path[-1]))
-    for phase, dataset in (opt.get("datasets") or {}).items():
-        if isinstance(dataset, dict):
-            for key in _DATASET_WHOLE_NUMBERS:
-                check(f"datasets.{phase}.{key}", dataset.get(key))
-
-
-def check_run_options(opt: Dict[str, Any], is_train: bool = True) -> None:
-    """Check the values BasicSR would only meet after it created (or archived) ``experiments/<name>``.
-
-    ``train.total_iter`` (a whole number >= 1), ``train.amp`` / ``val.amp``, every loss type, and the network
-    (built on the ``meta`` device, so no memory): a typo fails here with the option's name, and a failed start
-    leaves the previous experiment folder where it was.
-    """
-    train = opt.get("train") if is_train else None
-    if is_train:
-        if not isinstance(train, dict):
-            raise OptionFileError("train must be a mapping (total_iter, optim_g, ...)")
-        total = train.get("total_iter")
-        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-            raise OptionFileError(f"train.total_iter must be a whole number >= 1, got {total!r}")
-        _checked(amp_dtype, train.get("amp"), "train.amp")
-        for key in _LOSS_KEYS:
-            loss = train.get(key)
-            if loss is None:
-                continue
-            kind = loss.get("type") if isinstance(loss, dict) else None
-            if not isinstance(kind, str) or kind not in LOSS_REGISTRY:
-                known = sorted(name for name, _ in LOSS_REGISTRY)
-                close = difflib.get_close_matches(str(kind), known, n=1)
-                raise OptionFileError(f"train.{key}.type {kind!r} is not a known loss"
-                                      + (f" (did you mean {close[0]!r}?)" if close else "")
-                                      + f"; known: {', '.join(known)}")
-    if isinstance(opt.get("val"), dict):
-        _checked(amp_dtype, opt["val"].get("amp"), "val.amp")
-    network = opt.get("network_g")
-    if not isinstance(network, dict) or "type" not in network:
-        raise OptionFileError("network_g must be a mapping with a 'type' (the network to build)")
-    try:
-        with torch.device("meta"):
-            build_arch(dict(network))
-    except (TypeError, ValueError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        raise OptionFileError(f"network_g: cannot build the network: {message}") from err
-    except Exception as err:  # noqa: BLE001 - a network that needs real tensors to build: BasicSR builds it later
-        logger.debug("network_g not checked on the meta device (%s: %s)", type(err).__name__, err)
 
 
 def parse_options(root_path: str, is_train: bool = True,
@@ -338,141 +229,6 @@ def parse_options(root_path: str, is_train: bool = True,
 
     prepare_builtin_if_missing(opt, opt["rank"])
     return opt, args
-
-
-# ---------------------------------------------------------------------------- resume
-def _state_iters(state_dir: str) -> List[int]:
-    if not osp.isdir(state_dir):
-        return []
-    iters = []
-    for entry in os.listdir(state_dir):
-        m = re.fullmatch(r"(\d+)\.state", entry)
-        if m:
-            iters.append(int(m.group(1)))
-    return sorted(iters)
-
-
-def file_damage(path: str) -> Optional[str]:
-    """Why a checkpoint or state file cannot be loaded (missing, truncated, corrupt), or None when it is sound.
-
-    torch files are zip archives: every member's CRC is checked, which finds truncation and flipped bytes
-    without building any tensor; other files are loaded (weights-only).
-    """
-    if not osp.isfile(path):
-        return "missing"
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                bad = zf.testzip()
-            return None if bad is None else f"member {bad} fails its checksum"
-        load_weights_only(path)
-    except (zipfile.BadZipFile, OSError, EOFError, UnreadableFileError) as err:
-        why = str(err) or type(err).__name__
-        return why[len(path) + 2:] if why.startswith(f"{path}: ") else why
-    return None
-
-
-def latest_complete_state(opt: Dict[str, Any]) -> Optional[str]:
-    """The newest ``<iter>.state`` that, with its ``net_<x>_<iter>.pth`` files, exists and reads back whole.
-
-    A damaged file (a truncated copy, a full disk) is named in the log, renamed to ``<name>.damaged`` (the
-    resumed run would overwrite it when it reaches that iteration) and its iteration skipped, so the run falls
-    back to the newest complete pair; nothing is deleted.
-    """
-    networks = [k[len("network_"):] for k in opt if k.startswith("network_")]
-    for it in reversed(_state_iters(opt["path"]["training_states"])):
-        state = osp.join(opt["path"]["training_states"], f"{it}.state")
-        nets = [osp.join(opt["path"]["models"], f"net_{n}_{it}.pth") for n in networks]
-        if not all(osp.isfile(p) for p in nets):
-            continue  # a kill between the network and the state writes: not a damaged file
-        damaged = [(p, why) for p in [state] + nets for why in [file_damage(p)] if why]
-        if not damaged:
-            return state
-        for p, why in damaged:
-            if opt.get("rank", 0) != 0:
-                continue
-            # the resumed run writes this iteration's file again when it gets there: keep it under another name
-            aside = move_aside(p, "damaged")
-            logger.warning("auto_resume: skipping iteration %d: %s is damaged (%s); kept as %s", it, p, why,
-                           osp.basename(aside))
-    return None
-
-
-def move_aside(path: str, label: str) -> str:
-    """Rename ``path`` to ``<path>.<label>`` (``.<label>-2``, ... when taken) so that nothing overwrites it."""
-    target = f"{path}.{label}"
-    n = 1
-    while osp.lexists(target):
-        n += 1
-        target = f"{path}.{label}-{n}"
-    os.rename(path, target)
-    return target
-
-
-def set_resume_paths(opt: Dict[str, Any], resume_iter: int) -> None:
-    """Point ``pretrain_network_*`` at the checkpoints of ``resume_iter`` (BasicSR's ``check_resume``)."""
-    ignore = opt["path"].get("ignore_resume_networks") or []
-    for network in [k for k in opt if k.startswith("network_")]:
-        if network in ignore:
-            continue
-        basename = network[len("network_"):]
-        opt["path"][f"pretrain_{network}"] = osp.join(opt["path"]["models"], f"net_{basename}_{resume_iter}.pth")
-        logger.info("resume: %s <- %s", network, opt["path"][f"pretrain_{network}"])
-    for key in [k for k in opt["path"] if k.startswith("param_key")]:
-        if opt["path"][key] == "params_ema":
-            opt["path"][key] = "params"
-
-
-# utils.io.atomic_path names its temporaries "<target>.<12 random hex digits>.tmp"; nothing else matches
-# (a user's "net_g_5.pth.backup.tmp" is not ours)
-_OUR_TMP = re.compile(r"(net_\w+_(\d+|latest)\.pth|\d+\.state|\w*validation_latest\.json)\.[0-9a-f]{12}\.tmp")
-
-
-def clean_stale_temporaries(opt: Dict[str, Any]) -> List[str]:
-    """Remove temporary files of checkpoint/state writes that a killed run left in this experiment.
-
-    Only names of our own making (``net_g_200.pth.<random>.tmp``, ``200.state.<random>.tmp``) in the
-    experiment's ``models/``, ``training_states/`` and root are touched; each removal is logged.
-    """
-    removed = []
-    for folder in (opt["path"].get("models"), opt["path"].get("training_states"),
-                   opt["path"].get("experiments_root")):
-        if not folder or not osp.isdir(folder):
-            continue
-        for entry in sorted(os.listdir(folder)):
-            path = osp.join(folder, entry)
-            if _OUR_TMP.fullmatch(entry) and osp.isfile(path) and not osp.islink(path):
-                os.remove(path)
-                removed.append(path)
-                logger.info("removed %s, left by an interrupted checkpoint write", path)
-    return removed
-
-
-def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Our ``basicsr.train.load_resume_state``: CPU map, ``weights_only=True``, complete states only."""
-    if opt.get("rank", 0) == 0:
-        clean_stale_temporaries(opt)
-    if opt["auto_resume"]:
-        path = latest_complete_state(opt)
-        if path is not None:
-            opt["path"]["resume_state"] = path
-            logger.info("auto_resume: resuming from %s", path)
-        elif _state_iters(opt["path"]["training_states"]):
-            logger.warning("auto_resume: no complete training state in %s; training starts at iteration 0 "
-                           "(BasicSR archives the old experiment folder, nothing is deleted)",
-                           opt["path"]["training_states"])
-    else:
-        path = opt["path"].get("resume_state")
-    if not path:
-        return None
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"resume state not found: {path} (path.resume_state)")
-    state = load_weights_only(path, "training state (path.resume_state)")
-    for key in ("iter", "epoch", "optimizers", "schedulers"):
-        if not isinstance(state, dict) or key not in state:
-            raise ValueError(f"{path} is not a training state: it lacks {key!r}")
-    set_resume_paths(opt, int(state["iter"]))
-    return state
 
 
 # ---------------------------------------------------------------------------- running
