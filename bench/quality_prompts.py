@@ -51,8 +51,9 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter`
 
 from bench.common import (RESULTS_DIR, add_output_args, command_line, machine_info, markdown_table,  # noqa: E402
                           write_section)
-from bench.quality_small import (RunConfig, StudyData, build_model, degrade, equal_param_width,  # noqa: E402
-                                 load_eval_images, load_train_images, mean_std, n_params, random_crop, to_tensor)
+from bench.quality_small import (Optimiser, RunConfig, StudyData, build_model, degrade,  # noqa: E402
+                                 equal_param_width, load_eval_images, load_train_images, mean_std, n_params,
+                                 random_crop, to_tensor)
 
 logger = logging.getLogger("bench.quality_prompts")
 
@@ -271,14 +272,9 @@ def run_model(key: str, model: nn.Module, x: torch.Tensor, omega: torch.Tensor) 
 def train(key: str, model: nn.Module, images: Sequence[np.ndarray], cfg: RunConfig, log_every: int = 100
           ) -> Dict[str, object]:
     """Train in place (quality_small's optimiser and loss); the loss curve and the per-kind loss of the last 10 %."""
-    from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-
     omegas = torch.stack([omega_of(k) for k in TRAIN_KINDS])
-    levels = list(getattr(model, "pip_levels", []))
-    ddl = DirectionalDecoupledLoss(loss_weight=cfg.ddl_alpha) if levels else None
     model.train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps), eta_min=cfg.lr * 0.01)
+    optimiser = Optimiser(model, cfg)
     tail_from = cfg.steps - max(1, cfg.steps // 10)
     tail_sum = torch.zeros(len(TRAIN_KINDS), dtype=torch.float64)
     tail_n = torch.zeros(len(TRAIN_KINDS), dtype=torch.float64)
@@ -287,16 +283,7 @@ def train(key: str, model: nn.Module, images: Sequence[np.ndarray], cfg: RunConf
     for step in range(cfg.steps):
         lq, gt, idx = sample_batch(images, step, cfg.seed, cfg.batch, cfg.patch)
         per = (run_model(key, model, lq, omegas[idx]) - gt).abs().mean(dim=(1, 2, 3))
-        loss = per.mean()
-        if ddl is not None:
-            prompts = [p for p in (lv.all_degradation_prompts() for lv in levels) if p.shape[0] > 1]
-            if prompts:
-                loss = loss + ddl(prompts)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        run += float(loss.detach())
+        run += optimiser.step(per.mean())
         if step >= tail_from:
             tail_sum.index_add_(0, idx, per.detach().double())
             tail_n.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))

@@ -312,6 +312,33 @@ def forward(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return model(x, omega)
 
 
+class Optimiser:
+    """The study's optimiser: Adam (0.9, 0.99) with a cosine schedule to 1% of the learning rate, plus
+    α·L_ddl over the PIP levels' degradation prompts when the model has any (spec §4)."""
+
+    def __init__(self, model: nn.Module, cfg: "RunConfig"):
+        from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
+
+        self.levels = list(getattr(model, "pip_levels", []))
+        self.ddl = DirectionalDecoupledLoss(loss_weight=cfg.ddl_alpha) if self.levels else None
+        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                    betas=(0.9, 0.99))
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.steps),
+                                                                eta_min=cfg.lr * 0.01)
+
+    def step(self, loss: torch.Tensor) -> float:
+        """Add L_ddl to the pixel loss, take one step; the total loss as a float."""
+        if self.ddl is not None:
+            prompts = [p for p in (lv.all_degradation_prompts() for lv in self.levels) if p.shape[0] > 1]
+            if prompts:
+                loss = loss + self.ddl(prompts)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return float(loss.detach())
+
+
 def train(model: nn.Module, images: Sequence[np.ndarray], cfg: RunConfig, log_every: int = 100,
           val_set: Optional[EvalSet] = None, curve_points: int = 0) -> Dict[str, object]:
     """Train in place with the shared protocol; returns the loss curve, the validation curve and the time.
@@ -319,13 +346,8 @@ def train(model: nn.Module, images: Sequence[np.ndarray], cfg: RunConfig, log_ev
     ``curve_points`` evenly spaced validation points (mean PSNR over the rows of ``val_set``) are recorded,
     the last one at the final step.
     """
-    from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-
     model.train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps), eta_min=cfg.lr * 0.01)
-    ddl = DirectionalDecoupledLoss(loss_weight=cfg.ddl_alpha) if is_pip(model) else None
-    levels = list(model.pip_levels) if is_pip(model) else []
+    optimiser = Optimiser(model, cfg)
     val_steps = ({round(cfg.steps * (i + 1) / curve_points) for i in range(curve_points)}
                  if val_set is not None and curve_points > 0 else set())
     curve: List[float] = []
@@ -334,16 +356,7 @@ def train(model: nn.Module, images: Sequence[np.ndarray], cfg: RunConfig, log_ev
     t0 = time.time()
     for step in range(cfg.steps):
         lq, gt, labels = sample_batch(images, step, cfg.seed, cfg.batch, cfg.patch, cfg.tasks)
-        loss = torch.nn.functional.l1_loss(forward(model, lq, labels), gt)
-        if ddl is not None:
-            prompts = [p for p in (lv.all_degradation_prompts() for lv in levels) if p.shape[0] > 1]
-            if prompts:
-                loss = loss + ddl(prompts)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        run += float(loss.detach())
+        run += optimiser.step(torch.nn.functional.l1_loss(forward(model, lq, labels), gt))
         if (step + 1) % log_every == 0 or step + 1 == cfg.steps:
             n = (step % log_every) + 1
             curve.append(run / n)
