@@ -2,6 +2,7 @@
 
 Importing it registers ``ToyOmegaUNet`` as a backbone.
 """
+import json
 import os
 
 import numpy as np
@@ -70,3 +71,18 @@ def rand_image(h, w, c=3, dtype=np.uint8, seed=0):
     hi = 256 if dtype == np.uint8 else 65536
     shape = (h, w) if c == 1 else (h, w, c)
     return rng.integers(0, hi, size=shape).astype(dtype)
+
+
+def crafted_safetensors(src: str, tmp_path, edit, name: str = "crafted.safetensors") -> str:
+    """A copy of the exported model ``src`` whose metadata ``edit`` changed in place (or replaced: a returned
+    string is written as the metadata text as it is)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(src, framework="pt") as fh:
+        meta = json.loads(fh.metadata()["pip_adapter"])
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    text = edit(meta)
+    out = str(tmp_path / name)
+    save_file(tensors, out, metadata={"pip_adapter": text if isinstance(text, str) else json.dumps(meta)})
+    return out

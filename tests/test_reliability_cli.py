@@ -11,6 +11,7 @@ from pip_adapter.cli import main
 from pip_adapter.restore import make_meta, save_checkpoint
 from pip_adapter.restore.checkpoint import CheckpointError, load_checkpoint
 from tests.helpers_extend import TINY_NET, tiny_pipnet
+from tests.helpers_restore import crafted_safetensors as _crafted
 from tests.helpers_restore import rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,27 +31,6 @@ def model_file(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("model") / "m.safetensors")
     save_checkpoint(path, net, make_meta(net, dict(TINY_NET)))
     return path
-
-
-@pytest.fixture
-def photos(tmp_path):
-    d = tmp_path / "in"
-    write_png(d / "a.png", rand_image(12, 16, seed=1))
-    write_png(d / "b.png", rand_image(10, 8, seed=2))
-    return d
-
-
-def _crafted(model_file, tmp_path, edit, name="crafted.safetensors"):
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(model_file, framework="pt") as fh:
-        meta = json.loads(fh.metadata()["pip_adapter"])
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    edit(meta)
-    out = str(tmp_path / name)
-    save_file(tensors, out, metadata={"pip_adapter": json.dumps(meta)})
-    return out
 
 
 def test_crafted_metadata_is_refused_before_building(model_file, tmp_path, capsys):

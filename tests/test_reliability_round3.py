@@ -19,6 +19,7 @@ from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.restore.image_io import (ImageReadError, apply_exif_orientation, read_image_raw, write_image)
 from pip_adapter.restore.restorer import Restorer
 from tests.helpers_extend import TINY_NET, tiny_pipnet
+from tests.helpers_restore import crafted_safetensors as _crafted
 from tests.helpers_restore import rand_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,27 +55,6 @@ def classifier_file(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("cls") / "cls.safetensors")
     save_checkpoint(path, cls, make_meta(cls))
     return path
-
-
-@pytest.fixture
-def photos(tmp_path):
-    d = tmp_path / "in"
-    write_png(d / "a.png", rand_image(12, 16, seed=1))
-    write_png(d / "b.png", rand_image(10, 8, seed=2))
-    return d
-
-
-def _crafted(src, tmp_path, edit, name="crafted.safetensors"):
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(src, framework="pt") as fh:
-        meta = json.loads(fh.metadata()["pip_adapter"])
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    text = edit(meta)
-    out = str(tmp_path / name)
-    save_file(tensors, out, metadata={"pip_adapter": text if isinstance(text, str) else json.dumps(meta)})
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ 1. classifier
