@@ -8,7 +8,7 @@ Run from the repository root::
 What is measured (per model, batch 1, 3x``size``x``size`` input, ``torch.inference_mode``):
 
 * true parameters — every element of ``model.parameters()``;
-* thop-style parameters and MACs — ``pip_adapter.utils.counting.count_model`` (the convention of the
+* thop-style parameters and MACs — ``pip_adapter.analysis.counting.count_model`` (the convention of the
   paper's table: weights of standard layers only, one multiply-add per weight use, attention matrix
   products and bare parameters not counted);
 * latency — median of ``--repeats`` forward passes after ``--warmup`` untimed ones; the bare backbone and
@@ -167,7 +167,7 @@ SPEC_SETS: Dict[str, Callable[[], List[ModelSpec]]] = {"full": full_specs, "quic
 
 def count(model: nn.Module, x: torch.Tensor) -> Dict[str, Optional[float]]:
     """True parameters, thop-style parameters and MACs, and all MACs (attention products included) on ``x``."""
-    from pip_adapter.utils.counting import count_model
+    from pip_adapter.analysis.counting import count_model
 
     res = count_model(model, x)
     return {"params": res.params, "thop_params": res.thop_params, "macs": res.macs, "all_macs": res.all_macs}
@@ -389,7 +389,7 @@ def render(rows: Sequence[Row], size: int, repeats: int, warmup: int, info: Dict
              f"Input 1×3×{size}×{size}, batch 1, `torch.inference_mode`. Latency: median of {repeats} timed "
              f"forwards after {warmup} warm-up, bare and PIP models interleaved in one process (on CPU also the "
              "median process CPU time of the same calls, which waiting for a busy core does not inflate). MACs "
-             "and thop-style parameters: `pip_adapter.utils.counting.count_model` (weights of standard layers "
+             "and thop-style parameters: `pip_adapter.analysis.counting.count_model` (weights of standard layers "
              "only, as the paper's table); all MACs: the same counter's ATen-level count, attention matrix "
              "products included. Peak memory: CUDA `max_memory_allocated` growth during one forward; CPU growth "
              "of the peak RSS during a second forward in a fresh process with a fixed 64 KiB mmap threshold."]

@@ -26,7 +26,7 @@ _LAZY = {
     "build_pipnet": "pip_adapter.wrap.pipnet",
     "to_omega": "pip_adapter.omega",
     "DEFAULT_DEGRADATIONS": "pip_adapter.omega",
-    "count_model": "pip_adapter.utils.counting",
+    "count_model": "pip_adapter.analysis.counting",
     "extend_degradations": "pip_adapter.wrap.extend",
     "Restorer": "pip_adapter.restore.restorer",
 }

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from pip_adapter.modules import PIPLevel
-from pip_adapter.utils.counting import count_model
+from pip_adapter.analysis.counting import count_model
 
 RESTORMER_LEVELS = [(48, 64, 64, 256), (96, 128, 32, 128), (192, 256, 16, 64)]  # C, D, s, H=W at 256² input
 

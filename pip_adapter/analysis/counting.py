@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from ..modules.attention import unfused
+from pip_adapter.modules.attention import unfused
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +68,6 @@ class CountReport:
     def get(self, key: str, default: Any = None) -> Any:
         """Dict-style access, so callers may treat the report like a mapping."""
         return getattr(self, key, default)
-
-    def as_dict(self) -> dict:
-        """A JSON-able dict of every field."""
-        return asdict(self)
 
     def summary(self) -> str:
         """Short human-readable text (M = 1e6, G = 1e9)."""
