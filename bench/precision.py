@@ -46,7 +46,8 @@ from bench.common import (REPO_ROOT, command_line, fmt_float, machine_info, mark
 from bench.efficiency import MALLOC_ENV, SPEC_SETS, ModelSpec  # noqa: E402
 from bench import train_cost  # noqa: E402
 from pip_adapter.modules.pip_level import set_p2f_chunking  # noqa: E402
-from pip_adapter.restore.restorer import P2F_CHUNK_PIXELS, PRECISIONS  # noqa: E402
+from pip_adapter.restore.restorer import P2F_CHUNK_PIXELS  # noqa: E402
+from pip_adapter.utils.precision import PRECISIONS  # noqa: E402
 
 logger = logging.getLogger("bench.precision")
 DEFAULT_OUT_DIR = os.path.join("bench_results", "precision")

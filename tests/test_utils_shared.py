@@ -81,3 +81,18 @@ def test_center_crop_to_multiple_numpy_and_torch():
     assert tuple(center_crop_to_multiple(torch.zeros(17, 33), 16).shape) == (16, 32)
     with pytest.raises(ValueError, match="smaller than the crop multiple 16"):
         center_crop_to_multiple(img, 16)
+
+
+def test_inference_and_training_read_one_precision_table():
+    from pip_adapter.bsr.model import AMP_DTYPES, amp_dtype
+    from pip_adapter.restore.restorer import PRECISIONS as RESTORER_PRECISIONS, resolve_precision
+    from pip_adapter.utils.precision import PRECISION_ALIASES, PRECISIONS, precision_name
+
+    assert AMP_DTYPES is PRECISIONS and RESTORER_PRECISIONS is PRECISIONS
+    cpu = torch.device("cpu")
+    for spelling in list(PRECISIONS) + list(PRECISION_ALIASES) + ["BF16", " Half "]:
+        if precision_name(spelling) == "fp16":
+            assert amp_dtype(spelling) is torch.float16  # fp16 autocast on a CPU depends on the torch build
+            continue
+        assert resolve_precision(spelling, cpu) is amp_dtype(spelling) is PRECISIONS[precision_name(spelling)]
+    assert precision_name(None) == precision_name(False) == "fp32" and precision_name("int8") is None

@@ -40,6 +40,7 @@ from pip_adapter.data import degradation_mix
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
 from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, to_omega
 from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_only
+from pip_adapter.utils.precision import PRECISIONS, precision_name
 from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_to_multiple
 from pip_adapter.wrap.extend import apply_trainable
@@ -48,19 +49,15 @@ from pip_adapter.wrap.protocol import degradation_names, is_pip_model
 from .scheduler import LinearWarmupCosine
 
 _VAL_PHASES = ("val", "test")
-AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-_AMP_ALIASES = {"none": "fp32", "false": "fp32", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16",
-                "half": "fp16"}
+AMP_DTYPES = PRECISIONS  # the one precision table (utils/precision.py), under the name this module gave it
 
 
 def amp_dtype(value: Any, key: str = "train.amp") -> Optional[torch.dtype]:
     """The autocast dtype of an ``amp`` option (``bf16``, ``fp16``; ``fp32``/``false``/None: no autocast)."""
-    if value is None or value is False:
-        return None
-    name = _AMP_ALIASES.get(str(value).strip().lower(), str(value).strip().lower())
-    if name not in AMP_DTYPES:
-        raise ValueError(f"{key} must be one of {sorted(AMP_DTYPES)} (or false), got {value!r}")
-    return AMP_DTYPES[name]
+    name = precision_name(value)
+    if name is None:
+        raise ValueError(f"{key} must be one of {sorted(PRECISIONS)} (or false), got {value!r}")
+    return PRECISIONS[name]
 
 
 def plain_state(obj: Any) -> Any:

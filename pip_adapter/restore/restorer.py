@@ -30,6 +30,7 @@ from pip_adapter.restore.image_io import (DEFAULT_MAX_PIXELS, ImageInfo, array_t
 from pip_adapter.restore.onnx_runtime import load_onnx, onnx_device
 from pip_adapter.restore.tiling import check_tiling, count_tiles, run_padded, tiled_forward
 from pip_adapter.utils.metrics import psnr
+from pip_adapter.utils.precision import PRECISIONS, precision_name
 from pip_adapter.wrap.protocol import is_pip_model
 from pip_adapter.zoo.registry import resolve_model
 
@@ -41,7 +42,6 @@ AUTO_MODES = ("weights", "argmax")
 # exactly as with the true ω, while a probability mix it never saw in training can cost dB (docs/RESTORE.md)
 DEFAULT_AUTO_MODE = "argmax"
 _LARGE_PIXELS = 4_000_000  # above this, whole-image restoration warns about memory
-PRECISIONS: Dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # pixels per band of the PIP levels' full-resolution P2F (PIPLevel.set_p2f_chunking): 64 rows of a 256-px image
 P2F_CHUNK_PIXELS = 16384
 
@@ -72,8 +72,8 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
     The check runs one tiny convolution under autocast: a device (or torch build) without that precision
     either raises or leaves it in float32, and either way the request is refused with what to use instead.
     """
-    key = str(precision).strip().lower()
-    if key not in PRECISIONS:
+    key = precision_name(precision)
+    if key is None:
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[key]
     if dtype is None:
@@ -181,8 +181,8 @@ class Restorer:
                  max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         self.device = resolve_device(device)
         self.max_pixels = int(max_pixels or 0)
-        self.precision = str(precision).strip().lower()
-        self.autocast_dtype = resolve_precision(self.precision, self.device)
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.precision = precision_name(precision)
         self.model = model.eval().to(self.device)
         set_p2f_chunking(self.model, int(p2f_chunk))
         self.degradations = list(degradations)
