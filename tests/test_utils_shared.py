@@ -96,3 +96,22 @@ def test_inference_and_training_read_one_precision_table():
             continue
         assert resolve_precision(spelling, cpu) is amp_dtype(spelling) is PRECISIONS[precision_name(spelling)]
     assert precision_name(None) == precision_name(False) == "fp32" and precision_name("int8") is None
+
+
+@pytest.mark.parametrize("size", [(24, 20), (6, 9), (5, 5), (4, 12), (2, 8)])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_restore_and_basicsr_metrics_agree_small_images_included(size, channels):
+    from pip_adapter.bsr.metrics import calculate_ssim_aio
+    from pip_adapter.utils.metrics import ssim
+
+    rng = np.random.default_rng(sum(size) + channels)
+    gt = rng.random((*size, channels))
+    noisy = np.clip(gt + rng.normal(0, 0.05, gt.shape), 0, 1)
+    value_psnr, value_ssim = image_metrics(noisy, gt)  # what restore --gt and evaluate report
+    assert calculate_psnr_aio(noisy * 255, gt * 255) == pytest.approx(value_psnr, rel=1e-12)
+    trained = calculate_ssim_aio(noisy * 255, gt * 255)  # what a BasicSR validation reports
+    if min(size) < 3:
+        assert np.isnan(value_ssim) and np.isnan(trained)  # undefined, never an error that stops a validation
+    else:
+        assert 0 < value_ssim < 1 and trained == pytest.approx(value_ssim, rel=1e-12)
+        assert ssim(noisy[..., 0], gt[..., 0]) == pytest.approx(ssim(noisy[..., :1], gt[..., :1]))

@@ -9,13 +9,16 @@ images (the published tables measure float RGB in [0, 1]).
 * ``calculate_ssim_aio``: scikit-image's ``structural_similarity`` with its default 7×7 uniform window,
   over the three colour channels (BasicSR's ``calculate_ssim`` uses an 11×11 Gaussian window and gives
   different values).
+
+Both are the policy of :mod:`pip_adapter.utils.metrics` (small images included), so a validation during
+training and ``pip-adapter restore --gt`` / ``evaluate`` give the same numbers for the same images.
 """
 from __future__ import annotations
 
 import numpy as np
 from basicsr.metrics.metric_util import reorder_image, to_y_channel
 
-from pip_adapter.utils.metrics import psnr
+from pip_adapter.utils.metrics import psnr, ssim
 
 
 def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str,
@@ -42,13 +45,6 @@ def calculate_psnr_aio(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, 
 
 def calculate_ssim_aio(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, input_order: str = "HWC",
                        test_y_channel: bool = False, **kwargs) -> float:
-    """SSIM with scikit-image's defaults (7×7 uniform window) on [0, 1] floats, averaged over channels."""
-    from skimage.metrics import structural_similarity
-
-    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a, b = a[..., 0], b[..., 0]
-    if min(a.shape[:2]) < 7:
-        raise ValueError(f"calculate_ssim_aio needs images of at least 7×7 pixels, got {a.shape[:2]}")
-    channel_axis = -1 if a.ndim == 3 else None
-    return float(structural_similarity(a, b, data_range=1.0, channel_axis=channel_axis))
+    """SSIM with scikit-image's defaults (7×7 uniform window) on [0, 1] floats, averaged over channels; images
+    under 7 px as :func:`pip_adapter.utils.metrics.ssim` says (a smaller window; NaN under 3 px)."""
+    return ssim(*_prepare(img, img2, crop_border, input_order, test_y_channel))

@@ -31,7 +31,8 @@ from pip_adapter.data.lmdb_io import read_image_file
 from pip_adapter.data.standard import find_standard
 from pip_adapter.degradations import get_synthesizer
 from pip_adapter.omega import canonical_name
-from pip_adapter.restore.restorer import AUTO_MODES, DEFAULT_AUTO_MODE, Restorer, image_metrics
+from pip_adapter.restore.restorer import AUTO_MODES, DEFAULT_AUTO_MODE, Restorer
+from pip_adapter.utils.metrics import image_metrics
 from pip_adapter.utils.io import atomic_write
 from pip_adapter.utils.tensor import center_crop_to_multiple
 

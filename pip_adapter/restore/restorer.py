@@ -29,7 +29,7 @@ from pip_adapter.restore.image_io import (DEFAULT_MAX_PIXELS, ImageInfo, array_t
                                           read_image_raw, split_array, write_image)
 from pip_adapter.restore.onnx_runtime import load_onnx, onnx_device
 from pip_adapter.restore.tiling import check_tiling, count_tiles, run_padded, tiled_forward
-from pip_adapter.utils.metrics import psnr
+from pip_adapter.utils.metrics import image_metrics
 from pip_adapter.utils.precision import PRECISIONS, precision_name
 from pip_adapter.wrap.protocol import is_pip_model
 from pip_adapter.zoo.registry import resolve_model
@@ -118,24 +118,6 @@ def parse_omega_spec(text: str) -> Dict[str, float]:
     if not out:
         raise ValueError(f"omega {text!r} is empty: write name=weight pairs like 'rain=0.7,noise=0.3'")
     return out
-
-
-def image_metrics(restored: np.ndarray, gt: np.ndarray) -> Tuple[float, float]:
-    """PSNR and SSIM of two float H×W×C images in [0, 1] (scikit-image's 7×7 uniform-window SSIM)."""
-    from skimage.metrics import structural_similarity
-
-    if restored.shape != gt.shape:
-        raise ValueError(f"restored image {restored.shape} and ground truth {gt.shape} differ in size")
-    a = restored.astype(np.float64)
-    b = gt.astype(np.float64)
-    value = psnr(a, b)
-    win = min(7, a.shape[0], a.shape[1])
-    win = win if win % 2 == 1 else win - 1
-    if win < 3:
-        return value, float("nan")
-    ssim = float(structural_similarity(a, b, data_range=1.0, channel_axis=2 if a.ndim == 3 else None,
-                                       win_size=win))
-    return value, ssim
 
 
 @dataclasses.dataclass
