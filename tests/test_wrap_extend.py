@@ -7,8 +7,9 @@ import torch
 import yaml
 
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
-from pip_adapter.wrap.extend import (apply_trainable, extend_checkpoint, extend_degradations, min_prompt_angle,
-                                     orthogonal_prompt_init, prompt_angles)
+from pip_adapter.restore.extend import extend_checkpoint
+from pip_adapter.wrap.extend import (apply_trainable, extend_degradations, min_prompt_angle, orthogonal_prompt_init,
+                                     prompt_angles)
 from tests.helpers_extend import TINY_NET, one_hot, tiny_pipnet
 
 pytestmark = pytest.mark.usefixtures("one_thread")

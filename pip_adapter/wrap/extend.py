@@ -11,10 +11,9 @@ types' outputs stay bit-identical however long the new prompts train.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import warnings
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -239,12 +238,3 @@ def apply_trainable(model: nn.Module, mode: str = "new_prompts") -> List[nn.Para
                 sum(p.numel() for p in out), total)
     return out
 
-
-def __getattr__(name: str) -> Any:
-    # extend_checkpoint reads and writes checkpoint files, the restore layer's job: it lives in
-    # pip_adapter.restore.extend, which this lower layer must not import
-    if name == "extend_checkpoint":
-        warnings.warn("pip_adapter.wrap.extend.extend_checkpoint moved to pip_adapter.restore.extend",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module("pip_adapter.restore.extend").extend_checkpoint
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
