@@ -47,6 +47,22 @@ def test_register_forms_clashes_and_normalised_keys():
     assert dict(reg) == {"foo": Other}
 
 
+def test_item_assignment_is_register_with_its_checks():
+    def only_classes(obj):
+        if not isinstance(obj, type):
+            raise ValueError(f"a class, not {obj!r}")
+
+    reg = Registry("thing", normalise=str.lower, check=only_classes)
+    reg["Foo"] = dict
+    assert reg["foo"] is dict and reg.names() == ["foo"]   # normalised like register
+    reg["FOO"] = dict                                       # the same object again: no-op
+    with pytest.raises(RegistryError, match="already registered"):
+        reg["foo"] = list                                   # no silent replacement
+    with pytest.raises(ValueError, match="a class"):
+        reg["bar"] = 3                                      # the kind check runs
+    assert dict(reg) == {"foo": dict}
+
+
 def test_backbone_and_synthesiser_lookups_suggest_the_close_name():
     with pytest.raises(ValueError, match=r"did you mean 'NAFNet'"):
         build_backbone({"type": "NAFnet"})

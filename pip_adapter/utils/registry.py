@@ -2,7 +2,8 @@
 
 The shape is BasicSR's ``Registry`` (``register`` as a call or a decorator, ``get``, ``in``, ``keys``); the
 differences are the errors (what was asked, what is known, the closest names, what to do) and a mapping
-interface, so ``dict(REG)``, ``REG[name]`` and ``len(REG)`` work as they did on the plain dicts it replaces.
+interface, so ``dict(REG)``, ``REG[name]`` and ``len(REG)`` work as they did on the plain dicts it replaces
+(``REG[name] = obj`` registers, with ``register``'s checks).
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ class Registry(MutableMapping):
         return self.get(name)
 
     def __setitem__(self, name: str, obj: Any) -> None:
-        self._objs[self.key(name)] = obj
+        # ``REG[name] = obj`` is ``register``: the same kind check and the same refusal to replace a taken name
+        self.register(obj, name)
 
     def __delitem__(self, name: str) -> None:
         del self._objs[self.key(name)]
