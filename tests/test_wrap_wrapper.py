@@ -165,17 +165,20 @@ def test_data_parallel_and_ddp(tmp_path):
             dist.destroy_process_group()
 
 
-def test_peft_helpers(caplog):
+def test_peft_helpers(capsys):
     net, model = make()
     x = torch.rand(1, 3, 16, 16)
     model.freeze_backbone()
-    with caplog.at_level("INFO", logger="pip_adapter.wrap.wrapper"):
-        stats = model.print_trainable_parameters()
     n_pip = sum(p.numel() for p in model.pip_levels.parameters())
     n_all = sum(p.numel() for p in model.parameters())
+    assert model.get_nb_trainable_parameters() == (n_pip, n_all)   # PEFT: the numbers, nothing printed
+    assert capsys.readouterr().out == ""
+    stats = model.print_trainable_parameters()                       # PEFT: prints the line
+    assert capsys.readouterr().out == stats["summary"] + "\n"
     assert stats["trainable"] == n_pip and stats["all"] == n_all
     assert abs(stats["trainable_percent"] - 100 * n_pip / n_all) < 1e-9
-    assert stats["summary"] in caplog.text and "trainable params" in stats["summary"]
+    assert stats["summary"] == (f"trainable params: {n_pip:,d} || all params: {n_all:,d} || "
+                                f"trainable%: {100 * n_pip / n_all:.4f}")
     model(x, [0]).sum().backward()
     assert all(p.grad is None for p in net.parameters())
     with torch.no_grad():

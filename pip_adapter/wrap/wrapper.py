@@ -496,17 +496,21 @@ class PIPWrappedModel(nn.Module):
         """Load an adapter (keys with or without ``pip_levels.``); mismatches raise ``ValueError``."""
         return load_pip_state_dict(self, state, strict=strict)
 
-    def print_trainable_parameters(self) -> Dict[str, float]:
-        """Report trainable / all parameters like PEFT, through the logger (INFO); returns the numbers.
+    def get_nb_trainable_parameters(self) -> Tuple[int, int]:
+        """``(trainable, all)`` parameter counts, as PEFT's method of that name (shared tensors counted once)."""
+        params = list(self.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
-        Library code never prints: configure logging (e.g. ``logging.basicConfig(level="INFO")``) to see
-        the line, or use the returned ``summary``.
+    def print_trainable_parameters(self) -> Dict[str, Any]:
+        """Print ``trainable params: … || all params: … || trainable%: …`` as PEFT does; returns the numbers.
+
+        A method the user calls to see the line, so it prints (library code elsewhere logs).  The returned
+        dict (``trainable``, ``all``, ``trainable_percent``, ``summary``: the printed line) is for code.
         """
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
+        trainable, total = self.get_nb_trainable_parameters()
         pct = 100.0 * trainable / total if total else 0.0
         msg = f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {pct:.4f}"
-        logger.info(msg)
+        print(msg)
         return {"trainable": trainable, "all": total, "trainable_percent": pct, "summary": msg}
 
     # ------------------------------------------------------------------ description
