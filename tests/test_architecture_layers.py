@@ -1,7 +1,8 @@
 """docs/ARCHITECTURE.md's layer table holds: no module imports a later layer, no import cycle, basicsr only in bsr/.
 
 The package's imports are read with ``ast`` (nothing is imported), function-level imports included: an upward
-import inside a function still ties a lower layer to a higher one.
+import inside a function still ties a lower layer to a higher one.  So are string imports
+(``importlib.import_module("pip_adapter....")``, ``__import__``, a table of module names like ``_LAZY``).
 """
 from __future__ import annotations
 
@@ -38,31 +39,114 @@ def _module_names() -> Dict[str, Path]:
 MODULES = _module_names()
 
 
-def _imports() -> List[Import]:
-    found = []
-    for name, path in MODULES.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        top = {id(node) for node in tree.body}
-        is_pkg = path.name == "__init__.py"
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = name.split(".") if is_pkg else name.split(".")[:-1]
-                    parts = parts[:len(parts) - node.level + 1]
-                    base = ".".join(parts + ([base] if base else []))
-                # "from pkg import sub" imports the module pkg.sub; "from mod import name" imports mod
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
-            else:
+# calls that import a module named by a string: importlib.import_module(name), __import__(name)
+STRING_IMPORTERS = {"import_module", "__import__"}
+# where a string import names no module of ours: what it imports instead
+DYNAMIC_IMPORTS = {
+    "pip_adapter.plugins": "the user's plugin modules, named in options or on the command line",
+    "pip_adapter.restore.onnx_export": "optional third-party packages (onnx, onnxruntime), by require()",
+}
+
+
+def _constant_strings(tree: ast.Module) -> Dict[str, List[str]]:
+    """Module-level names bound to a string or to a dict/list/tuple of strings (``_LAZY = {...}``): their strings."""
+    out: Dict[str, List[str]] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value
+            items = (value.values if isinstance(value, ast.Dict) else value.elts
+                     if isinstance(value, (ast.List, ast.Tuple, ast.Set)) else [value])
+            strings = [v.value for v in items if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+            if strings and len(strings) == len(items):
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        out[t.id] = strings
+    return out
+
+
+def _local_strings(tree: ast.Module, module: str) -> Dict[str, List[str]]:
+    """Names bound anywhere to f"{__name__}..." (``modname = f"{__name__}.{name}"``): a module of this package."""
+    out: Dict[str, List[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and _string_targets(node.value, module, {}) is not None:
+            for t in node.targets:
+                if isinstance(t, ast.Name):
+                    out.setdefault(t.id, []).extend(_string_targets(node.value, module, {}))
+    return out
+
+
+def _string_targets(arg: ast.expr, module: str, constants: Dict[str, List[str]]) -> List[str] | None:
+    """The module names a string-import argument can take, or None when they cannot be read from the source."""
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return [arg.value]
+    if isinstance(arg, ast.Name) and arg.id in constants:
+        return constants[arg.id]
+    if isinstance(arg, ast.Subscript) and isinstance(arg.value, ast.Name) and arg.value.id in constants:
+        return constants[arg.value.id]   # _LAZY[name]: any of the table's values
+    if isinstance(arg, ast.JoinedStr) and arg.values:
+        head = arg.values[0]
+        if (isinstance(head, ast.FormattedValue) and isinstance(head.value, ast.Name)
+                and head.value.id == "__name__"):
+            return [module]   # f"{__name__}.{sub}": a module inside this package
+    return None
+
+
+def _module_of(target: str) -> str:
+    """``pip_adapter.a.b.attr`` -> the longest prefix that is a module of the package (else ``target``)."""
+    parts = target.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in MODULES:
+            return ".".join(parts[:n])
+    return target
+
+
+def _imports_of(name: str, source: str, is_pkg: bool) -> Tuple[List[Import], List[str]]:
+    """(imports of the module ``name`` with this ``source``, lines of string imports that cannot be resolved)."""
+    tree = ast.parse(source)
+    top = {id(node) for node in tree.body}
+    top_calls = {id(n) for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                      ast.ClassDef)) for n in ast.walk(stmt)}
+    constants = {**_local_strings(tree, name), **_constant_strings(tree)}
+    found, unresolved = [], []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = name.split(".") if is_pkg else name.split(".")[:-1]
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            # "from pkg import sub" imports the module pkg.sub; "from mod import name" imports mod
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        elif isinstance(node, ast.Call) and node.args and (
+                (isinstance(node.func, ast.Attribute) and node.func.attr in STRING_IMPORTERS)
+                or (isinstance(node.func, ast.Name) and node.func.id in STRING_IMPORTERS)):
+            strings = _string_targets(node.args[0], name, constants)
+            if strings is None:
+                unresolved.append(f"{name}:{node.lineno}")
                 continue
-            for target in targets:
-                found.append(Import(name, target, node.lineno, id(node) not in top))
-    return found
+            targets = [_module_of(t) for t in strings]
+            found += [Import(name, t, node.lineno, id(node) not in top_calls) for t in targets]
+            continue
+        else:
+            continue
+        for target in targets:
+            found.append(Import(name, target, node.lineno, id(node) not in top))
+    return found, unresolved
 
 
-IMPORTS = _imports()
+def _imports() -> Tuple[List[Import], List[str]]:
+    found, unresolved = [], []
+    for name, path in MODULES.items():
+        f, u = _imports_of(name, path.read_text(encoding="utf-8"), path.name == "__init__.py")
+        found += f
+        unresolved += u
+    return found, unresolved
+
+
+IMPORTS, UNRESOLVED = _imports()
 
 
 def _layers() -> List[Tuple[str, List[str]]]:
@@ -108,6 +192,26 @@ def test_no_module_imports_a_later_layer():
                               f"({LAYERS[dst][0]})")
     assert not upward, ("imports from a later layer of docs/ARCHITECTURE.md — move the shared code down or the "
                         "caller up:\n  " + "\n  ".join(upward))
+
+
+def test_string_imports_count_as_imports():
+    # importlib.import_module / __import__ with a string are edges of the graph like import statements
+    src = ("import importlib\n_LAZY = {'a': 'pip_adapter.omega', 'b': 'pip_adapter.wrap.pipnet'}\n"
+           "def f(n):\n    importlib.import_module('pip_adapter.restore.extend').extend_checkpoint\n"
+           "    __import__('pip_adapter.modules')\n    return importlib.import_module(_LAZY[n])\n"
+           "def g(spec):\n    return importlib.import_module(spec)\n")
+    found, unresolved = _imports_of("pip_adapter.utils.x", src, is_pkg=False)
+    assert {(i.target, i.in_function) for i in found} >= {
+        ("pip_adapter.restore.extend", True), ("pip_adapter.modules", True), ("pip_adapter.omega", True),
+        ("pip_adapter.wrap.pipnet", True)}
+    assert unresolved == ["pip_adapter.utils.x:8"]
+
+
+def test_string_imports_name_their_modules():
+    # a string import whose module cannot be read from the source hides an edge from the tests below
+    hidden = [u for u in UNRESOLVED if u.rsplit(":", 1)[0] not in DYNAMIC_IMPORTS]
+    assert not hidden, ("string imports of modules the source does not name (use an import statement, or add "
+                        f"the module to DYNAMIC_IMPORTS with what it imports): {hidden}")
 
 
 def test_no_import_cycle():
