@@ -3,6 +3,7 @@
 #
 #   OUT=/somewhere bash bench/gpu_check.sh            # on a machine with a CUDA GPU
 #   OUT=/tmp/gc bash bench/gpu_check.sh --dry-run     # the same steps on the CPU in seconds (tiny sizes, Gloo)
+#   PYTHON=.venv/bin/python bash bench/gpu_check.sh   # the interpreter to run (default: python on PATH)
 #
 # Steps (each with a time limit; a failed step is recorded in summary.txt and the others still run):
 #   env          torch / CUDA / GPU description (nvidia-smi when present)
@@ -21,7 +22,7 @@ DRY=0
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY=1 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$arg' (expected --dry-run or --help)" >&2; exit 2 ;;
     esac
 done
@@ -29,6 +30,10 @@ done
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$PWD/gpu_check_out}
 PY=${PYTHON:-python}
+if ! "$PY" -c "import torch" > /dev/null 2>&1; then
+    echo "gpu_check.sh: '$PY' cannot import torch; set PYTHON to the environment's interpreter (e.g. PYTHON=.venv/bin/python)" >&2
+    exit 2
+fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")   # datasets and checkpoints: not copied to $OUT

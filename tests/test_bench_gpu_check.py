@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -16,6 +17,7 @@ STEPS = ["env", "tests", "train_fp32", "train_bf16", "efficiency", "precision", 
 def test_gpu_check_dry_run_writes_every_step_under_out(tmp_path):
     out = tmp_path / "out"
     env = subprocess_env()
+    env["PYTHON"] = sys.executable  # the interpreter running the tests, whatever python PATH holds
     env["OUT"] = str(out)
     env["TMPDIR"] = str(tmp_path)
     proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "bench", "gpu_check.sh"), "--dry-run"], cwd=str(tmp_path),
@@ -45,3 +47,11 @@ def test_gpu_check_refuses_unknown_arguments(tmp_path):
                           env={**subprocess_env(), "OUT": str(tmp_path / "o")}, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "unknown argument '--fast'" in proc.stderr
+
+
+def test_gpu_check_refuses_an_interpreter_without_torch(tmp_path):
+    proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "bench", "gpu_check.sh"), "--dry-run"], cwd=str(tmp_path),
+                          env={**subprocess_env(), "OUT": str(tmp_path / "o"), "PYTHON": "/bin/false"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "'/bin/false' cannot import torch; set PYTHON" in proc.stderr
+    assert not (tmp_path / "o").exists()  # refused before writing anything
