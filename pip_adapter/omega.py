@@ -13,16 +13,22 @@ Batch-wide forms (a name, a dict, one weight row, a 0-d label tensor) apply to e
 known: ``model(x_with_batch_2, ["rain"])`` is refused rather than silently applying one label to both images
 (write ``model(x, "rain")`` for that).
 
-Weights are validated (finite, non-negative, not all zero per row) but not renormalised: PIP takes
-any non-negative weights (spec §1).  Every problem raises ``ValueError`` naming what was expected
-and what was given.  Value checks read the tensor's data, so they run in eager calls only: under
-``torch.compile`` / ``torch.export`` (``torch.compiler.is_compiling()``) shapes are still checked but the
-values are not, and a traced graph stays free of data-dependent branches.
+Weights are validated (finite, non-negative, at most ``MAX_WEIGHT``, not all zero per row) but not
+renormalised: PIP takes any non-negative weights (spec §1).  Every problem raises ``ValueError`` naming what was
+expected and what was given.  Value checks read the tensor's data (one host sync for a valid ω), so they run
+once per call and in eager calls only: under ``torch.compile`` / ``torch.export``
+(``torch.compiler.is_compiling()``) shapes are still checked but the values are not, and a traced graph stays free
+of data-dependent branches; inside :func:`values_checked` (a caller that validated ω once, on the host, and now
+runs many forwards with it, e.g. one per tile) shapes are checked only.  The PIP levels check shapes only.
+
+Text: :func:`parse_omega_spec` reads ``"rain=0.7,noise=0.3"`` (``--omega``) into a dict for :func:`to_omega`.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Mapping, Optional, Sequence, Union
+from typing import Dict, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -96,17 +102,68 @@ def name_to_index(name: str, names: Sequence[str]) -> int:
     raise ValueError(f"unknown degradation {name!r}; this model knows: {', '.join(names)}")
 
 
+def parse_omega_spec(text: str) -> Dict[str, float]:
+    """``"rain=0.7,noise=0.3"`` → ``{"rain": 0.7, "noise": 0.3}`` (names and values are checked by ``to_omega``)."""
+    out: Dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"cannot read omega {text!r}: write name=weight pairs like 'rain=0.7,noise=0.3'")
+        name, value = part.split("=", 1)
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"cannot read omega {text!r}: {value.strip()!r} is not a number") from None
+        if name.strip() in out:
+            raise ValueError(f"omega {text!r} names {name.strip()!r} twice")
+        out[name.strip()] = weight
+    if not out:
+        raise ValueError(f"omega {text!r} is empty: write name=weight pairs like 'rain=0.7,noise=0.3'")
+    return out
+
+
+# set by values_checked(): the ω of the calls inside was validated already, only shapes are checked again
+_VALUES_CHECKED: contextvars.ContextVar = contextvars.ContextVar("pip_adapter_omega_values_checked", default=False)
+
+
+@contextlib.contextmanager
+def values_checked() -> Iterator[None]:
+    """Inside, :func:`to_omega` checks shapes only: for a caller that validated its ω once (``to_omega`` on the
+    host) and then runs the network many times with it — the ``Restorer`` over tiles — so that a GPU run makes no
+    host sync per forward to re-read values it already knows are valid."""
+    token = _VALUES_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _VALUES_CHECKED.reset(token)
+
+
 def _tracing() -> bool:
     """True while torch.compile / torch.export trace: data-dependent value checks must not run then."""
     return torch.compiler.is_compiling()
+
+
+def _skip_value_checks() -> bool:
+    # the tracing test first: a compiled graph never reads the context variable
+    return _tracing() or _VALUES_CHECKED.get()
 
 
 def _check_weights(w: torch.Tensor, num_types: int) -> torch.Tensor:
     if w.dim() != 2 or w.shape[1] != num_types:
         raise ValueError(
             f"omega weights must have shape B×T with T={num_types}, got shape {tuple(w.shape)}")
-    if _tracing():
-        return w
+    if not _skip_value_checks():
+        _check_values(w)
+    return w
+
+
+def _check_values(w: torch.Tensor) -> None:
+    # one host sync for a valid ω; the checks below only run to say what is wrong
+    bad = (~torch.isfinite(w)).any() | (w < 0).any() | (w > MAX_WEIGHT).any() | (w.sum(dim=1) <= 0).any()
+    if not bool(bad):
+        return
     if not torch.isfinite(w).all():
         raise ValueError("omega weights contain NaN or infinite values; give finite, non-negative weights")
     if (w < 0).any():
@@ -118,7 +175,6 @@ def _check_weights(w: torch.Tensor, num_types: int) -> torch.Tensor:
     if zero_rows:
         raise ValueError(f"omega weights are all zero for sample(s) {zero_rows}; "
                          "give at least one positive weight per sample")
-    return w
 
 
 def _weight(name: str, value: object) -> float:
@@ -143,7 +199,7 @@ def labels_to_omega(labels: torch.Tensor, num_types: int, dtype: torch.dtype = t
     labels = torch.as_tensor(labels)
     if labels.dim() != 1:
         raise ValueError(f"omega labels must have shape (B,), got shape {tuple(labels.shape)}")
-    if not _tracing() and labels.numel() and (labels.min() < 0 or labels.max() >= num_types):
+    if not _skip_value_checks() and labels.numel() and bool((labels.min() < 0) | (labels.max() >= num_types)):
         raise ValueError(f"omega labels must lie in [0, {num_types - 1}] (T={num_types}), "
                          f"got {labels.tolist()}")
     return torch.nn.functional.one_hot(labels.long(), num_types).to(dtype)

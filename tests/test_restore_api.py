@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from pip_adapter.restore.restorer import Restorer, image_metrics, parse_omega_spec
+from pip_adapter.omega import parse_omega_spec
+from pip_adapter.restore.restorer import Restorer, image_metrics
 from tests.helpers_restore import make_toy, rand_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -112,3 +113,46 @@ def test_plain_backbone_ignores_omega():
     img = rand_image(10, 10)
     np.testing.assert_array_equal(r(img, degradation="rain"), r(img, degradation="haze"))
     assert make_toy(0) is not None
+
+
+def test_omega_text_is_parsed_in_omega_py_and_still_importable_from_the_restorer():
+    from pip_adapter.restore import parse_omega_spec as package_name
+    from pip_adapter.restore.restorer import parse_omega_spec as old_path
+
+    assert old_path is package_name is parse_omega_spec
+    assert parse_omega_spec(" rain=0.7, noise=.3,") == {"rain": 0.7, "noise": 0.3}
+    with pytest.raises(ValueError, match="names 'rain' twice"):
+        parse_omega_spec("rain=1,rain=2")
+
+
+def test_omega_values_are_checked_once_per_image_not_per_tile(monkeypatch):
+    """ω is validated on the host before tiling; the wrapper's forwards (one per tile) check its shape only."""
+    from pip_adapter import omega as omega_mod
+    from pip_adapter.backbones import NAFNet
+    from pip_adapter.wrap.wrapper import wrap_with_pip
+
+    torch.manual_seed(0)
+    net = wrap_with_pip(NAFNet(img_channel=3, width=4, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1]),
+                        degradations=NAMES, prompt_dims=8, prompt_sizes=4).eval()
+    r = Restorer(net, NAMES, multiple=2, device="cpu", tile=16, tile_overlap=4)
+    checks = []
+    real = omega_mod._check_values
+    monkeypatch.setattr(omega_mod, "_check_values", lambda w: checks.append(tuple(w.shape)) or real(w))
+    img = rand_image(40, 40)
+    assert r.num_steps(40, 40) >= 4
+    r(img, degradation="rain")
+    assert checks == [(1, 5)]
+    checks.clear()
+    r.restore_tensor(torch.rand(1, 3, 40, 40), torch.tensor([[0.0, 1, 0, 0, 0]]))
+    assert checks == [(1, 5)]
+    with pytest.raises(ValueError, match="NaN"):  # refused before any tile runs
+        r.restore_tensor(torch.rand(1, 3, 40, 40), torch.tensor([[float("nan"), 1, 0, 0, 0]]))
+    # outside the restorer, every call checks values; values_checked() alone turns that off
+    with pytest.raises(ValueError, match="non-negative"):
+        net(torch.rand(1, 3, 8, 8), torch.tensor([[-1.0, 1, 0, 0, 0]]))
+    with omega_mod.values_checked():
+        assert omega_mod.to_omega(torch.tensor([[-1.0, 1, 0, 0, 0]]), NAMES).shape == (1, 5)
+        with pytest.raises(ValueError, match="T=5"):  # shapes are still checked
+            omega_mod.to_omega(torch.tensor([[1.0, 0]]), NAMES)
+    with pytest.raises(ValueError, match="non-negative"):
+        omega_mod.to_omega(torch.tensor([[-1.0, 1, 0, 0, 0]]), NAMES)

@@ -174,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
     # imported once the arguments are known to be sensible: a typo is reported without loading torch
     from tqdm import tqdm
 
-    from pip_adapter.omega import name_to_index, to_omega
-    from pip_adapter.restore.restorer import Restorer, parse_omega_spec
+    from pip_adapter.omega import name_to_index, parse_omega_spec, to_omega
+    from pip_adapter.restore.restorer import Restorer
 
     omega = parse_omega_spec(args.omega) if args.omega is not None else None
     if args.tile < 0 or args.tile_overlap < 0:

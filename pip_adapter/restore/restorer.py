@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from pip_adapter.modules.pip_level import set_p2f_chunking
-from pip_adapter.omega import canonical_name, to_omega
+from pip_adapter.omega import canonical_name, parse_omega_spec, to_omega, values_checked
 from pip_adapter.restore.checkpoint import load_checkpoint
 from pip_adapter.restore.file_format import is_onnx_path
 from pip_adapter.restore.image_io import (DEFAULT_MAX_PIXELS, ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
@@ -96,28 +96,6 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
         raise ValueError(f"precision {key} is not supported on {device} by this torch build; "
                          "use --precision bf16 or fp32 (bf16 runs on CPUs and on Ampere or newer GPUs)")
     return dtype
-
-
-def parse_omega_spec(text: str) -> Dict[str, float]:
-    """``"rain=0.7,noise=0.3"`` → ``{"rain": 0.7, "noise": 0.3}`` (values checked later by ``to_omega``)."""
-    out: Dict[str, float] = {}
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise ValueError(f"cannot read omega {text!r}: write name=weight pairs like 'rain=0.7,noise=0.3'")
-        name, value = part.split("=", 1)
-        try:
-            weight = float(value)
-        except ValueError:
-            raise ValueError(f"cannot read omega {text!r}: {value.strip()!r} is not a number") from None
-        if name.strip() in out:
-            raise ValueError(f"omega {text!r} names {name.strip()!r} twice")
-        out[name.strip()] = weight
-    if not out:
-        raise ValueError(f"omega {text!r} is empty: write name=weight pairs like 'rain=0.7,noise=0.3'")
-    return out
 
 
 @dataclasses.dataclass
@@ -283,34 +261,43 @@ class Restorer:
             return out.float()
         return fn
 
-    @torch.inference_mode()
     def restore_tensor(self, x: torch.Tensor, omega: torch.Tensor, tile: Optional[int] = None,
                        tile_overlap: Optional[int] = None, progress: Optional[Callable[[int], None]] = None,
                        scale: float = 1.0) -> torch.Tensor:
         """Restore a 1×3×H×W image (on any device) with ω (1×T); returns float 1×3×H×W in [0, 1] on the CPU.
 
         ``x`` is float in [0, 1], or stored values (uint8, uint16) that ``scale`` maps there: with tiles only
-        one tile at a time is converted to float.
+        one tile at a time is converted to float.  ω is validated once, on the host, before any tile runs.
         """
+        if self.uses_omega:
+            omega = to_omega(omega.detach().float().cpu(), self.degradations, batch_size=1)
+        return self._restore_checked(x, omega, tile, tile_overlap, progress, scale)
+
+    @torch.inference_mode()
+    def _restore_checked(self, x: torch.Tensor, omega: torch.Tensor, tile: Optional[int],
+                         tile_overlap: Optional[int], progress: Optional[Callable[[int], None]],
+                         scale: float) -> torch.Tensor:
+        """:meth:`restore_tensor` with a ω already validated: the forwards (one per tile) check its shape only."""
         tile = self.tile if tile is None else int(tile or 0)
         overlap = self.tile_overlap if tile_overlap is None else int(tile_overlap)
         fn = self._forward(omega.to(self.device))
         h, w = x.shape[-2:]
-        if tile and (h > tile or w > tile):
-            check_tiling(tile, overlap, self.multiple)  # a per-call tile gets the same clear message
-            out = tiled_forward(fn, x.cpu(), tile=tile, overlap=overlap, multiple=self.multiple,
-                                device=self.device, progress=progress, scale=scale)
-        else:
-            if h * w > _LARGE_PIXELS:
-                logger.warning("restoring a %dx%d image in one piece needs full-size feature maps; "
-                               "use tiles (--tile 512) if memory runs short", w, h)
-            xf = x.to(self.device, torch.float32)
-            if scale != 1.0:
-                xf = xf * scale
-            out = run_padded(fn, xf, self.multiple).float().cpu()
-            del xf
-            if progress is not None:
-                progress(1)
+        with values_checked():
+            if tile and (h > tile or w > tile):
+                check_tiling(tile, overlap, self.multiple)  # a per-call tile gets the same clear message
+                out = tiled_forward(fn, x.cpu(), tile=tile, overlap=overlap, multiple=self.multiple,
+                                    device=self.device, progress=progress, scale=scale)
+            else:
+                if h * w > _LARGE_PIXELS:
+                    logger.warning("restoring a %dx%d image in one piece needs full-size feature maps; "
+                                   "use tiles (--tile 512) if memory runs short", w, h)
+                xf = x.to(self.device, torch.float32)
+                if scale != 1.0:
+                    xf = xf * scale
+                out = run_padded(fn, xf, self.multiple).float().cpu()
+                del xf
+                if progress is not None:
+                    progress(1)
         if not bool(torch.isfinite(out).all()):
             # clamping would turn NaN into a black image written as a success
             raise ValueError("the network's output holds NaN or infinite values (a damaged model, or a ω it "
@@ -346,7 +333,7 @@ class Restorer:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         w, desc = self.omega_for(x, degradation=degradation, omega=omega, auto_mode=auto_mode, scale=scale)
-        out = self.restore_tensor(x, w, tile=tile, tile_overlap=tile_overlap, progress=progress, scale=scale)
+        out = self._restore_checked(x, w, tile, tile_overlap, progress, scale)  # omega_for validated w
         restored = out[0].permute(1, 2, 0).numpy()
         weights = {n: float(v) for n, v in zip(self.degradations, w[0].cpu().tolist())}
         self.last_omega, self.last_choice = weights, desc
