@@ -28,7 +28,7 @@ from bench.common import command_line, fmt_float, markdown_table  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pip_adapter.data.lmdb_io import read_image_file  # noqa: E402
+from pip_adapter.image_io import read_image_file  # noqa: E402
 from pip_adapter.data.outdir import read_manifest  # noqa: E402
 from pip_adapter.degradations import get_synthesizer  # noqa: E402
 from pip_adapter.data.standard import pair_folders  # noqa: E402

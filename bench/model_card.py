@@ -62,7 +62,7 @@ from tqdm import tqdm  # noqa: E402
 
 from bench.common import (REPO_ROOT, RESULTS_DIR, command_line, fmt_float, machine_info,  # noqa: E402
                           markdown_table, run_json_subprocess, update_doc_section)
-from pip_adapter.data.lmdb_io import read_image_file, write_image_file  # noqa: E402
+from pip_adapter.image_io import read_image_file, write_image_file  # noqa: E402
 from pip_adapter.data.outdir import read_manifest  # noqa: E402
 from pip_adapter.data.standard import list_images, pair_folders  # noqa: E402
 from pip_adapter.degradations import list_synthesizers  # noqa: E402

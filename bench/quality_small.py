@@ -89,7 +89,7 @@ BASELINE = {"nafnet": "bare", "restormer": "restormer"}
 # ----------------------------------------------------------------------------------------------- data
 def list_images(folder: str) -> List[str]:
     """Image files of ``folder`` (recursive), sorted; a missing or empty folder is a clear error."""
-    from pip_adapter.restore.image_io import is_image_file
+    from pip_adapter.image_io import is_image_file
 
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"image folder not found: {folder}")
@@ -101,7 +101,7 @@ def list_images(folder: str) -> List[str]:
 
 def read_rgb_uint8(path: str) -> np.ndarray:
     """An image file as uint8 H×W×3 RGB (grey is replicated, alpha dropped)."""
-    from pip_adapter.restore.image_io import read_image
+    from pip_adapter.image_io import read_image
 
     arr, _ = read_image(path)
     if arr.ndim == 2:

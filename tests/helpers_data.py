@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from pip_adapter.data.lmdb_io import write_image_file
+from pip_adapter.image_io import write_image_file
 
 
 

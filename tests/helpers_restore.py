@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from pip_adapter.backbones import BACKBONES, register_backbone
 from pip_adapter.omega import normalise_names
-from pip_adapter.restore.image_io import write_image
+from pip_adapter.image_io import write_image
 
 
 

@@ -8,7 +8,7 @@ import torch
 
 from bench import model_card as mc
 from pip_adapter.data.builtin import load_photo
-from pip_adapter.data.lmdb_io import write_image_file
+from pip_adapter.image_io import write_image_file
 from pip_adapter.data.outdir import write_manifest
 from pip_adapter.restore.checkpoint import make_meta, save_checkpoint
 from pip_adapter.restore.classifier import DegradationClassifier

@@ -137,7 +137,7 @@ def test_photo_classifier_recipe_trains_on_the_zoo_data_and_fits_the_budget(tmp_
 
     from pip_adapter.bsr import pipeline
     from pip_adapter.data import MixedDegradationDataset
-    from pip_adapter.data.lmdb_io import write_image_file
+    from pip_adapter.image_io import write_image_file
     from tests.helpers_train import REPO_ROOT
 
     zoo = os.path.join(REPO_ROOT, "basicsr_options", "zoo")

@@ -6,7 +6,7 @@ import pytest
 
 from pip_adapter.cli import main
 from pip_adapter.restore.checkpoint import export_checkpoint, save_checkpoint, make_meta
-from pip_adapter.restore.image_io import read_image, write_image
+from pip_adapter.image_io import read_image, write_image
 from pip_adapter.restore.restorer import Restorer
 from tests.helpers_restore import TOY_NETWORK, rand_image, write_png
 
@@ -61,7 +61,7 @@ def test_restore_folder_keeps_kinds_and_matches_api(model_file, inputs, tmp_path
 
 
 def read_image_array(arr):
-    from pip_adapter.restore.image_io import array_to_float
+    from pip_adapter.image_io import array_to_float
     return array_to_float(arr)[0]
 
 

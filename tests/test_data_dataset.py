@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pip_adapter.data import MixedDegradationDataset
-from pip_adapter.data.lmdb_io import LmdbWriter, write_image_file
+from pip_adapter.data.lmdb_io import LmdbWriter
+from pip_adapter.image_io import write_image_file
 
 
 def _write_pairs(root, n=3, h=30, w=26, seed=0, lq_suffix=""):

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from pip_adapter.bsr import pipeline
 from pip_adapter.data import MixedDegradationDataset, degradation_mix
 from pip_adapter.data import photos
-from pip_adapter.data.lmdb_io import read_image_file, write_image_file
+from pip_adapter.image_io import read_image_file, write_image_file
 from pip_adapter.omega import DEFAULT_DEGRADATIONS, to_omega
 from tests.helpers_train import REPO_ROOT
 

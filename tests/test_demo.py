@@ -9,7 +9,7 @@ import torch
 from pip_adapter.cli import main
 from pip_adapter.demo import DemoInputError, DemoSession
 from pip_adapter.restore import Restorer, image_metrics, read_image
-from pip_adapter.restore.image_io import read_image_raw, split_array
+from pip_adapter.image_io import read_image_raw, split_array
 from tests.helpers_demo import save_demo_model
 from tests.helpers_restore import TOY_NETWORK, rand_image, write_png
 

@@ -88,7 +88,7 @@ def test_upload_slider_restore_download(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from pip_adapter.restore.image_io import read_image_raw
+    from pip_adapter.image_io import read_image_raw
 
     url, session, _ = server
     driver, downloads = browser

@@ -408,7 +408,7 @@ class DocRunner:
 
 
 def _write_inputs(folder: Path) -> None:
-    from pip_adapter.restore.image_io import write_image
+    from pip_adapter.image_io import write_image
 
     for k, (rel, (h, w)) in enumerate(sorted(INPUTS.items())):
         path = folder / rel

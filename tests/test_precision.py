@@ -12,7 +12,7 @@ import torch
 from pip_adapter.bsr.model import amp_dtype
 from pip_adapter.modules import PIPLevel, set_p2f_chunking
 from pip_adapter.restore.restorer import P2F_CHUNK_PIXELS, Restorer, resolve_precision
-from pip_adapter.restore.image_io import read_image
+from pip_adapter.image_io import read_image
 from tests.helpers_train import read_train_log, run_basicsr, tiny_options, write_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -16,7 +16,7 @@ from pip_adapter.omega import to_omega
 from pip_adapter.restore import make_meta, save_checkpoint
 from pip_adapter.restore.checkpoint import CheckpointError, load_checkpoint
 from pip_adapter.restore.classifier import DegradationClassifier
-from pip_adapter.restore.image_io import (ImageReadError, apply_exif_orientation, read_image_raw, write_image)
+from pip_adapter.image_io import (ImageReadError, apply_exif_orientation, read_image_raw, write_image)
 from pip_adapter.restore.restorer import Restorer
 from tests.helpers_extend import TINY_NET, tiny_pipnet
 from tests.helpers_restore import crafted_safetensors as _crafted
@@ -191,7 +191,7 @@ def test_declared_size_is_checked_before_decoding(tmp_path, photos, model_file, 
 
 def test_cli_default_pixel_limit_is_the_library_one():
     from pip_adapter.cli import restore as cli_restore
-    from pip_adapter.restore.image_io import DEFAULT_MAX_PIXELS
+    from pip_adapter.image_io import DEFAULT_MAX_PIXELS
 
     assert cli_restore.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS
 

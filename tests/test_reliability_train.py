@@ -218,7 +218,7 @@ def test_val_pair_size_mismatch_is_found_before_archiving(tiny_builtin_root, run
     """Issue 24: a validation lq/gt pair of two sizes was met at the first validation, after the archive."""
     import numpy as np
 
-    from pip_adapter.restore.image_io import write_image
+    from pip_adapter.image_io import write_image
 
     opt = _opt("valpair", tiny_builtin_root, total_iter=1)
     lq, gt = tmp_path / "pairs" / "lq", tmp_path / "pairs" / "gt"

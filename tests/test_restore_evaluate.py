@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pip_adapter.cli import main
-from pip_adapter.data.lmdb_io import read_image_file, write_image_file
+from pip_adapter.image_io import read_image_file, write_image_file
 from pip_adapter.restore.checkpoint import make_meta, save_checkpoint
 from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.restore.evaluate import (SETTINGS, add_benchmark_noise, crop_to_multiple, evaluate,

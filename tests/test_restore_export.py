@@ -160,7 +160,7 @@ def test_trained_experiment_export_and_restore(tiny_pip_experiment, tmp_path, ca
     """basicsr-trained net_g + YAML → export (CLI) → restore (CLI) = the in-memory model's output."""
     from pip_adapter.cli import main
     from pip_adapter.restore.checkpoint import network_from_options, select_params
-    from pip_adapter.restore.image_io import read_image
+    from pip_adapter.image_io import read_image
     from pip_adapter.wrap.pipnet import PIPNet
     from tests.helpers_restore import write_png
 
@@ -179,7 +179,7 @@ def test_trained_experiment_export_and_restore(tiny_pip_experiment, tmp_path, ca
     src = write_png(tmp_path / "in" / "x.png", img)
     assert main(["restore", src, "-m", out, "-o", str(tmp_path / "o"), "-d", "rain", "--no-progress"]) == 0
     expected = Restorer(ref, ref.degradations, multiple=4, device="cpu")(img, degradation="rain")
-    from pip_adapter.restore.image_io import float_to_array
+    from pip_adapter.image_io import float_to_array
     got_rgb, info = read_image(str(tmp_path / "o" / "x.png"))
     np.testing.assert_array_equal(float_to_array(got_rgb, info), expected)
 

@@ -13,7 +13,7 @@ from pip_adapter.cli import main
 from pip_adapter.cli.export import output_format
 from pip_adapter.restore.checkpoint import CheckpointError, load_checkpoint, make_meta, save_checkpoint
 from pip_adapter.restore.classifier import DegradationClassifier
-from pip_adapter.restore.image_io import read_image_raw
+from pip_adapter.image_io import read_image_raw
 from pip_adapter.restore.onnx_export import MissingDependencyError, export_onnx_model
 from pip_adapter.restore.onnx_runtime import OnnxRuntimeNet, read_onnx_metadata_props
 from pip_adapter.restore.restorer import Restorer

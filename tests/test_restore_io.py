@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from pip_adapter.restore.image_io import (ImageReadError, apply_exif_orientation, array_to_float,
+from pip_adapter.image_io import (ImageReadError, apply_exif_orientation, array_to_float,
                                           float_to_array, read_image, write_image)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,7 +147,7 @@ def test_written_files_get_normal_permissions(tmp_path):
 def test_a_broken_file_is_reported_once_not_also_by_opencv(tmp_path, capfd):
     import cv2
 
-    from pip_adapter.restore.image_io import ImageReadError, read_image
+    from pip_adapter.image_io import ImageReadError, read_image
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n but not really an image")

@@ -16,7 +16,7 @@ import torch
 from pip_adapter.cli import main
 from pip_adapter.restore.checkpoint import make_meta, save_checkpoint
 from pip_adapter.restore.classifier import DegradationClassifier
-from pip_adapter.restore.image_io import array_to_float, read_image
+from pip_adapter.image_io import array_to_float, read_image
 from pip_adapter.restore.restorer import Restorer
 from pip_adapter.wrap.pipnet import PIPNet
 from pip_adapter.zoo import (BUDGET_BYTES, ZOO_ENV, ZooError, add_model, check_zoo, default_model, list_models,

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from pip_adapter.omega import canonical_name
-from pip_adapter.restore.image_io import is_image_file, read_image
+from pip_adapter.image_io import is_image_file, read_image
 
 from . import figures as figs
 from .embedding import VIZ_HINT, VizUnavailable, tsne_2d

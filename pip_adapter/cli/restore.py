@@ -13,13 +13,13 @@ from pip_adapter.cli.common import (AUTO_MODES, DEFAULT_AUTO_MODE, DEFAULT_MODEL
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.utils.io import file_id, os_error_line
 
-# restore.image_io.DEFAULT_MAX_PIXELS, written out so that --help imports no image library (a test compares them)
+# image_io.DEFAULT_MAX_PIXELS, written out so that --help imports no image library (a test compares them)
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
     """Files named by ``specs`` (files, folders — their images, not recursive — or globs), and problems found."""
-    from pip_adapter.restore.image_io import is_image_file
+    from pip_adapter.image_io import is_image_file
 
     files: List[str] = []
     problems: List[Tuple[str, str]] = []
@@ -91,7 +91,7 @@ def output_paths(files: List[str], output: str, suffix: str = "") -> List[str]:
 
 def find_gt(gt_dir: str, src: str) -> Optional[str]:
     """The ground truth of ``src`` in ``gt_dir``: the same file name, else the same stem with any image extension."""
-    from pip_adapter.restore.image_io import IMAGE_EXTENSIONS
+    from pip_adapter.image_io import IMAGE_EXTENSIONS
 
     name = os.path.basename(src)
     same = os.path.join(gt_dir, name)

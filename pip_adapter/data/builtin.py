@@ -22,7 +22,9 @@ from pip_adapter.degradations import Synthesizer, depth_prior, get_synthesizer
 from pip_adapter.omega import DEFAULT_DEGRADATIONS, normalise_names
 
 from .dataset import variant_tag
-from .lmdb_io import LmdbWriter, check_lmdb_file, read_image_file, read_meta_info, write_image_file
+from pip_adapter.image_io import read_image_file, write_image_file
+
+from .lmdb_io import LmdbWriter, check_lmdb_file, read_meta_info
 from .outdir import clean_stale_stages, read_manifest, staged_dir, write_manifest
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,9 @@ import yaml
 
 from pip_adapter.omega import DEFAULT_DEGRADATIONS, normalise_names
 
-from .lmdb_io import PAIRS_FILE, LmdbWriter, decode_image, encode_png, lmdb_key, write_pairs_file
+from pip_adapter.image_io import decode_image, encode_png
+
+from .lmdb_io import PAIRS_FILE, LmdbWriter, lmdb_key, write_pairs_file
 from .outdir import staged_dir, write_manifest
 from .standard import find_standard, resolve_root
 

@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 import numpy as np
 
 from pip_adapter.degradations import PHOTO_SYNTHESIZERS, get_synthesizer, physical_order
+from pip_adapter.image_io import read_image_file, write_image_file
 from pip_adapter.utils.io import sha256_file
 
 from .builtin import _resize_short, _seed, skimage_data_dir
-from .lmdb_io import read_image_file, write_image_file
 from .outdir import read_manifest, staged_dir, write_manifest
 
 logger = logging.getLogger(__name__)

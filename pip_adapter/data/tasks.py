@@ -10,7 +10,9 @@ import numpy as np
 
 from pip_adapter.degradations import Synthesizer
 
-from .lmdb_io import LmdbReader, is_lmdb, read_image_file
+from pip_adapter.image_io import read_image_file
+
+from .lmdb_io import LmdbReader, is_lmdb
 from .standard import list_images
 
 

@@ -11,7 +11,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from pip_adapter.demo.session import ACCEPTED, DemoInputError, DemoSession, weights_from_values
-from pip_adapter.restore.image_io import IMAGE_EXTENSIONS
+from pip_adapter.image_io import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 from pip_adapter.data.builtin import val_examples, val_photos
 from pip_adapter.degradations import list_synthesizers
 from pip_adapter.omega import canonical_name
-from pip_adapter.restore.image_io import IMAGE_EXTENSIONS, ImageInfo, ImageReadError, read_image, write_image
+from pip_adapter.image_io import IMAGE_EXTENSIONS, ImageInfo, ImageReadError, read_image, write_image
 from pip_adapter.restore.restorer import Restorer
 
 logger = logging.getLogger(__name__)

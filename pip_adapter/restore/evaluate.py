@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from pip_adapter.data.lmdb_io import read_image_file
+from pip_adapter.image_io import read_image_file
 from pip_adapter.data.standard import find_standard
 from pip_adapter.degradations import get_synthesizer
 from pip_adapter.omega import canonical_name

@@ -25,7 +25,7 @@ from pip_adapter.modules.pip_level import set_p2f_chunking
 from pip_adapter.omega import canonical_name, parse_omega_spec, to_omega, values_checked
 from pip_adapter.restore.checkpoint import load_checkpoint
 from pip_adapter.restore.file_format import is_onnx_path
-from pip_adapter.restore.image_io import (DEFAULT_MAX_PIXELS, ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
+from pip_adapter.image_io import (DEFAULT_MAX_PIXELS, ImageInfo, array_to_float, float_to_array, pixel_scale, read_image,
                                           read_image_raw, split_array, write_image)
 from pip_adapter.restore.onnx_runtime import load_onnx, onnx_device
 from pip_adapter.restore.tiling import check_tiling, count_tiles, run_padded, tiled_forward

@@ -427,3 +427,40 @@ def _write_gray_alpha(path: str, ext: str, arr: np.ndarray) -> bool:
             Image.fromarray(np.ascontiguousarray(arr), "LA").save(tmp, format="PNG")
         return True
     return False
+
+
+# ---- uint8 RGB files and bytes, as training data and LMDB stores use them (no bit depth, alpha or EXIF kept)
+def decode_image(buf: bytes, what: str = "image") -> np.ndarray:
+    """Encoded image bytes → uint8 H×W×3 RGB (grey images are expanded, 16-bit reduced to 8-bit)."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise ValueError(f"cannot decode {what}: not a readable image")
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+def encode_png(img_rgb: np.ndarray, compress_level: int = 1) -> bytes:
+    """uint8 H×W×3 RGB → PNG bytes (BasicSR's default compression level is 1)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_PNG_COMPRESSION, int(compress_level)])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def read_image_file(path: str) -> np.ndarray:
+    """An image file → uint8 H×W×3 RGB; a missing or unreadable file raises with its path."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    with open(path, "rb") as fh:
+        return decode_image(fh.read(), path)
+
+
+def write_image_file(path: str, img_rgb: np.ndarray, compress_level: int = 3) -> None:
+    """Write a uint8 RGB image as PNG (folders created as needed)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(encode_png(img_rgb, compress_level))
