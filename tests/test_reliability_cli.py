@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from pip_adapter.cli import main
+from pip_adapter.networks import build_network
 from pip_adapter.restore import make_meta, save_checkpoint
 from pip_adapter.restore.checkpoint import CheckpointError, load_checkpoint
+from pip_adapter.wrap import pipnet
 from tests.helpers_extend import TINY_NET, tiny_pipnet
 from tests.helpers_restore import crafted_safetensors as _crafted
 from tests.helpers_restore import rand_image, write_png
@@ -33,7 +35,7 @@ def model_file(tmp_path_factory):
     return path
 
 
-def test_crafted_metadata_is_refused_before_building(model_file, tmp_path, capsys):
+def test_crafted_metadata_is_refused_before_building(model_file, tmp_path, capsys, monkeypatch):
     def absurd_width(meta):
         meta["pip_config"]["backbone"]["width"] = 10 ** 9
         for i, lv in enumerate(meta["pip_config"]["pip_levels"]):
@@ -51,15 +53,16 @@ def test_crafted_metadata_is_refused_before_building(model_file, tmp_path, capsy
 
     devices = []
 
-    def recording_builder(network):
-        from pip_adapter.restore.checkpoint import default_builder
+    def recording_build(network):
         devices.append(torch.empty(0).device.type)
-        return default_builder(network)
+        return build_network(network)
 
+    monkeypatch.setattr(pipnet, "build_network", recording_build)   # PIPNet builds its backbone here
     path = _crafted(model_file, tmp_path, wide, "wide.safetensors")
     with pytest.raises(CheckpointError, match=r"wide\.safetensors: the weights do not match.*\(8, 3, 3, 3\) vs model "
                                               r"\(2048, 3, 3, 3\)"):
-        load_checkpoint(path, builder=recording_builder)
+        load_checkpoint(path)
+    monkeypatch.undo()
     assert devices and set(devices) == {"meta"}  # nothing was allocated for real
 
     path = _crafted(model_file, tmp_path, lambda m: m.update(multiple="abc"), "abc.safetensors")

@@ -23,17 +23,9 @@ def release_model_and_state():
     return model, state
 
 
-def test_pipnet_from_dict_and_custom_builder():
-    calls = []
-
-    def builder(opt):
-        calls.append(dict(opt))
-        opt.pop("type")
-        return NAFNet(**opt)
-
-    model = PIPNet(dict(NAF), degradations=["noise", "rain", "snow"], prompt_dims=8, prompt_sizes=4,
-                   backbone_builder=builder, type="PIPNet")
-    assert calls and calls[0]["type"] == "NAFNet"
+def test_pipnet_from_dict_builds_with_build_network():
+    model = PIPNet(dict(NAF), degradations=["noise", "rain", "snow"], prompt_dims=8, prompt_sizes=4, type="PIPNet")
+    assert type(model.backbone) is NAFNet and model.backbone.intro.out_channels == NAF["width"]
     assert model.degradations == ["noise", "rain", "snow"]
     assert [i["module"] for i in model.skip_info] == ["encoders.0", "encoders.1"]
     out = model(torch.rand(1, 3, 16, 16), "snow")

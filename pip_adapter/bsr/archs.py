@@ -1,48 +1,58 @@
 """BasicSR architectures: every backbone of ``pip_adapter.backbones.BACKBONES`` and ``PIPNet``."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable
 
 from torch import nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from pip_adapter.backbones import BACKBONES, build_backbone
+from pip_adapter.backbones import BACKBONES
+from pip_adapter.networks import add_network_registry, build_network
 from pip_adapter.wrap import pipnet
 
 from .registration import register_once
 
+# BasicSR's arch PIPNet is the wrapper's class: its backbone goes through build_network, which knows
+# ARCH_REGISTRY once this module has added it (below)
+PIPNet = pipnet.PIPNet
 
-def build_arch(opt: Mapping[str, Any]) -> nn.Module:
-    """Build ``{"type": name, **kwargs}`` through BasicSR's ``ARCH_REGISTRY``, then our ``BACKBONES``.
 
-    Any architecture BasicSR knows (its own, a plugin's, ours) can therefore be wrapped by ``PIPNet``.
+class BasicSRArchs:
+    """``ARCH_REGISTRY`` as :func:`pip_adapter.networks.build_network` reads it.
+
+    BasicSR registers some of its own archs with a suffix (``UNetDiscriminatorSN_basicsr``) and finds the plain
+    name with that suffix too; so does this view, without BasicSR's print.
     """
+
+    def _key(self, name: str) -> str | None:
+        return next((k for k in (name, f"{name}_basicsr") if k in ARCH_REGISTRY), None)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._key(name) is not None
+
+    def get(self, name: str) -> Any:
+        """The class (or function) registered under ``name`` (or ``name_basicsr``)."""
+        key = self._key(name)
+        if key is None:
+            raise KeyError(name)
+        return ARCH_REGISTRY.get(key)
+
+    def keys(self) -> Iterable[str]:
+        """The names BasicSR knows, as this view finds them (without the ``_basicsr`` suffix)."""
+        return sorted({k[:-len("_basicsr")] if k.endswith("_basicsr") else k for k in ARCH_REGISTRY.keys()})
+
+
+BASICSR_ARCHS = BasicSRArchs()
+add_network_registry(BASICSR_ARCHS, "BasicSR ARCH_REGISTRY")
+
+
+def build_arch(opt: Any) -> nn.Module:
+    """An ``nn.Module`` as it is, else ``{"type": name, **kwargs}`` through
+    :func:`~pip_adapter.networks.build_network` (our backbones and networks, then ``ARCH_REGISTRY``)."""
     if isinstance(opt, nn.Module):
         return opt
-    if not isinstance(opt, Mapping) or "type" not in opt:
-        raise ValueError(f"a backbone option must be a dict with a 'type', got {opt!r}")
-    kwargs = dict(opt)
-    name = kwargs.pop("type")
-    # BasicSR registers some of its own archs with a suffix (UNetDiscriminatorSN_basicsr) and looks the plain
-    # name up with that suffix too; do the same, without its print
-    for key in (name, f"{name}_basicsr"):
-        if key in ARCH_REGISTRY:
-            return ARCH_REGISTRY.get(key)(**kwargs)
-    if name in BACKBONES:
-        return build_backbone(opt)
-    raise ValueError(f"unknown backbone type {name!r}: neither BasicSR's ARCH_REGISTRY nor pip_adapter's "
-                     f"BACKBONES has it (known: {sorted(set(ARCH_REGISTRY.keys()) | set(BACKBONES))}); "
-                     "register it or load its plugin (option-file key 'plugins:')")
-
-
-def PIPNet(**opt: Any) -> nn.Module:  # noqa: N802 - BasicSR looks archs up by this name
-    """BasicSR arch ``PIPNet``: a backbone (``backbone: {type: ..., ...}``) with PIP on its skips.
-
-    All other keys go to :class:`pip_adapter.wrap.pipnet.PIPNet`; the backbone's ``type`` is resolved
-    through ``ARCH_REGISTRY`` so any registered architecture works.
-    """
-    return pipnet.PIPNet(backbone_builder=build_arch, **opt)
+    return build_network(opt)
 
 
 def register_archs() -> None:

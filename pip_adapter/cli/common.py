@@ -1,4 +1,4 @@
-"""Helpers shared by the sub-commands: the model flag, the builder that also knows BasicSR's archs, plugins.
+"""Helpers shared by the sub-commands: the model flag, loading BasicSR's archs when a network needs them, plugins.
 
 This module is imported to build the parser, so it imports nothing heavy at module level: ``pip-adapter --help``
 and argument errors must come back without importing torch (``tests/test_cli_lazy.py``).  What builds or loads
@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 from types import ModuleType
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Optional, TypeVar
 
 # The restorer's ω modes for --degradation auto / --omega auto (pip_adapter.restore.restorer.AUTO_MODES and
 # DEFAULT_AUTO_MODE; repeated here so that building the parser does not import torch; a test checks they agree)
@@ -20,6 +20,7 @@ DEFAULT_AUTO_MODE = "argmax"
 from pip_adapter.zoo.registry import resolve_model  # torch-free: reads the registry's JSON index only
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODEL_FLAGS = ("-m", "--model", "--ckpt")
 MODEL_HELP = ("a shipped model's name (pip-adapter models), an exported checkpoint (.safetensors / .pth), or a "
@@ -46,40 +47,33 @@ def resolve_model_arg(model: Optional[str]) -> str:
     return path
 
 
-def pure_registries_build(network: Mapping[str, Any]) -> bool:
-    """Whether :func:`~pip_adapter.restore.checkpoint.default_builder` can build ``network`` without BasicSR.
+def with_basicsr_archs(load: Callable[[], T]) -> T:
+    """Run ``load`` (it builds networks); when it fails on a network type that no loaded registry knows and
+    BasicSR's archs are not loaded yet, import the BasicSR glue (which adds ``ARCH_REGISTRY`` to
+    :func:`~pip_adapter.networks.build_network`'s registries) and run ``load`` once more.
 
-    True for the classifier, a registered backbone, and a ``PIPNet`` whose backbone is a registered backbone.
+    Loading BasicSR costs seconds, and most networks never need it.
     """
-    from torch import nn
+    try:
+        return load()
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is an unknown type BasicSR may know
+        if "pip_adapter.bsr" in sys.modules or not _unknown_network_type(err):
+            raise
+    import pip_adapter.bsr  # noqa: F401  (registers ARCH_REGISTRY with build_network)
 
-    from pip_adapter.backbones import BACKBONES
-    from pip_adapter.restore.checkpoint import CLASSIFIER_TYPE
+    return load()
 
-    kind = network.get("type")
-    if kind == CLASSIFIER_TYPE or kind in BACKBONES:
-        return True
-    if kind == "PIPNet":
-        backbone = network.get("backbone")
-        return isinstance(backbone, nn.Module) or (isinstance(backbone, Mapping)
-                                                   and backbone.get("type") in BACKBONES)
+
+def _unknown_network_type(err: BaseException) -> bool:
+    from pip_adapter.networks import UnknownNetworkError
+
+    seen = set()
+    while err is not None and id(err) not in seen:   # the loaders wrap it (CheckpointError from ...)
+        if isinstance(err, UnknownNetworkError):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
     return False
-
-
-def cli_builder(network: Mapping[str, Any]) -> Any:
-    """Build with the pure registries; archs only BasicSR's ``ARCH_REGISTRY`` knows go through BasicSR."""
-    from pip_adapter.restore.checkpoint import default_builder
-
-    if pure_registries_build(network):
-        return default_builder(network)
-    # loading BasicSR costs seconds, and most networks never need it
-    from pip_adapter.bsr import PIPNet as bsr_pipnet, build_arch
-
-    opt = dict(network)
-    if opt.get("type") == "PIPNet":
-        opt.pop("type")
-        return bsr_pipnet(**opt)
-    return build_arch(opt)
 
 
 def load_cli_plugins(args: argparse.Namespace, option_files: Iterable[Optional[str]] = ()) -> None:

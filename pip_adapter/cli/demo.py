@@ -6,8 +6,8 @@ import logging
 import signal
 from typing import Any
 
-from pip_adapter.cli.common import (DEFAULT_MODEL_HELP, MODEL_HELP, add_model_argument, cli_builder,
-                                    load_cli_plugins, resolve_model_arg)
+from pip_adapter.cli.common import (DEFAULT_MODEL_HELP, MODEL_HELP, add_model_argument,
+                                    load_cli_plugins, resolve_model_arg, with_basicsr_archs)
 from pip_adapter.plugins import add_plugin_argument
 
 
@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     load_cli_plugins(args, (args.opt,))
     args.model = resolve_model_arg(args.model)
-    restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
-                                        classifier=args.classifier, builder=cli_builder)
+    restorer = with_basicsr_archs(lambda: Restorer.from_checkpoint(
+        args.model, opt=args.opt, key=args.key, device=args.device, classifier=args.classifier))
     session = DemoSession(restorer, tile=args.tile, tile_overlap=args.tile_overlap)
     # Gradio logs its own start-up probes of the local server through httpx; they are not worth a line each
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from pip_adapter.cli.common import (AUTO_MODES, DEFAULT_AUTO_MODE, DEFAULT_MODEL_HELP, MODEL_HELP,
-                                    add_model_argument, cli_builder, load_cli_plugins, resolve_model_arg)
+                                    add_model_argument, load_cli_plugins, resolve_model_arg,
+                                    with_basicsr_archs)
 from pip_adapter.plugins import add_plugin_argument
 
 
@@ -22,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
                                 "see docs/DATA.md, 'The standard layout')")
     load_cli_plugins(args, (args.opt,))
     args.model = resolve_model_arg(args.model)
-    restorer = Restorer.from_checkpoint(args.model, opt=args.opt, key=args.key, device=args.device,
-                                        classifier=args.classifier, builder=cli_builder, tile=args.tile)
+    restorer = with_basicsr_archs(lambda: Restorer.from_checkpoint(
+        args.model, opt=args.opt, key=args.key, device=args.device, classifier=args.classifier, tile=args.tile))
     name = args.name or os.path.splitext(os.path.basename(args.model))[0]
     out = args.out or os.path.join("results", f"evaluate_{name}")
     stem = os.path.join(out, f"{args.setting}_{args.omega}")

@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import Any, Optional
 
-from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins, resolve_model_arg
+from pip_adapter.cli.common import add_model_argument, load_cli_plugins, resolve_model_arg, with_basicsr_archs
 from pip_adapter.plugins import add_plugin_argument
 
 FORMATS = ("safetensors", "pth", "onnx")
@@ -33,9 +33,9 @@ def run_onnx(args: argparse.Namespace) -> int:
     """Export ``--model`` to the ONNX graph ``--out``; prints its signature and the check against PyTorch."""
     from pip_adapter.restore.onnx_export import export_onnx
 
-    info = export_onnx(args.model, args.opt, args.out, key=args.key, classifier=args.classifier,
-                       classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
-                       builder=cli_builder, overwrite=args.overwrite)
+    info = with_basicsr_archs(lambda: export_onnx(
+        args.model, args.opt, args.out, key=args.key, classifier=args.classifier,
+        classifier_opt=args.classifier_opt, classifier_key=args.classifier_key, overwrite=args.overwrite))
     meta = info.meta
     channels = (meta.get("onnx") or {}).get("in_channels", "C")
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB, ONNX opset {info.opset})")
@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         return run_onnx(args)
     from pip_adapter.restore.checkpoint import export_checkpoint
 
-    loaded = export_checkpoint(args.model, args.opt, args.out, key=args.key, classifier=args.classifier,
-                               classifier_opt=args.classifier_opt, classifier_key=args.classifier_key,
-                               builder=cli_builder, overwrite=args.overwrite)
+    loaded = with_basicsr_archs(lambda: export_checkpoint(
+        args.model, args.opt, args.out, key=args.key, classifier=args.classifier,
+        classifier_opt=args.classifier_opt, classifier_key=args.classifier_key, overwrite=args.overwrite))
     meta = loaded.meta
     net = meta.get("network") or {}
     backbone = (meta.get("pip_config") or {}).get("backbone") or net.get("backbone") or net

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, List
 
-from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins, resolve_model_arg
+from pip_adapter.cli.common import add_model_argument, load_cli_plugins, resolve_model_arg, with_basicsr_archs
 from pip_adapter.plugins import add_plugin_argument
 
 
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     args.add = check_type_names(args.add)  # before anything is read or written
     load_cli_plugins(args, (args.opt,))
     args.model = resolve_model_arg(args.model)
-    info = extend_checkpoint(args.model, args.add, args.out, opt=args.opt, builder=cli_builder,
-                             overwrite=args.overwrite, seed=args.seed)
+    info = with_basicsr_archs(lambda: extend_checkpoint(args.model, args.add, args.out, opt=args.opt,
+                                                        overwrite=args.overwrite, seed=args.seed))
     print(f"wrote {info['out']} ({info['format']} checkpoint)")
     print(f"  degradations: {', '.join(info['degradations'])}  (added: {', '.join(info['added'])})")
     for lv in info["levels"]:

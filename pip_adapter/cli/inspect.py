@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import Any
 
-from pip_adapter.cli.common import add_model_argument, cli_builder, load_cli_plugins, resolve_model_arg
+from pip_adapter.cli.common import add_model_argument, load_cli_plugins, resolve_model_arg, with_basicsr_archs
 from pip_adapter.plugins import add_plugin_argument
 
 
@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
     load_cli_plugins(args, (args.opt,))
     args.model = resolve_model_arg(args.model)
-    loaded = load_checkpoint(args.model, args.opt, key=args.key, builder=cli_builder)
+    loaded = with_basicsr_archs(lambda: load_checkpoint(args.model, args.opt, key=args.key))
     model = loaded.model
     if not is_pip_model(model):
         raise ValueError(f"{args.model} holds a network without PIP levels ({type(model).__name__}); "

@@ -9,7 +9,7 @@ import sys
 from typing import Any, Callable, List, Optional, Tuple
 
 from pip_adapter.cli.common import (AUTO_MODES, DEFAULT_AUTO_MODE, DEFAULT_MODEL_HELP, add_model_argument,
-                                    cli_builder, load_cli_plugins, resolve_model_arg)
+                                    load_cli_plugins, resolve_model_arg, with_basicsr_archs)
 from pip_adapter.plugins import add_plugin_argument
 from pip_adapter.utils.io import file_id, os_error_line
 
@@ -195,10 +195,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     load_cli_plugins(args, (args.opt,))
     model = resolve_model_arg(args.model)
-    restorer = Restorer.from_checkpoint(model, opt=args.opt, key=args.key, device=args.device,
-                                        classifier=args.classifier, builder=cli_builder,
-                                        tile=args.tile, tile_overlap=args.tile_overlap,
-                                        precision=args.precision, max_pixels=args.max_pixels)
+    restorer = with_basicsr_archs(lambda: Restorer.from_checkpoint(
+        model, opt=args.opt, key=args.key, device=args.device, classifier=args.classifier, tile=args.tile,
+        tile_overlap=args.tile_overlap, precision=args.precision, max_pixels=args.max_pixels))
     if args.degradation is None and omega is None:
         if restorer.classifier is None:
             raise ValueError("say which degradation to remove: --degradation NAME or --omega rain=0.7,noise=0.3 "

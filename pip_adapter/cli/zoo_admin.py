@@ -22,7 +22,7 @@ import sys
 import tempfile
 from typing import List, Optional
 
-from pip_adapter.cli.common import cli_builder
+from pip_adapter.cli.common import with_basicsr_archs
 from pip_adapter.restore.checkpoint import export_checkpoint, load_checkpoint
 from pip_adapter.restore.file_format import read_checkpoint
 from pip_adapter.zoo.registry import (BUDGET_BYTES, ZooError, add_model, check_zoo, list_models, registry_bytes,
@@ -65,8 +65,9 @@ def _add(args: argparse.Namespace, folder: str):
         ready = path.endswith(".safetensors") and read_checkpoint(path)[1] is not None
         if args.classifier or args.opt or args.key or not ready:
             path = os.path.join(tmp, f"{args.name}.safetensors")
-            export_checkpoint(args.file, args.opt, path, key=args.key, classifier=args.classifier,
-                              classifier_opt=args.classifier_opt, builder=cli_builder)
+            with_basicsr_archs(lambda: export_checkpoint(args.file, args.opt, path, key=args.key,
+                                                         classifier=args.classifier,
+                                                         classifier_opt=args.classifier_opt))
         loaded = load_checkpoint(path)  # refuses anything restore could not load
         if loaded.kind != "restorer":
             raise ZooError(f"{args.file}: a {loaded.kind} file; the registry holds restorers")

@@ -16,21 +16,17 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from pip_adapter.backbones import build_backbone
+from pip_adapter.networks import NETWORKS, build_network  # noqa: F401  (NETWORKS: public here too)
 from pip_adapter.omega import RESERVED_NAMES, canonical_name, normalise_names
 from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.restore.file_format import (CLASSIFIER_PREFIX, CLASSIFIER_TYPE, FORMAT, FORMAT_VERSION,  # noqa: F401
                                              META_KEY, WEIGHT_EXTENSIONS, CheckpointError, network_from_options,
                                              parse_meta, plain_state, read_checkpoint, select_params,
                                              split_bundle, write_checkpoint_file)
-from pip_adapter.utils.registry import Registry
 from pip_adapter.utils.state_dict import strip_parallel_prefix
-from pip_adapter.wrap.pipnet import PIPNet, build_pipnet
+from pip_adapter.wrap.pipnet import build_pipnet
 
 logger = logging.getLogger(__name__)
-
-Builder = Callable[[Mapping[str, Any]], nn.Module]
-
 
 @dataclasses.dataclass
 class LoadedCheckpoint:
@@ -58,35 +54,20 @@ class LoadedCheckpoint:
 
 # ----------------------------------------------------------------------------------------------- building
 
-# whole networks a checkpoint can describe besides the bare backbones of ``BACKBONES``
-NETWORKS: Registry = Registry("network type", hint="Backbones register with pip_adapter.backbones.register_backbone.")
-NETWORKS.register(PIPNet, "PIPNet")
-NETWORKS.register(DegradationClassifier, CLASSIFIER_TYPE)
-
-
 def default_builder(network: Mapping[str, Any]) -> nn.Module:
-    """Build a network from its option ``{"type": ..., **kwargs}`` with the pure-PyTorch registries.
-
-    A type of ``NETWORKS`` (``PIPNet``: the wrapper's builder, ``DegradationClassifier``) is built from it, any
-    other type by :func:`pip_adapter.backbones.build_backbone`.  The CLI passes a builder that also knows BasicSR's
-    ``ARCH_REGISTRY`` (third-party archs).
-    """
-    opt = dict(network)
-    kind = opt.pop("type", None)
-    if isinstance(kind, str) and kind in NETWORKS:
-        return NETWORKS.get(kind)(**opt)
-    return build_backbone(network)
+    """:func:`pip_adapter.networks.build_network` (the name this module gave it before there was one builder)."""
+    return build_network(network)
 
 
-def _build_from_meta(meta: Mapping[str, Any], builder: Optional[Builder]) -> nn.Module:
+def _build_from_meta(meta: Mapping[str, Any]) -> nn.Module:
     """Rebuild the network a document describes (``pip_config`` first: it is exact; else ``network``)."""
     pip_config = meta.get("pip_config")
     if pip_config and pip_config.get("backbone"):
-        return build_pipnet(pip_config, backbone_builder=builder)
+        return build_pipnet(pip_config)
     network = meta.get("network")
     if not network or "type" not in network:
         raise CheckpointError("the checkpoint's metadata has neither 'pip_config' nor a 'network' with a 'type'")
-    return (builder or default_builder)(network)
+    return build_network(network)
 
 
 def describe_network(model: nn.Module) -> Tuple[Optional[Dict[str, Any]], List[str], int]:
@@ -279,8 +260,7 @@ def _registration_limit(limit: int, tensors: int, path: str) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------------------------- loading
 
-def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = None,
-                    builder: Optional[Builder] = None) -> LoadedCheckpoint:
+def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = None) -> LoadedCheckpoint:
     """Build the network(s) a checkpoint describes and load their weights (eval mode, CPU).
 
     ``path`` is an exported file (``.safetensors`` or weights-only ``.pth``), or a BasicSR ``net_g_*.pth``
@@ -305,15 +285,15 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
             source["key"] = key
         elif isinstance(raw, dict):
             source["key"] = "params_ema" if "params_ema" in raw else "params"
-        return _load_from_network(network, state, path, builder, source=source)
+        return _load_from_network(network, state, path, source=source)
     main, cls_state = split_bundle(tensors)
     check_meta(meta, path, main)
     if isinstance(meta.get("classifier"), Mapping):
         check_meta(meta["classifier"], f"{path} (classifier)", cls_state)
-        check_sizes_on_meta_device(lambda: _build_from_meta(meta["classifier"], builder), cls_state,
+        check_sizes_on_meta_device(lambda: _build_from_meta(meta["classifier"]), cls_state,
                                    f"{path} (classifier)")
-    check_sizes_on_meta_device(lambda: _build_from_meta(meta, builder), main, path)
-    model = load_weights(_build_checked(meta, builder, path), main, path)
+    check_sizes_on_meta_device(lambda: _build_from_meta(meta), main, path)
+    model = load_weights(_build_checked(meta, path), main, path)
     classifier = None
     if meta.get("kind") == "classifier":
         classifier = model
@@ -321,14 +301,14 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
         if not cls_state:
             raise CheckpointError(f"{path}: the metadata names a classifier but the file holds no "
                                   f"'{CLASSIFIER_PREFIX}*' weights")
-        classifier = load_weights(_build_checked(meta["classifier"], builder, path), cls_state,
+        classifier = load_weights(_build_checked(meta["classifier"], path), cls_state,
                                   f"{path} (classifier)")
     return LoadedCheckpoint(model=model, meta=meta, classifier=classifier)
 
 
-def _build_checked(meta: Mapping[str, Any], builder: Optional[Builder], path: str) -> nn.Module:
+def _build_checked(meta: Mapping[str, Any], path: str) -> nn.Module:
     try:
-        return _build_from_meta(meta, builder)
+        return _build_from_meta(meta)
     except CheckpointError:
         raise
     except (TypeError, ValueError, KeyError) as err:
@@ -336,12 +316,12 @@ def _build_checked(meta: Mapping[str, Any], builder: Optional[Builder], path: st
 
 
 def _load_from_network(network: Mapping[str, Any], state: Dict[str, torch.Tensor], path: str,
-                       builder: Optional[Builder], source: Dict[str, Any]) -> LoadedCheckpoint:
+                       source: Dict[str, Any]) -> LoadedCheckpoint:
     # the description may come from the checkpoint itself (meta.network_g): bound it before allocating
     check_sizes_bounded(network, state, path)
-    check_sizes_on_meta_device(lambda: (builder or default_builder)(network), state, path)
+    check_sizes_on_meta_device(lambda: build_network(network), state, path)
     try:
-        model = (builder or default_builder)(network)
+        model = build_network(network)
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{path}: cannot build the network of its option file: {err}") from err
     load_weights(model, state, path)
@@ -401,15 +381,14 @@ def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
 
 
 def bundled_classifier(loaded: LoadedCheckpoint, classifier: Optional[str] = None,
-                       classifier_opt: Optional[str] = None, classifier_key: Optional[str] = None,
-                       builder: Optional[Builder] = None) -> Tuple[Optional[nn.Module], Optional[Dict[str, Any]]]:
+                       classifier_opt: Optional[str] = None, classifier_key: Optional[str] = None) -> Tuple[Optional[nn.Module], Optional[Dict[str, Any]]]:
     """(classifier, its document) to export with the restorer ``loaded``: the file ``classifier`` (checked
     against the restorer's types), else the one ``loaded`` already bundles, else (None, None)."""
     if classifier is not None:
         if loaded.kind == "classifier":
             raise ValueError("--classifier bundles a classifier into a restorer; the main checkpoint is "
                              "already a classifier")
-        cls = load_checkpoint(classifier, opt=classifier_opt, key=classifier_key, builder=builder)
+        cls = load_checkpoint(classifier, opt=classifier_opt, key=classifier_key)
         if cls.kind != "classifier" or cls.classifier is None:
             raise ValueError(f"{classifier}: not a degradation classifier (network type "
                              f"{(cls.meta.get('network') or {}).get('type')!r})")
@@ -424,8 +403,7 @@ def bundled_classifier(loaded: LoadedCheckpoint, classifier: Optional[str] = Non
 
 def export_checkpoint(ckpt: str, opt: Optional[str], out: str, key: Optional[str] = None,
                       classifier: Optional[str] = None, classifier_opt: Optional[str] = None,
-                      classifier_key: Optional[str] = None, builder: Optional[Builder] = None,
-                      overwrite: bool = False) -> LoadedCheckpoint:
+                      classifier_key: Optional[str] = None, overwrite: bool = False) -> LoadedCheckpoint:
     """Turn a BasicSR ``net_g_*.pth`` + option YAML (or any readable checkpoint) into a self-describing file.
 
     ``classifier`` (a classifier ``net_g`` + ``classifier_opt``, or an exported classifier) is bundled into a
@@ -433,13 +411,13 @@ def export_checkpoint(ckpt: str, opt: Optional[str], out: str, key: Optional[str
     """
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    loaded = load_checkpoint(ckpt, opt=opt, key=key, builder=builder)
+    loaded = load_checkpoint(ckpt, opt=opt, key=key)
     meta = dict(loaded.meta)
     source = dict(meta.get("source") or {})
     if key:
         source["key"] = key
     meta["source"] = source
-    cls_model, cls_meta = bundled_classifier(loaded, classifier, classifier_opt, classifier_key, builder)
+    cls_model, cls_meta = bundled_classifier(loaded, classifier, classifier_opt, classifier_key)
     meta.pop("classifier", None)
     save_checkpoint(out, loaded.model, meta, classifier=cls_model, classifier_meta=cls_meta, overwrite=True)
-    return load_checkpoint(out, builder=builder)
+    return load_checkpoint(out)

@@ -16,6 +16,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from pip_adapter.networks import NETWORKS
 from pip_adapter.omega import normalise_names
 from pip_adapter.utils.tensor import pad_bottom_right
 
@@ -214,3 +215,6 @@ class DegradationClassifier(nn.Module):
             return torch.softmax(self(crops.to(param.dtype)).float(), dim=1).mean(dim=0)
         finally:
             self.train(was_training)
+
+
+NETWORKS.register(DegradationClassifier)   # checkpoints name it as network type (file_format.CLASSIFIER_TYPE)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from torch import nn
 
 from pip_adapter.modules.prompt_geometry import min_prompt_angle
+from pip_adapter.networks import build_network
 from pip_adapter.restore import checkpoint as ck
 from pip_adapter.utils.io import atomic_torch_save
 from pip_adapter.wrap.extend import check_names_extend, extend_degradations
@@ -31,7 +32,7 @@ def _network_with_added(network: Optional[dict], new: Sequence[str]) -> Optional
 
 
 def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str] = None,
-                      builder: Optional[Any] = None, overwrite: bool = False, seed: int = 0) -> dict:
+                      overwrite: bool = False, seed: int = 0) -> dict:
     """Write ``ckpt`` extended with the degradation types ``add`` to ``out``; return a summary dict.
 
     ``ckpt`` is an exported file (``.safetensors``/``.pth`` from ``pip-adapter export``) or a BasicSR
@@ -51,12 +52,11 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
                          "extended file with 'pip-adapter export --format onnx'")
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite to replace it")
-    build = builder or ck.default_builder
     tensors, meta, raw = ck.read_checkpoint(ckpt)
     summary: dict = {"ckpt": ckpt, "out": out, "added": [], "dropped_classifier": False}
 
     if meta is not None:  # an exported, self-describing file
-        loaded = ck.load_checkpoint(ckpt, builder=builder)
+        loaded = ck.load_checkpoint(ckpt)
         if loaded.kind != "restorer":
             raise ValueError(f"{ckpt} is a degradation classifier, not a restorer: only restorers are extended")
         model = extend_degradations(loaded.model, add, seed=seed)
@@ -92,7 +92,7 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
     model = None
     for key, state in states.items():
         try:
-            model = build(network)
+            model = build_network(network)
         except (TypeError, KeyError) as err:
             raise ValueError(f"{ckpt}: cannot build its network {network.get('type')!r}: {err}") from err
         state = strip_parallel_prefix(state)

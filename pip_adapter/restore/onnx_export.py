@@ -26,7 +26,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from pip_adapter.restore.checkpoint import (Builder, bundled_classifier, load_checkpoint, make_meta,
+from pip_adapter.restore.checkpoint import (bundled_classifier, load_checkpoint, make_meta,
                                             save_checkpoint)
 from pip_adapter.restore.file_format import META_KEY, is_onnx_path
 from pip_adapter.utils.io import atomic_path
@@ -235,8 +235,7 @@ def classifier_path_for(out: str) -> str:
 
 def export_onnx(ckpt: str, opt: Optional[str], out: str, key: Optional[str] = None,
                 classifier: Optional[str] = None, classifier_opt: Optional[str] = None,
-                classifier_key: Optional[str] = None, builder: Optional[Builder] = None,
-                overwrite: bool = False, opset: int = OPSET, verify: bool = True) -> OnnxExportInfo:
+                classifier_key: Optional[str] = None, overwrite: bool = False, opset: int = OPSET, verify: bool = True) -> OnnxExportInfo:
     """A checkpoint (BasicSR ``net_g`` + option YAML, or an exported file) → an ONNX graph at ``out``.
 
     A degradation classifier (``classifier``, or the one bundled in ``ckpt``) is written beside it as
@@ -244,11 +243,11 @@ def export_onnx(ckpt: str, opt: Optional[str], out: str, key: Optional[str] = No
     """
     out = os.fspath(out)
     side = classifier_path_for(out)
-    loaded = load_checkpoint(ckpt, opt=opt, key=key, builder=builder)
+    loaded = load_checkpoint(ckpt, opt=opt, key=key)
     if loaded.kind == "classifier":
         raise ValueError(f"{ckpt} is a degradation classifier; only restoration networks export to ONNX "
                          "(export the classifier to .safetensors)")
-    cls_model, cls_meta = bundled_classifier(loaded, classifier, classifier_opt, classifier_key, builder)
+    cls_model, cls_meta = bundled_classifier(loaded, classifier, classifier_opt, classifier_key)
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     if cls_model is not None and os.path.exists(side) and not overwrite:

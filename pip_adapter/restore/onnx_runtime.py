@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 import torch.nn as nn
 
-from pip_adapter.restore.checkpoint import Builder, check_meta, load_checkpoint
+from pip_adapter.restore.checkpoint import check_meta, load_checkpoint
 from pip_adapter.restore.file_format import META_KEY, CheckpointError, parse_meta
 from pip_adapter.restore.onnx_export import INPUT_NAMES, OUTPUT_NAME, require
 
@@ -156,7 +156,7 @@ class LoadedOnnx:
 
 
 def load_onnx(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
-              classifier: Optional[str] = None, builder: Optional[Builder] = None) -> LoadedOnnx:
+              classifier: Optional[str] = None) -> LoadedOnnx:
     """Open an exported ONNX restorer; its classifier is ``classifier`` if given, else the file its metadata names
     (``classifier_file``, beside the graph), else none."""
     net = OnnxRuntimeNet(path, device=device)
@@ -170,7 +170,7 @@ def load_onnx(path: Union[str, os.PathLike], device: Union[str, torch.device] = 
             cls_path = None
     cls_model = None
     if cls_path is not None:
-        loaded = load_checkpoint(cls_path, builder=builder)
+        loaded = load_checkpoint(cls_path)
         if loaded.classifier is None:
             raise ValueError(f"{cls_path}: holds no degradation classifier")
         cls_model = loaded.classifier

@@ -15,7 +15,7 @@ import math
 import os
 import time
 import warnings
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -167,7 +167,6 @@ class Restorer:
     @classmethod
     def from_checkpoint(cls, path: str, opt: Optional[str] = None, key: Optional[str] = None,
                         device: Union[str, torch.device, None] = "auto", classifier: Optional[str] = None,
-                        builder: Optional[Callable[[Mapping[str, Any]], nn.Module]] = None,
                         **kwargs: Any) -> "Restorer":
         """Load an exported checkpoint (or a BasicSR ``net_g`` + ``opt``); ``classifier`` is a classifier file.
 
@@ -177,16 +176,16 @@ class Restorer:
             if opt is not None or key is not None:
                 raise ValueError(f"{path}: --opt and --key apply to BasicSR net_g files, not to an ONNX export")
             device = onnx_device(device)
-            onnx = load_onnx(path, device=device, classifier=classifier, builder=builder)
+            onnx = load_onnx(path, device=device, classifier=classifier)
             return cls(onnx.model, onnx.model.degradations, multiple=onnx.model.multiple, device=device,
                        classifier=onnx.classifier, uses_omega=onnx.model.uses_omega, **kwargs)
-        loaded = load_checkpoint(path, opt=opt, key=key, builder=builder)
+        loaded = load_checkpoint(path, opt=opt, key=key)
         if loaded.kind == "classifier":
             raise ValueError(f"{path} is a degradation classifier, not a restoration network; pass it as "
                              "--classifier")
         cls_model = loaded.classifier
         if classifier is not None:
-            cls_loaded = load_checkpoint(classifier, builder=builder)
+            cls_loaded = load_checkpoint(classifier)
             if cls_loaded.classifier is None:
                 raise ValueError(f"{classifier}: holds no degradation classifier")
             cls_model = cls_loaded.classifier

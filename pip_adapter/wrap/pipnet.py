@@ -12,38 +12,30 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..backbones import build_backbone
 from ..backbones.restormer_release import release_unused_convs, split_release_state_dict
 from ..modules.release_keys import load_release_level, ours_to_release_prefixed, release_prefixes, split_prefixed
+from ..networks import NETWORKS, build_network
 from .config import PIPConfig
 from .extend import extend_degradations, install_migration_hooks
 from .wrapper import PIPWrappedModel
 
 logger = logging.getLogger(__name__)
 
-BackboneBuilder = Callable[[Dict[str, Any]], nn.Module]
-
-
-def _default_builder(opt: Dict[str, Any]) -> nn.Module:
-    return build_backbone(opt)
-
-
 class PIPNet(PIPWrappedModel):
     """A backbone (an option dict ``{"type": name, **kwargs}`` or a module) with PIP on every skip.
 
     Args:
-        backbone: ``{"type": "NAFNet", "width": 32, ...}`` (built by ``backbone_builder``) or an ``nn.Module``.
+        backbone: ``{"type": "NAFNet", "width": 32, ...}`` (built by :func:`pip_adapter.networks.build_network`:
+            our backbones, and BasicSR's archs once :mod:`pip_adapter.bsr` is imported) or an ``nn.Module``.
         degradations: an int T or the type names (default the five).
         prompt_dims / prompt_sizes: per-level D and s (default: paper table or sizing rule).
         example_input_size: probe input size, H / (H, W) / (C, H, W) / (B, C, H, W) (default 1×C×64×96).
         levels: module names of the skips (overrides detection).
-        backbone_builder: turns the backbone dict into a module (default
-            :func:`pip_adapter.backbones.build_backbone`; the BasicSR glue passes one using ``ARCH_REGISTRY``).
         added_degradations: types added after training ``degradations`` (``[snow]``): see
             :func:`pip_adapter.wrap.extend.extend_degradations`; a checkpoint of the un-extended model loads.
         **pip_options: PIPLevel options, ``patch_size`` / ``max_prompt_dim`` for sizing.
@@ -51,7 +43,6 @@ class PIPNet(PIPWrappedModel):
 
     def __init__(self, backbone: Any, degradations: Any = None, prompt_dims: Any = None, prompt_sizes: Any = None,
                  example_input_size: Optional[Any] = None, levels: Optional[Sequence[Any]] = None,
-                 backbone_builder: Optional[BackboneBuilder] = None,
                  added_degradations: Optional[Sequence[str]] = None, **pip_options: Any) -> None:
         pip_options.pop("type", None)   # BasicSR leaves the arch name in the option dict
         if isinstance(backbone, Mapping):
@@ -59,10 +50,7 @@ class PIPNet(PIPWrappedModel):
             if "type" not in cfg:
                 raise ValueError(f"PIPNet: the backbone dict needs a 'type' (e.g. NAFNet, Restormer), got keys "
                                  f"{sorted(cfg)}")
-            builder = backbone_builder if backbone_builder is not None else _default_builder
-            net = builder(copy.deepcopy(cfg))   # builders may pop keys
-            if not isinstance(net, nn.Module):
-                raise ValueError(f"PIPNet: the backbone builder returned {type(net).__name__}, not an nn.Module")
+            net = build_network(cfg)
         elif isinstance(backbone, nn.Module):
             net, cfg = backbone, pip_options.pop("backbone_config", None)
         else:
@@ -77,8 +65,10 @@ class PIPNet(PIPWrappedModel):
             install_migration_hooks(self)   # rebuilt extended models still load pre-extension checkpoints
 
 
-def build_pipnet(config: Any, backbone_builder: Optional[BackboneBuilder] = None,
-                 backbone: Optional[nn.Module] = None) -> PIPNet:
+NETWORKS.register(PIPNet)
+
+
+def build_pipnet(config: Any, backbone: Optional[nn.Module] = None) -> PIPNet:
     """Rebuild the model described by ``PIPWrappedModel.pip_config()`` (same levels, sizes, types).
 
     ``config`` is that dict (read through :meth:`PIPConfig.from_dict`, which also takes today's format tag) or
@@ -93,7 +83,7 @@ def build_pipnet(config: Any, backbone_builder: Optional[BackboneBuilder] = None
                              f"of class {cfg.backbone_class}); pass backbone=<that network>")
         backbone = spec
     return PIPNet(backbone, degradations=list(cfg.degradations), levels=list(cfg.levels),
-                  example_input_size=cfg.example_input_size, backbone_builder=backbone_builder,
+                  example_input_size=cfg.example_input_size,
                   level_configs=[dict(c) for c in cfg.pip_levels],
                   **({"backbone_config": dict(spec)} if spec and isinstance(backbone, nn.Module) else {}))
 
