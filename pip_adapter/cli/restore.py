@@ -2,107 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import math
 import os
 import sys
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from pip_adapter.cli.common import (AUTO_MODES, DEFAULT_AUTO_MODE, DEFAULT_MODEL_HELP, add_model_argument,
                                     load_cli_plugins, resolve_model_arg, with_basicsr_archs)
 from pip_adapter.plugins import add_plugin_argument
-from pip_adapter.utils.io import file_id, os_error_line
 
 # image_io.DEFAULT_MAX_PIXELS, written out so that --help imports no image library (a test compares them)
 DEFAULT_MAX_PIXELS = 100_000_000
-
-
-def expand_inputs(specs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
-    """Files named by ``specs`` (files, folders — their images, not recursive — or globs), and problems found."""
-    from pip_adapter.image_io import is_image_file
-
-    files: List[str] = []
-    problems: List[Tuple[str, str]] = []
-    seen = set()
-
-    def _add(path: str) -> None:
-        key = os.path.abspath(path)
-        if key not in seen:
-            seen.add(key)
-            files.append(path)
-
-    for spec in specs:
-        if os.path.isdir(spec):
-            found = sorted(os.path.join(spec, f) for f in os.listdir(spec)
-                           if is_image_file(f) and os.path.isfile(os.path.join(spec, f)))
-            if not found:
-                problems.append((spec, "folder holds no image files"))
-            for f in found:
-                _add(f)
-        elif os.path.exists(spec):
-            _add(spec)  # named explicitly: try it even without an image extension, and report if unreadable
-        elif glob.has_magic(spec):
-            found = sorted(f for f in glob.glob(spec, recursive=True) if os.path.isfile(f))
-            if not found:
-                problems.append((spec, "no file matches this pattern"))
-            for f in found:
-                _add(f)
-        else:
-            problems.append((spec, "no such file or folder"))
-    return files, problems
-
-
-def check_suffix(suffix: str) -> None:
-    """Refuse a ``--suffix`` that could move outputs out of the output folder (a path separator, ``..``)."""
-    seps = [sep for sep in (os.sep, os.altsep, "/") if sep]
-    if any(sep in suffix for sep in seps) or "\0" in suffix or suffix.strip() in (".", ".."):
-        raise ValueError(f"--suffix {suffix!r} must be plain text added to file names (no path separator, "
-                         "no '..'): outputs stay inside the output folder")
-
-
-def input_checker(files: List[str]) -> Callable[[str], bool]:
-    """A test telling whether a path is one of ``files`` (links and hard links followed)."""
-    reals = {os.path.realpath(f) for f in files}
-    ids = {file_id(f) for f in files} - {None}
-    return lambda path: os.path.realpath(path) in reals or file_id(path) in ids
-
-
-def inside(path: str, folder: str) -> bool:
-    """True when ``path`` resolves (links followed) to somewhere inside ``folder``."""
-    folder_real = os.path.realpath(folder)
-    return os.path.commonpath([os.path.realpath(path), folder_real]) == folder_real
-
-
-def output_paths(files: List[str], output: str, suffix: str = "") -> List[str]:
-    """Output path per input: ``output/<name>``; names that occur in several folders go to
-    ``output/<folder name>/<name>`` so that nothing collides.  A ``suffix`` with a path separator is refused."""
-    from collections import Counter
-
-    check_suffix(suffix)
-
-    def _name(src: str) -> str:
-        stem, ext = os.path.splitext(os.path.basename(src))
-        return f"{stem}{suffix}{ext if ext else '.png'}"
-
-    counts = Counter(_name(f) for f in files)
-    return [os.path.join(output, os.path.basename(os.path.dirname(os.path.abspath(f))), _name(f))
-            if counts[_name(f)] > 1 else os.path.join(output, _name(f)) for f in files]
-
-
-def find_gt(gt_dir: str, src: str) -> Optional[str]:
-    """The ground truth of ``src`` in ``gt_dir``: the same file name, else the same stem with any image extension."""
-    from pip_adapter.image_io import IMAGE_EXTENSIONS
-
-    name = os.path.basename(src)
-    same = os.path.join(gt_dir, name)
-    if os.path.isfile(same):
-        return same
-    stem = os.path.splitext(name)[0]
-    for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS):
-        cand = os.path.join(gt_dir, stem + ext)
-        if os.path.isfile(cand):
-            return cand
-    return None
 
 
 def _fmt(value: Optional[float], digits: int) -> str:
@@ -119,15 +29,13 @@ def _gain(after: Optional[float], before: Optional[float]) -> str:
     return f"{after - before:+.2f}"
 
 
-def _mean(values: List[Optional[float]]) -> Optional[float]:
-    kept = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else None
-
-
 def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: bool, out=None) -> None:
     """A table of the restored images (ω used, seconds, and with a ground truth the input's and the result's
     PSNR/SSIM and the PSNR gain), its average row (seconds per image) and the list of failures."""
+    from pip_adapter.restore.batch import BatchResult
+
     out = out or sys.stdout
+    batch = BatchResult(restored=list(rows), failures=list(failures))
     header = ["image", "size", "omega", "seconds"]
     if with_gt:
         header += ["input PSNR", "PSNR", "gain", "input SSIM", "SSIM"]
@@ -135,20 +43,14 @@ def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: boo
     for r in rows:
         line = [os.path.basename(r.input), f"{r.size[1]}x{r.size[0]}", r.chosen, f"{r.seconds:.2f}"]
         if with_gt:
-            in_psnr, in_ssim = getattr(r, "input_psnr", None), getattr(r, "input_ssim", None)
-            line += [_fmt(in_psnr, 2), _fmt(r.psnr, 2), _gain(r.psnr, in_psnr), _fmt(in_ssim, 4), _fmt(r.ssim, 4)]
+            line += [_fmt(r.input_psnr, 2), _fmt(r.psnr, 2), _gain(r.psnr, r.input_psnr), _fmt(r.input_ssim, 4),
+                     _fmt(r.ssim, 4)]
         table.append(line)
     if with_gt:
-        # an identical pair (infinite PSNR) has no meaningful average: left out of the PSNR columns
-        scored = [r for r in rows if r.psnr is not None and not math.isinf(r.psnr)]
-        avg_psnr = _mean([r.psnr for r in scored])
-        avg_in = _mean([getattr(r, "input_psnr", None) for r in scored
-                        if getattr(r, "input_psnr", None) is not None and not math.isinf(r.input_psnr)])
-        avg_ssim = _mean([r.ssim for r in rows if r.psnr is not None])
-        avg_in_ssim = _mean([getattr(r, "input_ssim", None) for r in rows if r.psnr is not None])
-        table.append([f"average ({len(scored)})", "", "", _fmt(_mean([r.seconds for r in rows]), 2),
-                      _fmt(avg_in, 2), _fmt(avg_psnr, 2), _gain(avg_psnr, avg_in), _fmt(avg_in_ssim, 4),
-                      _fmt(avg_ssim, 4)])
+        avg = batch.averages()
+        table.append([f"average ({avg['count']})", "", "", _fmt(avg["seconds"], 2), _fmt(avg["input_psnr"], 2),
+                      _fmt(avg["psnr"], 2), _gain(avg["psnr"], avg["input_psnr"]), _fmt(avg["input_ssim"], 4),
+                      _fmt(avg["ssim"], 4)])
     if rows:
         widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
         sep = "  "
@@ -158,7 +60,7 @@ def print_summary(rows: List[Any], failures: List[Tuple[str, str]], with_gt: boo
             if with_gt and i == len(table) - 1:
                 print(sep.join("-" * w for w in widths), file=out)
             print(sep.join(str(x).ljust(w) for x, w in zip(line, widths)), file=out)
-    unscored = [r for r in rows if getattr(r, "unscored", None)] if with_gt else []
+    unscored = batch.unscored if with_gt else []
     print(f"restored {len(rows)} image(s), {len(failures)} failed"
           + (f", {len(unscored)} restored but not scored" if unscored else ""), file=out)
     for r in unscored:
@@ -174,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     # imported once the arguments are known to be sensible: a typo is reported without loading torch
     from tqdm import tqdm
 
-    from pip_adapter.omega import name_to_index, parse_omega_spec, to_omega
-    from pip_adapter.restore.restorer import Restorer
+    from pip_adapter.omega import parse_omega_spec
+    from pip_adapter.restore.batch import check_batch, expand_inputs, restore_batch
+    from pip_adapter.restore.restorer import AUTO, Restorer
 
     omega = parse_omega_spec(args.omega) if args.omega is not None else None
     if args.tile < 0 or args.tile_overlap < 0:
@@ -183,11 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tile and args.tile_overlap >= args.tile:
         raise ValueError(f"--tile-overlap ({args.tile_overlap}) must be smaller than --tile ({args.tile}); "
                          "a quarter of the tile is a good overlap")
-    if args.gt is not None and not os.path.isdir(args.gt):
-        raise FileNotFoundError(f"--gt folder not found: {args.gt}")
-    check_suffix(args.suffix)
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise FileExistsError(f"-o {args.output} exists and is not a folder; give an output folder")
+    check_batch(args.output, args.suffix, args.gt)  # before the model loads: a typo costs nothing
     files, failures = expand_inputs(args.inputs)
     if not files and failures:
         for name, why in failures:
@@ -205,61 +104,22 @@ def run(args: argparse.Namespace) -> int:
                              "classifier, so it cannot choose by itself)")
         # the shipped models bundle their classifier: a newcomer's first command needs no -d
         print("no --degradation given: the model's classifier chooses for each image (-d auto)", file=sys.stderr)
-        args.degradation = "auto"
-    # validate ω once, before any work, so that a typo fails fast with the known names
-    if omega is not None:
-        to_omega(omega, restorer.degradations, batch_size=1)
-    elif args.degradation.strip().lower() != "auto":
-        name_to_index(args.degradation, restorer.degradations)
-    elif restorer.classifier is None:
-        raise ValueError("--degradation auto needs a degradation classifier: pass --classifier FILE, or export "
-                         "the model with one (pip-adapter export ... --classifier)")
-    os.makedirs(args.output, exist_ok=True)
-    is_an_input = input_checker(files)
-    rows = []
-    targets = set()
-    show = not args.no_progress
-    with tqdm(total=len(files), desc="restoring", unit="img", disable=not show, file=sys.stderr) as bar:
-        for src, dst in zip(files, output_paths(files, args.output, args.suffix)):
-            stem = os.path.splitext(os.path.basename(src))[0]
-            bar.set_postfix_str(os.path.basename(src))
-            try:
-                if os.path.realpath(dst) in targets:
-                    raise FileExistsError(f"another input already writes {dst}; rename one of them")
-                if not inside(dst, args.output):  # e.g. a link inside -o pointing elsewhere
-                    raise ValueError(f"{dst} would be written outside the output folder {args.output}")
-                if is_an_input(dst):
-                    # links included: -o may be a link to the input folder
-                    raise FileExistsError(f"{dst} is an input file (the output folder leads to the inputs); "
-                                          "choose another --output or a --suffix")
-                gt = None
-                unscored = None
-                if args.gt is not None:
-                    gt = find_gt(args.gt, src)
-                    if gt is None:
-                        unscored = f"no ground truth named {stem}.* in {args.gt}"
-                targets.add(os.path.realpath(dst))
-                with tqdm(total=0, desc="  tiles", unit="tile", leave=False, file=sys.stderr,
-                          disable=not show or not args.tile) as tiles:
-                    def _steps(n: int, bar=tiles) -> None:
-                        bar.total = n
-                        bar.refresh()
+        args.degradation = AUTO
+    auto = args.degradation is not None and args.degradation.strip().lower() == AUTO
 
-                    result = restorer.restore_file(src, dst, degradation=args.degradation, omega=omega,
-                                                   auto_mode=args.auto_mode, overwrite=args.overwrite, gt=gt,
-                                                   progress=tiles.update, on_steps=_steps)
-                if unscored:
-                    result.unscored = unscored
-                rows.append(result)
-                if args.degradation is not None and args.degradation.strip().lower() == "auto":
-                    bar.write(f"{os.path.basename(src)}: {result.chosen}")
-            except (ValueError, OSError, RuntimeError) as err:
-                why = os_error_line(err) if isinstance(err, OSError) and err.errno is not None else str(err)
-                why = why[len(src) + 2:] if why.startswith(f"{src}: ") else why
-                failures.append((src, why))
-                bar.write(f"error: {src}: {why}")
-            bar.update(1)
-    print_summary(rows, failures, with_gt=args.gt is not None)
+    def _tell(src: str, row: Any, why: Optional[str]) -> None:
+        # written above the progress bars, as each image is done
+        if why is not None:
+            tqdm.write(f"error: {src}: {why}", file=sys.stderr)
+        elif auto:
+            tqdm.write(f"{os.path.basename(src)}: {row.chosen}", file=sys.stderr)
+
+    # restore_batch checks ω before any image, so a typo fails fast with the known names
+    result = restore_batch(restorer, files, args.output, degradation=args.degradation, omega=omega,
+                           auto_mode=args.auto_mode, suffix=args.suffix, gt_dir=args.gt, overwrite=args.overwrite,
+                           progress=not args.no_progress, on_image=_tell)
+    failures += result.failures
+    print_summary(result.restored, failures, with_gt=args.gt is not None)
     return 1 if failures else 0
 
 

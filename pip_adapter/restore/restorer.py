@@ -100,7 +100,8 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
 
 @dataclasses.dataclass
 class RestoreResult:
-    """What :meth:`Restorer.restore_file` did for one image."""
+    """What :meth:`Restorer.restore_file` did for one image it restored and wrote (an image that fails raises;
+    :func:`~pip_adapter.restore.batch.restore_batch` lists those as ``failures``)."""
 
     input: str
     output: Optional[str]
@@ -110,7 +111,6 @@ class RestoreResult:
     size: Tuple[int, int]
     psnr: Optional[float] = None
     ssim: Optional[float] = None
-    error: Optional[str] = None
     unscored: Optional[str] = None  # why a ground truth was given but no PSNR/SSIM could be computed
     input_psnr: Optional[float] = None  # the degraded input against the same ground truth (what restoring gained)
     input_ssim: Optional[float] = None
