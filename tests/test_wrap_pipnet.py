@@ -91,7 +91,7 @@ def test_release_layout_loads_strict_and_round_trips(release_model_and_state, ca
     total = sum(p.numel() for p in model.parameters())
     unused = sum(v.numel() for k, v in state.items() if k.startswith("reduce_noise_channel_"))
     assert total + unused == sum(v.numel() for v in state.values()) == 27_429_510
-    with caplog.at_level("INFO", logger="pip_adapter.wrap.pipnet"):
+    with caplog.at_level("INFO", logger="pip_adapter.modules.release_keys"):
         report = load_release_state_dict(model, state, strict=True)
     assert report["discarded"] == [f"reduce_noise_channel_{i}.weight" for i in (1, 2, 3)]
     assert "discarded" in caplog.text

@@ -1,4 +1,15 @@
-"""Mapping between the authors' release state-dict keys and :class:`PIPLevel`'s.
+"""The PIP authors' release layout, all of it: key mapping of one level, the split of a release checkpoint,
+and loading/saving a whole model in that layout (``pip_restormer_official`` in the spec's manifest).
+
+Whole checkpoints: :func:`load_release_layout` / :func:`release_layout_state` take the backbone (the
+:class:`~pip_adapter.backbones.RestormerPIPRelease` variant: it is recognised by its modules, not imported)
+and the PIP levels on its skips ``encoder_level1/2/3``; ``pip_adapter.wrap.load_release_state_dict`` and
+``release_state_dict`` hand them over from a wrapped model.  ``prompt{i}.*`` and
+``low_prompt_interaction_level{i}.*`` go to level i; the three convs ``reduce_noise_channel_{1,2,3}`` that
+the release builds but never uses in its forward are **checked for shape and discarded** (one INFO log line
+says so); every other key is the backbone's.
+
+One level:
 
 In the release, one PIP level is two modules: a prompt-in-prompt block (here "p2p") and a selective
 prompt-to-feature block (here "p2f").  In the full release checkpoint (``PIPNet_Restormer_onskip_inter``)
@@ -28,13 +39,71 @@ back, they are appended to ``detask_prompt_param`` (a release model then sees T 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from torch import nn
 
 from .pip_level import PIPLevel
 
+logger = logging.getLogger(__name__)
+
 StateDict = Dict[str, torch.Tensor]
+
+#: the skips of the release's backbone on which its PIP levels 1, 2, 3 sit
+RELEASE_SKIPS: Tuple[str, ...] = ("encoder_level1", "encoder_level2", "encoder_level3")
+
+#: the release's unused convs at its default sizes (dim 48, prompt dims 64/128/256): key -> shape.
+#: Never used in the forward; accepted and discarded by loaders after a shape check.
+RELEASE_UNUSED_CONVS: Dict[str, Tuple[int, ...]] = {
+    "reduce_noise_channel_1.weight": (48, 112, 1, 1),
+    "reduce_noise_channel_2.weight": (96, 224, 1, 1),
+    "reduce_noise_channel_3.weight": (192, 448, 1, 1),
+}
+
+#: key prefixes of the PIP side of a release checkpoint (prompt-in-prompt blocks and P2F blocks)
+RELEASE_PIP_PREFIXES: Tuple[str, ...] = ("prompt1.", "prompt2.", "prompt3.", "low_prompt_interaction_level1.",
+                                         "low_prompt_interaction_level2.", "low_prompt_interaction_level3.")
+
+
+def release_unused_convs(dim: int = 48, prompt_dims: Sequence[int] = (64, 128, 256)) -> Dict[str, Tuple[int, ...]]:
+    """Shapes of the unused ``reduce_noise_channel_l`` convs for other sizes: (2^(l-1)·dim, that + D_l, 1, 1)."""
+    if len(prompt_dims) != 3:
+        raise ValueError(f"prompt_dims must have 3 entries (one per skip level), got {list(prompt_dims)!r}")
+    out = {}
+    for level, d in enumerate(prompt_dims, start=1):
+        c = dim * 2 ** (level - 1)
+        out[f"reduce_noise_channel_{level}.weight"] = (c, c + int(d), 1, 1)
+    return out
+
+
+def split_release_state_dict(state_dict: Mapping[str, torch.Tensor], dim: int = 48,
+                             prompt_dims: Sequence[int] = (64, 128, 256),
+                             ) -> Tuple[StateDict, StateDict, StateDict]:
+    """Split a release state dict into (backbone, PIP side, unused convs).
+
+    The backbone part loads into :class:`~pip_adapter.backbones.RestormerPIPRelease` with ``strict=True``; the PIP part keeps the
+    release's key names. Raises ``ValueError`` when an unused conv has an unexpected shape (a sign that the
+    checkpoint was built with other sizes: pass its ``dim``/``prompt_dims``).
+    """
+    expected = release_unused_convs(dim, prompt_dims)
+    backbone: StateDict = {}
+    pip: StateDict = {}
+    unused: StateDict = {}
+    for key, value in state_dict.items():
+        if key.startswith(RELEASE_PIP_PREFIXES):
+            pip[key] = value
+        elif key.startswith("reduce_noise_channel_"):
+            want = expected.get(key)
+            if want is None or tuple(value.shape) != want:
+                raise ValueError(f"release checkpoint: unused conv {key!r} has shape {tuple(value.shape)}, "
+                                 f"expected {want} for dim={dim}, prompt_dims={list(prompt_dims)}; "
+                                 "pass the sizes the checkpoint was trained with")
+            unused[key] = value
+        else:
+            backbone[key] = value
+    return backbone, pip, unused
 
 #: release key prefix (relative to the p2p block) -> our key prefix
 P2P_RULES: Tuple[Tuple[str, str], ...] = (
@@ -193,3 +262,90 @@ def load_release_level(level: PIPLevel, p2p_state: Mapping[str, torch.Tensor],
     if bad:
         raise ValueError(f"release level shapes do not fit this PIPLevel ({level.extra_repr()}): {bad}")
     level.load_state_dict(mapped, strict=True)
+
+
+# ------------------------------------------------------------------------------------------ whole checkpoints
+def release_checkpoint_tensors(state: Mapping[str, Any]) -> StateDict:
+    """The tensors of a release checkpoint: unwrap ``state_dict``/``params``/``params_ema``/``model`` and strip a
+    common key prefix (``net.``, ``module.``)."""
+    for key in ("state_dict", "params_ema", "params", "model"):
+        inner = state.get(key) if isinstance(state, Mapping) else None
+        if isinstance(inner, Mapping):
+            state = inner
+            break
+    anchor = [k for k in state if k.endswith("patch_embed.proj.weight")]
+    prefix = anchor[0][: -len("patch_embed.proj.weight")] if len(anchor) == 1 else ""
+    if prefix and all(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def release_backbone_dim(backbone: nn.Module) -> int:
+    """The width ``dim`` of a release backbone; anything else is refused (the layout fits only that variant)."""
+    proj = getattr(getattr(backbone, "patch_embed", None), "proj", None)
+    if not isinstance(proj, nn.Conv2d) or not hasattr(backbone, "chnl_reduce3"):
+        raise ValueError(f"the release layout needs a RestormerPIPRelease backbone, got {type(backbone).__name__}")
+    return proj.out_channels
+
+
+def _check_levels(levels: Sequence[PIPLevel]) -> None:
+    if len(levels) != len(RELEASE_SKIPS):
+        raise ValueError(f"the release layout has {len(RELEASE_SKIPS)} PIP levels, got {len(levels)}")
+
+
+def load_release_layout(backbone: nn.Module, levels: Sequence[PIPLevel], state: Mapping[str, Any],
+                        strict: bool = True) -> Dict[str, List[str]]:
+    """Load a release checkpoint (``PIPNet_Restormer_onskip_inter``) into ``backbone`` and its three PIP
+    ``levels`` (those on ``encoder_level1/2/3``, in that order).
+
+    ``strict``: every key must be used and every parameter filled, else ``ValueError`` listing the keys, and
+    nothing is changed.  Returns ``{"missing": [...], "unexpected": [...], "discarded": [...]}``.
+    """
+    state = release_checkpoint_tensors(state)
+    dim = release_backbone_dim(backbone)
+    _check_levels(levels)
+    dims = [level.prompt_dim for level in levels]
+    backbone_sd, pip_sd, unused = split_release_state_dict(state, dim=dim, prompt_dims=dims)
+    expected_unused = sorted(release_unused_convs(dim, dims))
+    missing: List[str] = [k for k in expected_unused if k not in unused] if strict else []
+    own = backbone.state_dict()
+    missing += sorted(set(own) - set(backbone_sd))
+    unexpected = sorted(set(backbone_sd) - set(own))
+    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+           for k, v in backbone_sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        raise ValueError(f"release checkpoint: backbone shapes do not fit: {bad[:8]}")
+    if strict and (missing or unexpected):
+        raise ValueError(f"release checkpoint does not fit the model: missing keys {missing[:10]}"
+                         f"{' ...' if len(missing) > 10 else ''} ({len(missing)}), unexpected keys "
+                         f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} ({len(unexpected)}); "
+                         "expected the pip_restormer_official layout")
+    saved = [{k: v.detach().clone() for k, v in level.state_dict().items()} for level in levels]
+    try:
+        for rel, level in enumerate(levels, start=1):
+            load_release_level(level, *split_prefixed(pip_sd, *release_prefixes(rel)))
+    except Exception:
+        for level, before in zip(levels, saved):
+            level.load_state_dict(before)
+        raise
+    backbone.load_state_dict({k: v for k, v in backbone_sd.items() if k in own}, strict=False)
+    if unused:
+        logger.info("release checkpoint: discarded %s (shapes checked; the release never uses them in its "
+                    "forward)", ", ".join(sorted(unused)))
+    return {"missing": missing, "unexpected": unexpected, "discarded": sorted(unused)}
+
+
+def release_layout_state(backbone: nn.Module, levels: Sequence[PIPLevel], include_unused: bool = True) -> StateDict:
+    """``backbone`` and its three PIP ``levels`` in the release's key layout (inverse of
+    :func:`load_release_layout`); with ``include_unused`` the unused ``reduce_noise_channel_*`` convs are
+    written as zeros of the release's shapes, so that the release's code can load the result strictly."""
+    dim = release_backbone_dim(backbone)
+    _check_levels(levels)
+    out: StateDict = dict(backbone.state_dict())
+    for rel, level in enumerate(levels, start=1):
+        out.update(ours_to_release_prefixed(level.state_dict(), *release_prefixes(rel)))
+    if include_unused:
+        ref = next(backbone.parameters())
+        for key, shape in release_unused_convs(dim, [level.prompt_dim for level in levels]).items():
+            out[key] = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
+    return out

@@ -1,12 +1,9 @@
 """``PIPNet``: build a backbone from an option dict and wrap it (pure PyTorch; BasicSR registers it as an arch).
 
 Also rebuilding a wrapped model from its ``pip_config()`` (:func:`build_pipnet`) and loading the PIP authors'
-release checkpoints (:func:`load_release_state_dict`, layout ``pip_restormer_official`` of the spec's
-manifest): ``prompt{i}.*`` (prompt-in-prompt part) and ``low_prompt_interaction_level{i}.*``
-(prompt-to-feature part) go to ``pip_levels[i-1]`` through :mod:`pip_adapter.modules.release_keys`;
-the three convs ``reduce_noise_channel_{1,2,3}`` that the release builds but never uses in its forward are
-**checked for shape and discarded** (one INFO log line says so); every other key is the
-:class:`~pip_adapter.backbones.RestormerPIPRelease` backbone's.
+release checkpoints into a wrapped model (:func:`load_release_state_dict`, :func:`release_state_dict`): they
+find the model's levels on the release's skips and hand them to :mod:`pip_adapter.modules.release_keys`, where
+the whole release layout lives.
 """
 from __future__ import annotations
 
@@ -17,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from ..backbones.restormer_release import release_unused_convs, split_release_state_dict
-from ..modules.release_keys import load_release_level, ours_to_release_prefixed, release_prefixes, split_prefixed
+from ..modules.pip_level import PIPLevel
+from ..modules.release_keys import RELEASE_SKIPS, load_release_layout, release_backbone_dim, release_layout_state
 from ..networks import NETWORKS, build_network
 from .config import PIPConfig
 from .extend import extend_degradations, install_migration_hooks
@@ -89,40 +86,15 @@ def build_pipnet(config: Any, backbone: Optional[nn.Module] = None) -> PIPNet:
 
 
 # ------------------------------------------------------------------------------------------ release layout
-def _release_sd(state: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    """The tensors of a release checkpoint: unwrap ``state_dict``/``params`` and strip a common key prefix."""
-    for key in ("state_dict", "params_ema", "params", "model"):
-        inner = state.get(key) if isinstance(state, Mapping) else None
-        if isinstance(inner, Mapping):
-            state = inner
-            break
-    anchor = [k for k in state if k.endswith("patch_embed.proj.weight")]
-    prefix = anchor[0][: -len("patch_embed.proj.weight")] if len(anchor) == 1 else ""
-    if prefix and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items()}
-    return dict(state)
-
-
-def _release_levels(model: PIPWrappedModel) -> List[int]:
-    """Index in ``model.pip_levels`` of release levels 1, 2, 3 (found by the skip producers' names)."""
+def _release_levels(model: PIPWrappedModel) -> List[PIPLevel]:
+    """The model's PIP levels at release levels 1, 2, 3 (found by the skip producers' names)."""
+    release_backbone_dim(model.backbone)  # the backbone first: its message is the clearer one
     specs = [p.spec for p in model._plans]
-    idx = []
-    for i in (1, 2, 3):
-        name = f"encoder_level{i}"
-        if name not in specs:
-            raise ValueError(f"the model's skips are {specs}, not the release's encoder_level1/2/3; "
-                             "load_release_state_dict needs PIPNet around a RestormerPIPRelease backbone")
-        idx.append(specs.index(name))
-    return idx
-
-
-def _release_sizes(model: PIPWrappedModel) -> tuple:
-    proj = getattr(getattr(model.backbone, "patch_embed", None), "proj", None)
-    if not isinstance(proj, nn.Conv2d) or not hasattr(model.backbone, "chnl_reduce3"):
-        raise ValueError(f"the release layout needs a RestormerPIPRelease backbone, got "
-                         f"{type(model.backbone).__name__}")
-    idx = _release_levels(model)
-    return proj.out_channels, [model.pip_levels[i].prompt_dim for i in idx], idx
+    missing = [name for name in RELEASE_SKIPS if name not in specs]
+    if missing:
+        raise ValueError(f"the model's skips are {specs}, not the release's encoder_level1/2/3; "
+                         "load_release_state_dict needs PIPNet around a RestormerPIPRelease backbone")
+    return [model.pip_levels[specs.index(name)] for name in RELEASE_SKIPS]
 
 
 def load_release_state_dict(model: PIPWrappedModel, state: Mapping[str, Any], strict: bool = True
@@ -133,39 +105,10 @@ def load_release_state_dict(model: PIPWrappedModel, state: Mapping[str, Any], st
     Accepts a bare state dict or a checkpoint holding one under ``state_dict``/``params``/``params_ema``, with
     or without a common key prefix (``net.``, ``module.``).  ``strict``: every key must be used and every
     parameter filled, else ``ValueError`` listing the keys, and the model is left unchanged.
-    Returns ``{"missing": [...], "unexpected": [...], "discarded": [...]}``.
+    Returns ``{"missing": [...], "unexpected": [...], "discarded": [...]}``
+    (:func:`pip_adapter.modules.release_keys.load_release_layout` does the work).
     """
-    state = _release_sd(state)
-    dim, dims, idx = _release_sizes(model)
-    backbone_sd, pip_sd, unused = split_release_state_dict(state, dim=dim, prompt_dims=dims)
-    expected_unused = sorted(release_unused_convs(dim, dims))
-    missing: List[str] = [k for k in expected_unused if k not in unused] if strict else []
-    own = model.backbone.state_dict()
-    missing += sorted(set(own) - set(backbone_sd))
-    unexpected = sorted(set(backbone_sd) - set(own))
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-           for k, v in backbone_sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise ValueError(f"release checkpoint: backbone shapes do not fit: {bad[:8]}")
-    if strict and (missing or unexpected):
-        raise ValueError(f"release checkpoint does not fit the model: missing keys {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''} ({len(missing)}), unexpected keys "
-                         f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} ({len(unexpected)}); "
-                         "expected the pip_restormer_official layout")
-    saved = {k: v.detach().clone() for k, v in model.pip_levels.state_dict().items()}
-    try:
-        for rel, i in zip((1, 2, 3), idx):
-            p2p_prefix, p2f_prefix = release_prefixes(rel)
-            p2p, p2f = split_prefixed(pip_sd, p2p_prefix, p2f_prefix)
-            load_release_level(model.pip_levels[i], p2p, p2f)
-    except Exception:
-        model.pip_levels.load_state_dict(saved)
-        raise
-    model.backbone.load_state_dict({k: v for k, v in backbone_sd.items() if k in own}, strict=False)
-    if unused:
-        logger.info("release checkpoint: discarded %s (shapes checked; the release never uses them in its "
-                    "forward)", ", ".join(sorted(unused)))
-    return {"missing": missing, "unexpected": unexpected, "discarded": sorted(unused)}
+    return load_release_layout(model.backbone, _release_levels(model), state, strict=strict)
 
 
 def release_state_dict(model: PIPWrappedModel, include_unused: bool = True) -> Dict[str, torch.Tensor]:
@@ -174,12 +117,4 @@ def release_state_dict(model: PIPWrappedModel, include_unused: bool = True) -> D
     The unused ``reduce_noise_channel_*`` convs were discarded on loading; with ``include_unused`` they are
     written as zeros of the release's shapes so that the release's code can load the result strictly.
     """
-    dim, dims, idx = _release_sizes(model)
-    out: Dict[str, torch.Tensor] = dict(model.backbone.state_dict())
-    for rel, i in zip((1, 2, 3), idx):
-        out.update(ours_to_release_prefixed(model.pip_levels[i].state_dict(), *release_prefixes(rel)))
-    if include_unused:
-        ref = next(model.backbone.parameters())
-        for key, shape in release_unused_convs(dim, dims).items():
-            out[key] = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
-    return out
+    return release_layout_state(model.backbone, _release_levels(model), include_unused=include_unused)
