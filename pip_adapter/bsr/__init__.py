@@ -29,7 +29,8 @@ from . import classifier_model  # noqa: E402
 from .archs import PIPNet, build_arch, register_archs  # noqa: E402
 from .losses import SmoothL1Loss  # noqa: E402
 from .metrics import calculate_psnr_aio, calculate_ssim_aio  # noqa: E402
-from .model import PIPModel, plain_state  # noqa: E402
+from .checkpoints import plain_state  # noqa: E402
+from .model import PIPModel  # noqa: E402
 from .registration import register_once  # noqa: E402
 from .scheduler import LinearWarmupCosine  # noqa: E402
 

@@ -16,39 +16,34 @@ What it adds to ``SRModel``:
 * CPU-safe DDP placement, ``weights_only`` loading, atomic checkpoint and training-state writes;
 * validation per task (each val set is one task with its own ω), PSNR/SSIM of the degraded input beside the
   restored one, and the average across tasks, to the log, TensorBoard and ``validation_latest.json``.
+
+The validation (:mod:`pip_adapter.bsr.validation`) and the checkpoint and training-state files
+(:mod:`pip_adapter.bsr.checkpoints`) are mixins of their own modules; this one holds set-up, ω and the step.
 """
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-from collections import Counter, OrderedDict
-from copy import deepcopy
-from os import path as osp
+from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional
 
-import numpy as np
 import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, imwrite, tensor2img
-from basicsr.utils.dist_util import master_only
+from basicsr.utils import get_root_logger
 
 from pip_adapter.data import degradation_mix
 from pip_adapter.modules.ddl_loss import DirectionalDecoupledLoss
 from pip_adapter.omega import labels_to_omega, name_to_index, normalise_names, to_omega
-from pip_adapter.utils.io import atomic_torch_save, atomic_write, load_weights_only
 from pip_adapter.utils.precision import PRECISIONS, precision_name
-from pip_adapter.utils.state_dict import strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_to_multiple
 from pip_adapter.wrap.extend import apply_trainable
 from pip_adapter.wrap.protocol import degradation_names, is_pip_model
 
+from .checkpoints import TrainingCheckpoints, plain_state  # noqa: F401  (plain_state: public here too)
 from .scheduler import LinearWarmupCosine
+from .validation import TaskValidation
 
-_VAL_PHASES = ("val", "test")
 AMP_DTYPES = PRECISIONS  # the one precision table (utils/precision.py), under the name this module gave it
 
 
@@ -58,25 +53,6 @@ def amp_dtype(value: Any, key: str = "train.amp") -> Optional[torch.dtype]:
     if name is None:
         raise ValueError(f"{key} must be one of {sorted(PRECISIONS)} (or false), got {value!r}")
     return PRECISIONS[name]
-
-
-def plain_state(obj: Any) -> Any:
-    """A copy of a training-state object made only of what ``torch.load(weights_only=True)`` accepts.
-
-    Optimizer and scheduler states are dicts, lists, numbers and tensors; BasicSR's
-    ``MultiStepRestartLR`` keeps its milestones in a ``Counter``, stored here as a plain dict (it is only
-    used for ``in`` and ``[]``, which a dict serves the same way).
-    """
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, Counter):
-        return {plain_state(k): plain_state(v) for k, v in obj.items()}
-    if isinstance(obj, dict):
-        return {k: plain_state(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        out = [plain_state(v) for v in obj]
-        return tuple(out) if isinstance(obj, tuple) else out
-    return obj
 
 
 _COMPILE_KEYS = ("backend", "mode", "dynamic", "fullgraph", "options")
@@ -101,18 +77,7 @@ def compiled_network(net: torch.nn.Module, option: Any) -> torch.nn.Module:
     return torch.compile(net, **kwargs)
 
 
-def _to_metric_image(t: torch.Tensor, quantize: bool) -> np.ndarray:
-    """CHW float tensor in [0, 1] → HWC float64 array in [0, 255], BGR like BasicSR's ``tensor2img``."""
-    img = t.detach().float().clamp(0, 1).cpu()
-    if quantize:
-        img = (img * 255.0).round() / 255.0
-    arr = img.permute(1, 2, 0).numpy().astype(np.float64) * 255.0
-    if arr.shape[2] == 3:
-        arr = arr[:, :, ::-1]
-    return np.ascontiguousarray(arr)
-
-
-class PIPModel(SRModel):
+class PIPModel(TaskValidation, TrainingCheckpoints, SRModel):
     """BasicSR model for PIP networks (and plain backbones) with ω taken from each batch."""
 
     def __init__(self, opt: Dict[str, Any]) -> None:
@@ -159,26 +124,6 @@ class PIPModel(SRModel):
         elif self.opt["num_gpu"] > 1:
             net = DataParallel(net)
         return net
-
-    def load_network(self, net: torch.nn.Module, load_path: str, strict: bool = True,
-                     param_key: Optional[str] = "params") -> None:
-        """Load weights from a BasicSR checkpoint with ``weights_only=True`` onto the CPU first."""
-        logger = get_root_logger()
-        if not osp.isfile(load_path):
-            raise FileNotFoundError(f"network weights not found: {load_path} (check path.pretrain_network_g)")
-        net = self.get_bare_model(net)
-        ckpt = load_weights_only(load_path, "network checkpoint (path.pretrain_network_g)")
-        if param_key is not None and isinstance(ckpt, dict):
-            if param_key not in ckpt and "params" in ckpt:
-                logger.info(f"Loading: {param_key} does not exist in {load_path}, use params.")
-                param_key = "params"
-            if param_key not in ckpt:
-                raise ValueError(f"{load_path} has no '{param_key}' entry (it has: {sorted(ckpt)})")
-            ckpt = ckpt[param_key]
-        state = strip_parallel_prefix(ckpt)
-        logger.info(f"Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].")
-        self._print_different_keys_loading(net, state, strict)
-        net.load_state_dict(state, strict=strict)
 
     # ------------------------------------------------------------------ training set-up
     def init_training_settings(self) -> None:
@@ -396,181 +341,3 @@ class PIPModel(SRModel):
         if was_training:
             net.train()
         self.output = out[..., :h, :w]
-
-    # ------------------------------------------------------------------ validation
-    def _num_val_sets(self) -> int:
-        return sum(1 for k in self.opt.get("datasets", {}) if k.split("_")[0] in _VAL_PHASES)
-
-    def validation(self, dataloader, current_iter, tb_logger, save_img: bool = False) -> None:
-        """BasicSR's validation, labelled with the last iteration actually trained.
-
-        BasicSR's loop leaves ``current_iter`` one past ``total_iter`` for every epoch it enters after the
-        last step, so its final validation would read "@ 22 iter" after 20 iterations.
-        """
-        if self.is_train and isinstance(current_iter, int):
-            total = (self.opt.get("train") or {}).get("total_iter")
-            if total is not None and current_iter > int(total):
-                current_iter = int(total)
-        super().validation(dataloader, current_iter, tb_logger, save_img)
-
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
-        """Validate one task (one val set, ω from its items); log its metrics and, after the last task, the mean."""
-        dataset_name = dataloader.dataset.opt["name"]
-        val_opt = self.opt.get("val") or {}
-        metrics_opt = val_opt.get("metrics") or {}
-        quantize = bool(val_opt.get("quantize", False))
-        want_input = bool(val_opt.get("input_metrics", True)) and dataset_name not in self._input_metric_cache
-        if metrics_opt:
-            self._initialize_best_metric_results(dataset_name)
-        sums = {name: 0.0 for name in metrics_opt}
-        input_sums = {name: 0.0 for name in metrics_opt}
-        count = 0
-        self._validating = True
-        self._label_names = self._dataset_names(getattr(dataloader.dataset, "opt", None))
-        try:
-            for val_data in dataloader:
-                self.feed_data(val_data)
-                self.test()
-                for i in range(self.output.shape[0]):
-                    img_name = osp.splitext(osp.basename(val_data["lq_path"][i]))[0]
-                    sr = self.output[i]
-                    if save_img:
-                        self._save_visual(sr, dataset_name, img_name, current_iter)
-                    if metrics_opt and hasattr(self, "gt"):
-                        gt_img = _to_metric_image(self.gt[i], quantize)
-                        sr_img = _to_metric_image(sr, quantize)
-                        for name, mopt in metrics_opt.items():
-                            sums[name] += float(calculate_metric({"img": sr_img, "img2": gt_img}, mopt))
-                        if want_input and self.lq[i].shape == self.gt[i].shape:
-                            lq_img = _to_metric_image(self.lq[i], quantize)
-                            for name, mopt in metrics_opt.items():
-                                input_sums[name] += float(calculate_metric({"img": lq_img, "img2": gt_img}, mopt))
-                    count += 1
-                for attr in ("lq", "gt", "output"):
-                    if hasattr(self, attr):
-                        delattr(self, attr)
-        finally:
-            self._validating = False
-            self._label_names = self._train_label_names
-        if not metrics_opt or count == 0:
-            return
-        self.metric_results = {name: total / count for name, total in sums.items()}
-        if want_input:
-            self._input_metric_cache[dataset_name] = {name: total / count for name, total in input_sums.items()}
-        for name, value in self.metric_results.items():
-            self._update_best_metric_result(dataset_name, name, value, current_iter)
-        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-        self._record_task(current_iter, dataset_name, tb_logger)
-
-    def _save_visual(self, img: torch.Tensor, dataset_name: str, img_name: str, current_iter) -> None:
-        if self.opt["is_train"]:
-            path = osp.join(self.opt["path"]["visualization"], dataset_name, f"{img_name}_{current_iter}.png")
-        else:
-            suffix = (self.opt.get("val") or {}).get("suffix") or self.opt["name"]
-            path = osp.join(self.opt["path"]["visualization"], dataset_name, f"{img_name}_{suffix}.png")
-        imwrite(tensor2img([img.detach().cpu()]), path)
-
-    def _log_validation_metric_values(self, current_iter, dataset_name: str, tb_logger) -> None:
-        inputs = self._input_metric_cache.get(dataset_name, {})
-        log_str = f"Validation {dataset_name}\n"
-        for metric, value in self.metric_results.items():
-            log_str += f"\t # {metric}: {value:.4f}"
-            if metric in inputs:
-                log_str += f"\t(input: {inputs[metric]:.4f})"
-            if isinstance(current_iter, int):  # `basicsr test` passes the run's name: no "best" to report
-                best = self.best_metric_results[dataset_name][metric]
-                log_str += f"\tBest: {best['val']:.4f} @ {best['iter']} iter"
-            log_str += "\n"
-        get_root_logger().info(log_str)
-        if tb_logger and isinstance(current_iter, int):
-            for metric, value in self.metric_results.items():
-                tb_logger.add_scalar(f"metrics/{dataset_name}/{metric}", value, current_iter)
-
-    def _record_task(self, current_iter, dataset_name: str, tb_logger) -> None:
-        """Keep this task's results; once every val set of this round is in, log and save the average."""
-        key = str(current_iter)
-        round_ = self._val_round.setdefault(key, {})
-        round_[dataset_name] = dict(self.metric_results)
-        if len(round_) < self._num_val_sets():
-            return
-        del self._val_round[key]
-        metrics = list(self.metric_results)
-        average = {m: float(np.mean([r[m] for r in round_.values()])) for m in metrics}
-        inputs = {name: self._input_metric_cache.get(name, {}) for name in round_}
-        log_str = f"Validation average over {len(round_)} tasks\n"
-        for m in metrics:
-            log_str += f"\t # {m}: {average[m]:.4f}\n"
-        get_root_logger().info(log_str)
-        if tb_logger and isinstance(current_iter, int):
-            for m, value in average.items():
-                tb_logger.add_scalar(f"metrics/average/{m}", value, current_iter)
-        self.last_validation = {
-            "iter": current_iter,
-            "tasks": {name: {**res, **{f"input_{m}": v for m, v in inputs[name].items()}}
-                      for name, res in round_.items()},
-            "average": average,
-        }
-        self._write_validation_summary()
-
-    @master_only
-    def _write_validation_summary(self) -> None:
-        path = osp.join(self.opt["path"]["log"], "validation_latest.json")
-
-        def _write(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(self.last_validation, fh, indent=2, default=str)
-
-        atomic_write(path, _write)
-
-    # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_meta(self) -> Dict[str, Any]:
-        pip_config = getattr(self.bare_net, "pip_config", None)
-        return {"network_g": plain_state(deepcopy(self.opt.get("network_g"))),
-                "pip_config": json.loads(json.dumps(pip_config())) if callable(pip_config) else None,
-                "degradations": self.degradation_names,
-                "model_type": self.opt.get("model_type")}
-
-    @master_only
-    def save_network(self, net, net_label: str, current_iter, param_key="params") -> None:
-        """Write ``{param_key: state_dict, meta: {...}}`` atomically (temp file, then rename)."""
-        if current_iter == -1:
-            current_iter = "latest"
-        save_path = osp.join(self.opt["path"]["models"], f"{net_label}_{current_iter}.pth")
-        nets = net if isinstance(net, list) else [net]
-        keys = param_key if isinstance(param_key, list) else [param_key]
-        if len(nets) != len(keys):
-            raise ValueError("save_network: nets and param keys differ in number")
-        save_dict: Dict[str, Any] = {}
-        for net_, key in zip(nets, keys):
-            state = self.get_bare_model(net_).state_dict()
-            save_dict[key] = OrderedDict((k, v.detach().cpu()) for k, v in strip_parallel_prefix(state).items())
-        save_dict["meta"] = self._checkpoint_meta()
-        atomic_torch_save(save_dict, save_path)
-
-    @master_only
-    def save_training_state(self, epoch: int, current_iter: int) -> None:
-        """Write the optimizer/scheduler state atomically, in a ``weights_only``-loadable form."""
-        if current_iter == -1:
-            return
-        state = {"epoch": int(epoch), "iter": int(current_iter),
-                 "optimizers": [plain_state(o.state_dict()) for o in self.optimizers],
-                 "schedulers": [plain_state(s.state_dict()) for s in self.schedulers]}
-        if self.grad_scaler is not None:
-            state["grad_scaler"] = plain_state(self.grad_scaler.state_dict())
-        os.makedirs(self.opt["path"]["training_states"], exist_ok=True)
-        atomic_torch_save(state, osp.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
-
-    def resume_training(self, resume_state: Dict[str, Any]) -> None:
-        """BasicSR's resume (optimizers, schedulers) plus the fp16 gradient scaler's state."""
-        super().resume_training(resume_state)
-        if self.grad_scaler is not None and resume_state.get("grad_scaler"):
-            self.grad_scaler.load_state_dict(resume_state["grad_scaler"])
-
-    def save(self, epoch: int, current_iter: int) -> None:
-        """Save the network(s) first, then the state, so a state on disk always has its network."""
-        if hasattr(self, "net_g_ema"):
-            self.save_network([self.net_g, self.net_g_ema], "net_g", current_iter, param_key=["params", "params_ema"])
-        else:
-            self.save_network(self.net_g, "net_g", current_iter)
-        self.save_training_state(epoch, current_iter)
-
