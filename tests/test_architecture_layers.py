@@ -283,3 +283,12 @@ def test_only_the_glue_imports_basicsr(dependency, home):
                if (i.target == dependency or i.target.startswith(dependency + "."))
                and not (i.importer == home or i.importer.startswith(home + "."))]
     assert not outside, f"{dependency} imported outside {home}: {outside}"
+
+
+MAX_LINES = 500  # a module longer than this holds more than one room: split it along a seam
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {m: n for m, path in MODULES.items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split them along a real seam): {long}"
