@@ -40,7 +40,8 @@ def test_strict_loading_lists_bad_keys():
         load_release_level(PIPLevel(6, 8, 4, 3), p2p, short)
     with pytest.raises(ValueError, match="unexpected.*reduce_channel.weight"):
         load_release_level(PIPLevel(8, 8, 4, 3), p2p, p2f)  # C = D has no reduce_channel
-    with pytest.raises(ValueError, match="shapes do not fit"):
+    with pytest.raises(ValueError, match=r"does not fit this PIPLevel .*shape mismatches \(1\): "
+                                         r"degradation_prompt: release \(3, 8\)"):
         load_release_level(PIPLevel(6, 8, 4, 4), p2p, p2f)  # T = 4 vs the release's 3
     with pytest.raises(ValueError, match="no keys under"):
         split_prefixed(p2p, "zzz.", "b.")

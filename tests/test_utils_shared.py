@@ -12,7 +12,7 @@ from pip_adapter.restore.restorer import image_metrics
 from pip_adapter.utils.messages import warn
 from pip_adapter.utils.metrics import psnr, psnr_from_mse
 from pip_adapter.utils.tensor import center_crop_to_multiple
-from pip_adapter.utils.state_dict import strip_parallel_prefix
+from pip_adapter.utils.state_dict import state_dict_fit, strip_parallel_prefix
 from pip_adapter.utils.tensor import pad_bottom_right, pad_to_multiple
 
 
@@ -44,6 +44,22 @@ def test_parallel_prefix_is_stripped_key_by_key_in_order():
     wrapped = {"module.conv.weight": 1, "module.conv.bias": 2, "head.weight": 3}
     assert list(strip_parallel_prefix(wrapped).items()) == [("conv.weight", 1), ("conv.bias", 2), ("head.weight", 3)]
     assert strip_parallel_prefix({}) == {} and strip_parallel_prefix({"net.a": 1}, prefix="net.") == {"a": 1}
+
+
+def test_state_dict_fit_is_one_report_for_every_loader():
+    own = {"a.weight": torch.zeros(2, 3), "b.weight": torch.zeros(4), "c.bias": torch.zeros(1)}
+    given = {"a.weight": torch.zeros(3, 3), "b.weight": torch.zeros(4), "x.weight": torch.zeros(1)}
+    fit = state_dict_fit(own, given, "adapter")
+    assert (fit.missing, fit.unexpected) == (["c.bias"], ["x.weight"])
+    assert fit.mismatched == ["a.weight: adapter (3, 3) vs model (2, 3)"]
+    assert not fit.ok and not fit.fits(strict=False) and not fit.fits(strict=True)
+    assert fit.describe() == ("missing keys (1): c.bias; unexpected keys (1): x.weight; shape mismatches (1): "
+                              "a.weight: adapter (3, 3) vs model (2, 3)")
+    assert fit.describe(strict=False) == "shape mismatches (1): a.weight: adapter (3, 3) vs model (2, 3)"
+    keys_only = state_dict_fit(own, {"b.weight": torch.zeros(4)})
+    assert keys_only.fits(strict=False) and not keys_only.fits(strict=True)
+    many = state_dict_fit({f"k{i}": torch.zeros(1) for i in range(11)}, {})
+    assert many.describe().endswith("k7 ... and 3 more") and state_dict_fit(own, own).ok
 
 
 def test_warn_reaches_python_warnings_and_a_configured_log(caplog):

@@ -19,7 +19,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
 from pip_adapter.utils.io import atomic_torch_save, load_weights_only
-from pip_adapter.utils.state_dict import strip_parallel_prefix
+from pip_adapter.utils.state_dict import state_dict_fit, strip_parallel_prefix
 
 
 def plain_state(obj: Any) -> Any:
@@ -61,7 +61,14 @@ class TrainingCheckpoints:
             ckpt = ckpt[param_key]
         state = strip_parallel_prefix(ckpt)
         logger.info(f"Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].")
-        self._print_different_keys_loading(net, state, strict)
+        own = net.state_dict()
+        fit = state_dict_fit(own, state)
+        if not fit.ok:
+            # said, as BasicSR does, before the load decides: an extended network's pre-hooks fill the prompts of
+            # the types it added (missing here), and strict_load_g refuses anything else
+            logger.warning(f"{load_path} vs {net.__class__.__name__}: {fit.describe()}")
+        if not strict and fit.mismatched:  # as BasicSR's non-strict loading: tensors of another shape left out
+            state = {k: v for k, v in state.items() if k not in own or tuple(v.shape) == tuple(own[k].shape)}
         net.load_state_dict(state, strict=strict)
 
     def _checkpoint_meta(self) -> Dict[str, Any]:

@@ -39,12 +39,14 @@ back, they are appended to ``detask_prompt_param`` (a release model then sees T 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from ..utils.state_dict import state_dict_fit
 from .pip_level import PIPLevel
 
 logger = logging.getLogger(__name__)
@@ -251,16 +253,9 @@ def load_release_level(level: PIPLevel, p2p_state: Mapping[str, torch.Tensor],
         mapped["degradation_prompt"] = full[:t0]
         for i in range(n_added):
             mapped[f"added_prompts.{i}"] = full[t0 + i:t0 + i + 1]
-    own = level.state_dict()
-    missing = sorted(set(own) - set(mapped))
-    unexpected = sorted(set(mapped) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"release level does not fit this PIPLevel ({level.extra_repr()}): "
-                         f"missing {missing}, unexpected {unexpected}")
-    bad = [f"{k}: release {tuple(v.shape)} vs ours {tuple(own[k].shape)}"
-           for k, v in mapped.items() if tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise ValueError(f"release level shapes do not fit this PIPLevel ({level.extra_repr()}): {bad}")
+    fit = state_dict_fit(level.state_dict(), mapped, "release")
+    if not fit.ok:
+        raise ValueError(f"release level does not fit this PIPLevel ({level.extra_repr()}): {fit.describe()}")
     level.load_state_dict(mapped, strict=True)
 
 
@@ -307,19 +302,14 @@ def load_release_layout(backbone: nn.Module, levels: Sequence[PIPLevel], state: 
     dims = [level.prompt_dim for level in levels]
     backbone_sd, pip_sd, unused = split_release_state_dict(state, dim=dim, prompt_dims=dims)
     expected_unused = sorted(release_unused_convs(dim, dims))
-    missing: List[str] = [k for k in expected_unused if k not in unused] if strict else []
     own = backbone.state_dict()
-    missing += sorted(set(own) - set(backbone_sd))
-    unexpected = sorted(set(backbone_sd) - set(own))
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-           for k, v in backbone_sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise ValueError(f"release checkpoint: backbone shapes do not fit: {bad[:8]}")
-    if strict and (missing or unexpected):
-        raise ValueError(f"release checkpoint does not fit the model: missing keys {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''} ({len(missing)}), unexpected keys "
-                         f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} ({len(unexpected)}); "
-                         "expected the pip_restormer_official layout")
+    fit = state_dict_fit(own, backbone_sd)
+    if strict:  # a file without the release's unused convs is not the release's
+        fit = dataclasses.replace(fit, missing=[k for k in expected_unused if k not in unused] + fit.missing)
+    if not fit.fits(strict):
+        raise ValueError(f"release checkpoint does not fit the model: {fit.describe(strict)}; expected the "
+                         "pip_restormer_official layout")
+    missing, unexpected = fit.missing, fit.unexpected
     saved = [{k: v.detach().clone() for k, v in level.state_dict().items()} for level in levels]
     try:
         for rel, level in enumerate(levels, start=1):

@@ -23,7 +23,7 @@ from pip_adapter.restore.file_format import (CLASSIFIER_PREFIX, CLASSIFIER_TYPE,
                                              META_KEY, WEIGHT_EXTENSIONS, CheckpointError, network_from_options,
                                              parse_meta, plain_state, read_checkpoint, select_params,
                                              split_bundle, write_checkpoint_file)
-from pip_adapter.utils.state_dict import strip_parallel_prefix
+from pip_adapter.utils.state_dict import state_dict_fit, strip_parallel_prefix
 from pip_adapter.wrap.pipnet import build_pipnet
 
 logger = logging.getLogger(__name__)
@@ -100,27 +100,10 @@ def infer_multiple(model: nn.Module, default: int = 16) -> int:
 
 def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise :class:`CheckpointError` listing missing/unexpected keys and shape mismatches, if any."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if not (missing or unexpected or shapes):
-        return
-
-    def _show(items: List[str], n: int = 8) -> str:
-        more = f" ... and {len(items) - n} more" if len(items) > n else ""
-        return ", ".join(items[:n]) + more
-
-    parts = []
-    if missing:
-        parts.append(f"missing keys ({len(missing)}): {_show(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys ({len(unexpected)}): {_show(unexpected)}")
-    if shapes:
-        parts.append(f"shape mismatches ({len(shapes)}): {_show(shapes, 6)}")
-    raise CheckpointError(f"{source}: the weights do not match the network configuration — " + "; ".join(parts)
-                          + ". Was it trained with another configuration (backbone, widths, degradations)?")
+    fit = state_dict_fit(model.state_dict(), state)
+    if not fit.ok:
+        raise CheckpointError(f"{source}: the weights do not match the network configuration — {fit.describe()}. "
+                              "Was it trained with another configuration (backbone, widths, degradations)?")
 
 
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:

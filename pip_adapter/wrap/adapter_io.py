@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..utils.io import atomic_write
+from ..utils.state_dict import state_dict_fit
 
 PREFIX = "pip_levels."
 
@@ -57,24 +58,16 @@ def load_pip_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], str
         raise ValueError(f"an adapter state dict must be a mapping of tensors, got {type(state).__name__}")
     own = pip_state_dict(model)
     given = {(k if k.startswith(PREFIX) else PREFIX + k): v for k, v in state.items()}
-    missing = sorted(set(own) - set(given))
-    unexpected = sorted(set(given) - set(own))
-    if strict and (missing or unexpected):
+    fit = state_dict_fit(own, given, "adapter")
+    if not fit.fits(strict):
         n_own = len({k.split(".")[1] for k in own})
         n_given = len({k.split(".")[1] for k in given if k.count(".") >= 2})
         levels = f" The adapter has {n_given} levels, the model {n_own}." if n_own != n_given else ""
-        raise ValueError(f"the adapter does not fit this model: missing {missing[:8]}"
-                         f"{' ...' if len(missing) > 8 else ''} ({len(missing)}), unexpected {unexpected[:8]}"
-                         f"{' ...' if len(unexpected) > 8 else ''} ({len(unexpected)}).{levels}"
+        raise ValueError(f"the adapter does not fit this model: {fit.describe(strict)}.{levels}"
                          f"{_type_hint(own, given)}")
-    bad = [f"{k}: adapter {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-           for k, v in given.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if bad:
-        raise ValueError(f"adapter tensor shapes do not fit this model: {bad[:8]}"
-                         f"{' ...' if len(bad) > 8 else ''}.{_type_hint(own, given)}")
     sub = {k[len(PREFIX):]: v for k, v in given.items() if k in own}
     model.pip_levels.load_state_dict(sub, strict=False)
-    return {"missing": missing, "unexpected": unexpected}
+    return {"missing": fit.missing, "unexpected": fit.unexpected}
 
 
 def save_pip_adapter(model: nn.Module, path: str, metadata: Optional[Mapping[str, str]] = None) -> str:
