@@ -20,9 +20,10 @@ from pip_adapter.networks import NETWORKS, build_network  # noqa: F401  (NETWORK
 from pip_adapter.omega import RESERVED_NAMES, canonical_name, normalise_names
 from pip_adapter.restore.classifier import DegradationClassifier
 from pip_adapter.restore.file_format import (CLASSIFIER_PREFIX, CLASSIFIER_TYPE, FORMAT, FORMAT_VERSION,  # noqa: F401
-                                             META_KEY, WEIGHT_EXTENSIONS, CheckpointError, network_from_options,
-                                             parse_meta, plain_state, read_checkpoint, select_params,
-                                             split_bundle, write_checkpoint_file)
+                                             META_KEY, WEIGHT_EXTENSIONS, BasicSRCheckpoint, CheckpointError,
+                                             cpu_tensor_copies, network_from_options, parse_meta,
+                                             read_basicsr_checkpoint, read_checkpoint, select_params, split_bundle,
+                                             write_checkpoint_file)
 from pip_adapter.utils.state_dict import state_dict_fit, strip_parallel_prefix
 from pip_adapter.wrap.pipnet import build_pipnet
 
@@ -252,23 +253,11 @@ def load_checkpoint(path: str, opt: Optional[str] = None, key: Optional[str] = N
     path = os.fspath(path)
     tensors, meta, raw = read_checkpoint(path)
     if meta is None:
-        state = select_params(raw, path, key) if raw is not None else tensors
-        source = {"ckpt": os.path.basename(path)}
+        read = read_basicsr_checkpoint(path, raw if raw is not None else tensors, opt, key)
+        source = {"ckpt": os.path.basename(path), "key": read.key}
         if opt is not None:
-            network = network_from_options(opt)
             source["opt"] = os.path.basename(opt)
-        else:
-            # pip-adapter's BasicSR models save {"params", "params_ema", "meta": {"network_g": ...}}
-            saved = raw.get("meta") if isinstance(raw, dict) else None
-            network = saved.get("network_g") if isinstance(saved, dict) else None
-            if not isinstance(network, dict) or "type" not in network:
-                raise CheckpointError(f"{path}: not a self-describing pip-adapter checkpoint; give the training "
-                                      "option YAML too (--opt) or export it with 'pip-adapter export'")
-        if key is not None:
-            source["key"] = key
-        elif isinstance(raw, dict):
-            source["key"] = "params_ema" if "params_ema" in raw else "params"
-        return _load_from_network(network, state, path, source=source)
+        return _load_from_network(read.network, read.states[read.key], path, source=source)
     main, cls_state = split_bundle(tensors)
     check_meta(meta, path, main)
     if isinstance(meta.get("classifier"), Mapping):
@@ -340,10 +329,6 @@ def make_meta(model: nn.Module, network: Optional[Mapping[str, Any]] = None,
             "multiple": multiple, "source": dict(source or {})}
 
 
-def _plain_state(model_or_state: Any) -> Dict[str, torch.Tensor]:
-    return plain_state(model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state)
-
-
 def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
                     classifier: Optional[nn.Module] = None, classifier_meta: Optional[Mapping[str, Any]] = None,
                     overwrite: bool = True) -> str:
@@ -352,12 +337,12 @@ def save_checkpoint(path: str, model: nn.Module, meta: Mapping[str, Any],
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     meta = dict(meta)
-    tensors = _plain_state(model)
+    tensors = cpu_tensor_copies(model)
     if classifier is not None:
         if classifier_meta is None:
             classifier_meta = make_meta(classifier)
         meta["classifier"] = dict(classifier_meta)
-        tensors.update({CLASSIFIER_PREFIX + k: v for k, v in _plain_state(classifier).items()})
+        tensors.update({CLASSIFIER_PREFIX + k: v for k, v in cpu_tensor_copies(classifier).items()})
     write_checkpoint_file(path, tensors, meta)
     logger.info("wrote %s (%s, %d tensors)", path, meta.get("kind"), len(tensors))
     return path

@@ -16,7 +16,7 @@ from pip_adapter.networks import build_network
 from pip_adapter.restore import checkpoint as ck
 from pip_adapter.utils.io import atomic_torch_save
 from pip_adapter.wrap.extend import check_names_extend, extend_degradations
-from pip_adapter.wrap.protocol import pip_levels_of, strip_parallel_prefix
+from pip_adapter.wrap.protocol import pip_levels_of
 
 logger = logging.getLogger(__name__)
 
@@ -77,33 +77,19 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
         return summary
 
     # a BasicSR net_g file: its network option from --opt, else from the checkpoint's own meta
-    bsr_meta = raw.get("meta") if isinstance(raw, dict) and isinstance(raw.get("meta"), dict) else {}
-    if opt is not None:
-        network = ck.network_from_options(opt)
-    elif isinstance(bsr_meta.get("network_g"), dict):
-        network = dict(bsr_meta["network_g"])
-    else:
-        raise ValueError(f"{ckpt}: a BasicSR checkpoint without network metadata; give its training option "
-                         "file with --opt")
-    keys = [k for k in ("params", "params_ema") if isinstance(raw, dict) and k in raw]
-    states = {k: ck.select_params(raw, ckpt, k) for k in keys} if keys else \
-        {"params": ck.select_params(raw, ckpt)}
+    read = ck.read_basicsr_checkpoint(ckpt, raw, opt)
+    network, bsr_meta = read.network, read.meta
     out_dict: dict = {}
     model = None
-    for key, state in states.items():
+    for key, state in read.states.items():
         try:
             model = build_network(network)
         except (TypeError, KeyError) as err:
             raise ValueError(f"{ckpt}: cannot build its network {network.get('type')!r}: {err}") from err
-        state = strip_parallel_prefix(state)
         if bsr_meta.get("degradations") and getattr(model, "degradations", None):
             # an option file of another model (other types, or another order) is caught here, by name
             check_names_extend(bsr_meta["degradations"], model.degradations)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ValueError(f"{ckpt} ({key}) does not fit the network of "
-                             f"{opt or 'its metadata'}: {str(err)[:800]}") from err
+        ck.load_weights(model, state, f"{ckpt} ({key}, network of {opt or 'its metadata'})")
         extend_degradations(model, add, seed=seed)
         out_dict[key] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     added = list(model.degradations[-len(add):])
@@ -117,7 +103,7 @@ def extend_checkpoint(ckpt: str, add: Sequence[str], out: str, opt: Optional[str
         atomic_torch_save(out_dict, out)
         fmt = "basicsr"
     summary.update(format=fmt, degradations=list(model.degradations), added=added, network_g=new_network,
-                   keys=list(states), levels=_angle_summary(model))
+                   keys=list(read.states), levels=_angle_summary(model))
     return summary
 
 

@@ -26,6 +26,7 @@ Reading never unpickles code (safetensors, or ``torch.load(weights_only=True)``)
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ import torch
 
 from pip_adapter.utils.io import (UnreadableFileError, atomic_torch_save, atomic_write_bytes, load_weights_only,
                                   safe_load_yaml)
+from pip_adapter.utils.state_dict import strip_parallel_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +176,46 @@ def network_from_options(opt_path: str, section: str = "network_g") -> Dict[str,
     return dict(opt[section])
 
 
+@dataclasses.dataclass
+class BasicSRCheckpoint:
+    """A BasicSR ``net_g_*.pth`` as read: its network option, its state dicts by key, the file's own ``meta``."""
+
+    network: Dict[str, Any]                      # from the option YAML's network_g, else the file's meta.network_g
+    states: Dict[str, Dict[str, torch.Tensor]]   # "params" / "params_ema" (or the key asked), no "module." prefix
+    meta: Dict[str, Any]                         # pip-adapter's BasicSR models write network_g and degradations
+
+    @property
+    def key(self) -> str:
+        """The state to use by default: ``params_ema`` when the file has it (the EMA weights validate better)."""
+        return "params_ema" if "params_ema" in self.states else next(iter(self.states))
+
+
+def read_basicsr_checkpoint(path: str, raw: Any, opt: Optional[str] = None,
+                            key: Optional[str] = None) -> BasicSRCheckpoint:
+    """Interpret ``raw`` (what :func:`read_checkpoint` returned for a file without a pip-adapter document).
+
+    The network comes from ``opt``'s ``network_g`` when given, else from the file's own ``meta.network_g``.
+    ``key`` picks one state dict; without it every one of ``params`` / ``params_ema`` present is read (a bare
+    state dict counts as ``params``).
+    """
+    path = os.fspath(path)
+    saved = raw.get("meta") if isinstance(raw, dict) and isinstance(raw.get("meta"), dict) else {}
+    if opt is not None:
+        network = network_from_options(opt)
+    else:
+        network = saved.get("network_g")
+        if not isinstance(network, dict) or "type" not in network:
+            raise CheckpointError(f"{path}: not a self-describing pip-adapter checkpoint; give the training "
+                                  "option YAML too (--opt) or export it with 'pip-adapter export'")
+    if key is not None:
+        keys = [key]
+    else:
+        keys = [k for k in ("params", "params_ema") if isinstance(raw, dict) and k in raw]
+    states = ({k: dict(strip_parallel_prefix(select_params(raw, path, k))) for k in keys} if keys
+              else {"params": dict(strip_parallel_prefix(select_params(raw, path)))})
+    return BasicSRCheckpoint(network=dict(network), states=states, meta=dict(saved))
+
+
 def split_bundle(tensors: Mapping[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
     """(the main network's tensors, the bundled classifier's tensors without their prefix)."""
     main = {k: v for k, v in tensors.items() if not k.startswith(CLASSIFIER_PREFIX)}
@@ -181,8 +223,10 @@ def split_bundle(tensors: Mapping[str, torch.Tensor]) -> Tuple[Dict[str, torch.T
     return main, cls
 
 
-def plain_state(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Each tensor as its own contiguous CPU copy (safetensors refuses tensors that share memory)."""
+def cpu_tensor_copies(model_or_state: Any) -> Dict[str, torch.Tensor]:
+    """A module's (or a state dict's) tensors, each its own contiguous CPU copy (safetensors refuses tensors that
+    share memory)."""
+    state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
     return {k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}
 
 
