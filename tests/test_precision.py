@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pip_adapter.bsr.model import amp_dtype
-from pip_adapter.modules import PIPLevel, set_p2f_chunking
+from pip_adapter.modules import PIPLevel, record_dispatch, set_p2f_chunking
 from pip_adapter.restore.restorer import P2F_CHUNK_PIXELS, Restorer, resolve_precision
 from pip_adapter.image_io import read_image
 from tests.helpers_train import read_train_log, run_basicsr, tiny_options, write_options
@@ -53,7 +53,7 @@ def test_p2f_in_bands_equals_whole_map(c, d, b, h, w, selective, device, exact_c
         ref = level(z, omega)
         for pixels in (1, 9 * w + 5):            # 8-row bands (the minimum) and 9-row bands with a short last one
             level.set_p2f_chunking(pixels)
-            assert 0 < level._chunk_rows(h, w) < h  # really in bands
+            assert level.choose_path(z).path == "bands"  # really in bands (more than one)
             out = level(z, omega)
             assert out.shape == ref.shape and out.is_contiguous()
             torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
@@ -66,22 +66,25 @@ def test_p2f_in_bands_equals_whole_map(c, d, b, h, w, selective, device, exact_c
     torch.testing.assert_close(zg.grad, zr.grad, rtol=1e-5, atol=1e-5)
 
 
-def test_bands_are_off_by_default_and_while_compiling(monkeypatch):
+def test_bands_are_off_by_default_and_export_keeps_the_whole_map_graph():
     level = _level(16, 16, True, "cpu")
-    assert level.p2f_chunk_pixels == 0 and level._chunk_rows(64, 64) == 0
-    level.set_p2f_chunking(64)
-    assert level._chunk_rows(64, 64) == 8 and "p2f_chunk_pixels=64" in repr(level)
-    assert level._chunk_rows(8, 64) == 0  # one band would be the whole map
     z, omega = torch.randn(1, 16, 32, 32), torch.tensor([[0.0, 1.0, 0.0]])
-
-    def boom(*_a):
-        raise AssertionError("the banded path ran while compiling")
-
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    monkeypatch.setattr(PIPLevel, "_prompt_to_feature_bands", boom)
+    assert level.p2f_chunk_pixels == 0 and level.choose_path(z).path == "channels_last"
+    level.set_p2f_chunking(64)
+    assert level.choose_path(z).path == "bands" and "p2f_chunk_pixels=64" in repr(level)
+    assert level.choose_path(z[:, :, :8]).path == "channels_last"  # one band (8 rows at least) would be the whole map
+    # torch.export (what the ONNX export runs) with bands on: the exported graph is the whole-map channels-last
+    # one, without a loop over the input size
     with torch.no_grad():
-        assert level._chunk_rows(64, 64) == 0
-        level(z, omega)  # a traced graph gets the whole-map path, without a loop over the input size
+        ref = level(z, omega)
+        with record_dispatch() as seen:
+            program = torch.export.export(level, (z, omega))
+    assert [(d.call.graph, d.path) for _, d in seen] == [("export", "channels_last")]
+    assert "not under torch.export" in seen[0][1].refused["bands"]
+    torch.testing.assert_close(program.module()(z, omega), ref, rtol=0, atol=1e-6)
+    level.path = "bands"
+    with pytest.raises(ValueError, match="path 'bands' cannot run this call: bands run in eager calls only"):
+        torch.export.export(level, (z, omega))
     for bad in (-1, 1.5, "64", True):
         with pytest.raises(ValueError, match="p2f chunk size"):
             level.set_p2f_chunking(bad)

@@ -120,21 +120,9 @@ class TransposedCrossAttention(nn.Module):
         # Σ_i a_i (P_i v) = (Σ_i a_i P_i) v: one product with the big v instead of four
         return (probs * scalars).sum(0)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Attend from ``x`` (B×dim×H×W, or 1×dim×H×W shared by the batch) to ``y`` (B×dim×H×W).
-
-        ``x`` may have fewer than ``dim`` channels: it is then taken as zero-padded up to ``dim`` (the padded
-        channels add nothing to the 1×1 query conv, so they are never built).
-
-        Channels-last inputs run token-major (B×HW×dim views, no copies) and fold the per-head mixing and
-        the output projection into one dim×dim matrix per sample; other layouts run head-major.  Both give
-        the same numbers up to rounding.  With ``fused=False`` (see :func:`set_fused`; counting
-        sets it) ``project_out`` is called as a module instead of being folded in.
-        """
-        b, _, h, w = y.shape
-        if x.shape[-2:] != y.shape[-2:] or x.shape[0] not in (1, b):
-            raise ValueError(f"query and key/value maps must share batch and size, got {tuple(x.shape)} "
-                             f"and {tuple(y.shape)}")
+    # ---- the attention's pieces (the level's band and token paths are built from these) -------------------
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        """q: the 1×1 and depthwise 3×3 query convs of ``x`` (B×c×H×W, c ≤ dim; fewer channels = zero-padded)."""
         if x.shape[1] > self.dim:
             raise ValueError(f"query has {x.shape[1]} channels, more than the attention width {self.dim}")
         if x.shape[1] == self.dim:
@@ -142,11 +130,91 @@ class TransposedCrossAttention(nn.Module):
         elif not self.fused:
             q = self.q(F.pad(x, (0, 0, 0, 0, 0, self.dim - x.shape[1])))
         else:
+            # the padded channels add nothing to the 1×1 conv, so they are never built
             q = F.conv2d(x, self.q.weight[:, :x.shape[1]])
-        q = self.q_dwconv(q)
+        return self.q_dwconv(q)
+
+    def key(self, y: torch.Tensor) -> torch.Tensor:
+        """k alone (the first half of the key/value convs) of ``y`` B×dim×H×W."""
+        dim = self.dim
+        return F.conv2d(F.conv2d(y, self.kv.weight[:dim]), self.kv_dwconv.weight[:dim], padding=1, groups=dim)
+
+    def value(self, y: torch.Tensor) -> torch.Tensor:
+        """v alone (the second half of the key/value convs) of ``y`` B×dim×H×W."""
+        dim = self.dim
+        return F.conv2d(F.conv2d(y, self.kv.weight[dim:]), self.kv_dwconv.weight[dim:], padding=1, groups=dim)
+
+    def token_statistics(self, q: torch.Tensor, k: torch.Tensor,
+                         product: str = "heads") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the mixing matrix needs from q and k tokens (B'×N×dim and B×N×dim, B' 1 or B, any strides).
+
+        Returns the per-head ``q·kᵀ`` (B×heads×c×c) and the sums of squares of q and k over the tokens (B'×dim,
+        B×dim), all float32.  All three are sums over tokens, so a caller may add them up over parts of the map.
+        ``product`` says how ``q·kᵀ`` is computed (same numbers up to rounding): ``"heads"``, one batched product
+        over strided head-major views; ``"samples"``, one product per sample (on CPU a batched product over
+        (B, heads) first copies both strided operands: docs/BENCHMARKS.md, "Transposed attention: CPU paths");
+        ``"dense"``, one dim×dim GEMM and its diagonal head blocks (what a compiler lowers best).
+        """
+        b, heads, c = k.shape[0], self.num_heads, self.head_dim
+        if product == "dense":
+            gram = torch.bmm(q.transpose(1, 2).expand(b, -1, -1), k)
+            gram = gram.view(b, heads, c, heads, c).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
+        elif product in ("heads", "samples"):
+            qh = q.unflatten(-1, (heads, c)).permute(0, 2, 3, 1)
+            kh = k.unflatten(-1, (heads, c)).permute(0, 2, 1, 3)
+            if product == "heads":
+                gram = qh @ kh
+            else:
+                gram = torch.stack([qh[i if qh.shape[0] > 1 else 0] @ kh[i] for i in range(b)])
+        else:
+            raise ValueError(f"product must be 'heads', 'samples' or 'dense', got {product!r}")
+        # sum of squares over tokens: a vectorised reduction over the outer axis of a channels-last view (timed
+        # against linalg.vector_norm in docs/BENCHMARKS.md, "Transposed attention: CPU paths"); float32 as in
+        # attention_map, so under autocast the c×c map, top-m and softmax stay float32
+        return gram.float(), q.square().sum(dim=1, dtype=torch.float32), k.square().sum(dim=1, dtype=torch.float32)
+
+    def mixing_matrix(self, stats: Tuple[torch.Tensor, torch.Tensor, torch.Tensor], dtype: torch.dtype,
+                      fold_projection: bool = True) -> torch.Tensor:
+        """The B×dim×dim matrix M with output ``v·Mᵀ`` (tokens), from :meth:`token_statistics`.
+
+        M is the block-diagonal matrix of the per-head mixing weights (:meth:`mix_weights` of the normalised
+        ``q·kᵀ`` times τ), in ``dtype``; with ``fold_projection`` the output projection is multiplied in.
+        """
+        gram, q_sq, k_sq = stats
+        heads, c = self.num_heads, self.head_dim
+        # dividing the small c×c product by the norms equals normalising q and k first
+        qn = q_sq.sqrt().clamp_min(1e-12).view(q_sq.shape[0], heads, c)
+        kn = k_sq.sqrt().clamp_min(1e-12).view(k_sq.shape[0], heads, c)
+        mix = self.mix_weights(gram / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature).to(dtype)
+        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
+        block = (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(mix.shape[0], self.dim, self.dim)
+        if fold_projection:
+            block = weight_matrix(self.project_out.weight).to(block.dtype) @ block
+        return block
+
+    # ---- forwards --------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, y: torch.Tensor, per_sample_gram: bool = False) -> torch.Tensor:
+        """Attend from ``x`` (B×dim×H×W, or 1×dim×H×W shared by the batch) to ``y`` (B×dim×H×W).
+
+        ``x`` may have fewer than ``dim`` channels: it is then taken as zero-padded up to ``dim`` (the padded
+        channels add nothing to the 1×1 query conv, so they are never built).
+
+        The layout of the maps picks the form: channels-last maps run token-major (B×HW×dim views, no copies)
+        and fold the per-head mixing and the output projection into one dim×dim matrix per sample
+        (:meth:`mixing_matrix`); other layouts run head-major.  Both give the same numbers up to rounding.
+        ``per_sample_gram``: the token-major ``q·kᵀ`` one sample at a time (``product="samples"`` of
+        :meth:`token_statistics`); the PIP level's dispatcher sets it for eager CPU calls with B > 1.  With
+        ``fused=False`` (see :func:`set_fused`; counting sets it) ``project_out`` is called as a module instead
+        of being folded in.
+        """
+        b, _, h, w = y.shape
+        if x.shape[-2:] != y.shape[-2:] or x.shape[0] not in (1, b):
+            raise ValueError(f"query and key/value maps must share batch and size, got {tuple(x.shape)} "
+                             f"and {tuple(y.shape)}")
+        q = self.query(x)
         kv = self.kv_dwconv(self.kv(y))
         if kv.is_contiguous(memory_format=torch.channels_last):
-            return self._forward_tokens(q, kv)
+            return self._forward_tokens(q, kv, per_sample_gram)
         heads, c = self.num_heads, self.head_dim
         q = q.reshape(x.shape[0], heads, c, h * w)
         k, v = kv.reshape(b, 2, heads, c, h * w).unbind(1)
@@ -154,67 +222,31 @@ class TransposedCrossAttention(nn.Module):
         out = (mix @ v).reshape(b, self.dim, h, w)
         return self.project_out(out)
 
-    def _token_norms(self, t: torch.Tensor) -> torch.Tensor:
-        """L2 norms over the tokens of B×N×dim ``t`` (any strides), per head: B×heads×c in float32."""
-        return t.square().sum(dim=1, dtype=torch.float32).sqrt().clamp_min(1e-12).view(
-            t.shape[0], self.num_heads, self.head_dim)
-
-    def _mixing_block(self, gram: torch.Tensor, qn: torch.Tensor, kn: torch.Tensor,
-                      dtype: torch.dtype) -> torch.Tensor:
-        """The B×dim×dim block-diagonal matrix of the per-head mixing weights, from the per-head q·kᵀ."""
-        attn = gram.float() / (qn.unsqueeze(-1) * kn.unsqueeze(-2)) * self.temperature
-        mix = self.mix_weights(attn).to(dtype)                                  # B×heads×c×c
-        heads = self.num_heads
-        eye = torch.eye(heads, dtype=mix.dtype, device=mix.device)
-        return (mix.unsqueeze(3) * eye.view(1, heads, 1, heads, 1)).reshape(mix.shape[0], self.dim, self.dim)
-
-    def _forward_tokens(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+    def _forward_tokens(self, q: torch.Tensor, kv: torch.Tensor, per_sample_gram: bool) -> torch.Tensor:
         b, _, h, w = kv.shape
-        n, dim, heads, c = h * w, self.dim, self.num_heads, self.head_dim
+        n, dim = h * w, self.dim
         qt = q.permute(0, 2, 3, 1).reshape(q.shape[0], n, dim)      # views for channels-last maps
         kvt = kv.permute(0, 2, 3, 1).reshape(b, n, 2 * dim)
         kt, vt = kvt[..., :dim], kvt[..., dim:]
-        # per-head q kᵀ as batched products over the head-major views (B×heads×c×N, strided, no copy)
-        qh = qt.unflatten(-1, (heads, c)).permute(0, 2, 3, 1)
-        kh = kt.unflatten(-1, (heads, c)).permute(0, 2, 1, 3)
-        # sum of squares over tokens: a vectorised reduction over the outer axis of the channels-last view
-        # (timed against linalg.vector_norm in docs/BENCHMARKS.md, "Transposed attention: CPU paths");
-        # sums, the c×c map, top-m and softmax in float32: no-ops for float32 inputs, see attention_map
-        qn, kn = self._token_norms(qt), self._token_norms(kt)
-        if b == 1 or q.device.type != "cpu" or torch.compiler.is_compiling():
-            gram = qh @ kh
-        else:
-            # per sample on CPU: a batched matmul over (B, heads) would first copy both strided operands
-            # (docs/BENCHMARKS.md, "Transposed attention: CPU paths"); on GPUs one launch beats B launches, and a
-            # traced graph (compile / export) takes the batched product so the batch size can stay symbolic
-            gram = torch.stack([qh[i if qh.shape[0] > 1 else 0] @ kh[i] for i in range(b)])
-        block = self._mixing_block(gram, qn, kn, vt.dtype)
-        proj = self.project_out
-        fold = self.fused
-        if fold:
-            block = proj.weight.view(dim, dim) @ block
+        stats = self.token_statistics(qt, kt, "samples" if per_sample_gram and b > 1 else "heads")
+        block = self.mixing_matrix(stats, vt.dtype, fold_projection=self.fused)
         out = (vt @ block.transpose(-1, -2)).view(b, h, w, dim).permute(0, 3, 1, 2)
-        return out if fold else proj(out)
+        return out if self.fused else self.project_out(out)
 
     def mix_tokens(self, x: torch.Tensor, y: torch.Tensor, size: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """The attention for tokens, as ``(M, v)``: its output is ``v · Mᵀ`` (B×N×dim).
 
         ``x``: query tokens B'×N×c (B' 1 or B; c ≤ dim, taken as zero-padded to dim as in :meth:`forward`);
-        ``y``: key/value tokens B×N×dim; ``size``: the H×W grid of the N tokens.  ``M`` (B×dim×dim) is the
-        output projection times the block-diagonal per-head mixing matrix, so a caller can fold a following
-        linear map and a residual into one GEMM over ``v``.
+        ``y``: key/value tokens B×N×dim; ``size``: the H×W grid of the N tokens.  ``M`` (B×dim×dim) is
+        :meth:`mixing_matrix` with the output projection folded in, so a caller can fold a following linear map
+        and a residual into one GEMM over ``v``.  Every full-size tensor is made by a GEMM or a depthwise conv
+        on a channels-last view (the level's token path, what ``torch.compile`` runs).
         """
-        b, _, dim = y.shape
-        heads, c = self.num_heads, self.head_dim
+        dim = y.shape[-1]
         q = depthwise_tokens(linear_tokens(x, weight_matrix(self.q.weight)[:, :x.shape[-1]]), self.q_dwconv.weight,
                              size)
         w_kv, w_dw = weight_matrix(self.kv.weight), self.kv_dwconv.weight
         k = depthwise_tokens(linear_tokens(y, w_kv[:dim]), w_dw[:dim], size)
         v = depthwise_tokens(linear_tokens(y, w_kv[dim:]), w_dw[dim:], size)
-        qn, kn = self._token_norms(q), self._token_norms(k)
-        # one dim×dim product over the tokens (a single GEMM) and its diagonal head blocks, rather than a
-        # batched product over strided per-head views
-        gram = torch.bmm(q.transpose(1, 2).expand(b, -1, -1), k)
-        gram = gram.view(b, heads, c, heads, c).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
-        block = self._mixing_block(gram, qn, kn, v.dtype)
-        return weight_matrix(self.project_out.weight).to(block.dtype) @ block, v
+        # one dim×dim GEMM over the tokens rather than a batched product over strided per-head views
+        return self.mixing_matrix(self.token_statistics(q, k, "dense"), v.dtype), v
