@@ -47,7 +47,7 @@ class LayerNorm2d(nn.Module):
         return torch.addcmul(self.bias.view(1, -1, 1, 1), (x - mu) * inv, w)
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The same normalisation for B×N×C tokens (channels last), as the traced PIP level uses it."""
+        """The same normalisation for B×N×C tokens (channels last), as the PIP level's token path uses it."""
         if x.shape[-1] != self.channels:
             raise ValueError(f"LayerNorm2d({self.channels}) expects tokens with {self.channels} channels last, "
                              f"got shape {tuple(x.shape)}")

@@ -12,7 +12,7 @@ the whole map, so P2F runs in two passes over the bands, using the attention's o
    v conv and the FFN's 3×3 conv).
 
 The result equals the whole-map P2F up to float rounding (the c×c sums are taken band by band).  Eager calls
-only: in a traced graph the loop over bands would be unrolled over the input size (``modules/level_paths.py``).
+only: in a compiled, exported or jit-traced graph the loop over bands would be unrolled over the input size (``modules/level_paths.py``).
 """
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class LevelCall:
     @property
     def per_sample_gram(self) -> bool:
         """The attention's q·kᵀ one sample at a time: eager CPU calls with B > 1 (faster than a batched
-        product over strided operands, docs/BENCHMARKS.md); a traced graph keeps one product so B stays symbolic."""
+        product over strided operands, docs/BENCHMARKS.md); a compiler's graph keeps one product so B stays symbolic."""
         return not self.symbolic and self.device == "cpu" and self.batch > 1
 
 

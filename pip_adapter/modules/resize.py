@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 
 def resize_bilinear(x: torch.Tensor, size: Sequence[int], by_matrix: bool = False) -> torch.Tensor:
-    """Bilinear resize of a B×C×H×W map to ``size``; ``by_matrix``: as two matrix products (traced graphs).
+    """Bilinear resize of a B×C×H×W map to ``size``; ``by_matrix``: as two matrix products (compiler graphs).
 
     ``F.interpolate`` to or from a padded symbolic size fails in torch's scalar pass, so graphs with symbolic
     sizes take the products; the numbers agree up to rounding.
