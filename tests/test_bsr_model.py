@@ -92,6 +92,24 @@ def test_trainable_pip_freezes_the_backbone(tmp_path):
     assert optimised == {id(p) for p in model.bare_net.parameters() if p.requires_grad}
 
 
+def test_pretrain_loading_picks_the_state_dict_like_the_restore_reader(tmp_path):
+    model = _model(tmp_path)
+    state = model.bare_net.state_dict()
+    only_params = str(tmp_path / "only_params.pth")
+    torch.save({"params": state}, only_params)
+    other = _model(tmp_path)
+    other.load_network(other.net_g, only_params, param_key="params_ema")  # BasicSR's fallback to params
+    assert all(torch.equal(v, other.bare_net.state_dict()[k]) for k, v in state.items())
+    neither = str(tmp_path / "neither.pth")
+    torch.save({"weights": state}, neither)
+    with pytest.raises(ValueError, match=r"no key 'params_ema'; it holds \['weights'\]"):
+        other.load_network(other.net_g, neither, param_key="params_ema")
+    not_tensors = str(tmp_path / "not_tensors.pth")
+    torch.save({"params": {"a": 1}}, not_tensors)
+    with pytest.raises(ValueError, match="'params' is not a state dict of tensors"):
+        other.load_network(other.net_g, not_tensors)
+
+
 def test_checkpoint_round_trip_and_validation_logging(tmp_path):
     model = _model(tmp_path)
     model.save(0, 3)

@@ -18,6 +18,7 @@ import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
+from pip_adapter.restore.file_format import select_params
 from pip_adapter.utils.io import atomic_torch_save, load_weights_only
 from pip_adapter.utils.state_dict import state_dict_fit, strip_parallel_prefix
 
@@ -52,14 +53,11 @@ class TrainingCheckpoints:
             raise FileNotFoundError(f"network weights not found: {load_path} (check path.pretrain_network_g)")
         net = self.get_bare_model(net)
         ckpt = load_weights_only(load_path, "network checkpoint (path.pretrain_network_g)")
-        if param_key is not None and isinstance(ckpt, dict):
-            if param_key not in ckpt and "params" in ckpt:
-                logger.info(f"Loading: {param_key} does not exist in {load_path}, use params.")
-                param_key = "params"
-            if param_key not in ckpt:
-                raise ValueError(f"{load_path} has no '{param_key}' entry (it has: {sorted(ckpt)})")
-            ckpt = ckpt[param_key]
-        state = strip_parallel_prefix(ckpt)
+        if param_key is not None and isinstance(ckpt, dict) and param_key not in ckpt and "params" in ckpt:
+            logger.info(f"Loading: {param_key} does not exist in {load_path}, use params.")  # as BasicSR does
+            param_key = "params"
+        # the restore side's reader picks the state dict, so both name a missing key or a non-tensor entry alike
+        state = strip_parallel_prefix(select_params(ckpt, load_path, param_key) if param_key is not None else ckpt)
         logger.info(f"Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].")
         own = net.state_dict()
         fit = state_dict_fit(own, state)
