@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse  # noqa: F401  (type hints of add_output_args)
 import json
+import logging
 import os
 import platform
 import re
@@ -153,6 +154,18 @@ def run_json_subprocess(code: str, timeout: float = 1800.0, env_extra: Optional[
         raise RuntimeError(f"benchmark subprocess printed nothing:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1])
 
+
+
+def pyplot(what: str = "figure") -> Optional[object]:
+    """matplotlib's pyplot on the Agg backend, or None (with a warning naming ``what`` is skipped) without it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logging.getLogger("bench").warning("matplotlib is not installed (pip install -e '.[viz]'): no %s", what)
+        return None
+    return plt
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],
                    align: Optional[Sequence[str]] = None) -> str:

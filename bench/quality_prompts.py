@@ -50,7 +50,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (RESULTS_DIR, add_output_args, command_line, machine_info, markdown_table,  # noqa: E402
-                          write_section)
+                          pyplot, write_section)
 from bench.quality_small import (Optimiser, RunConfig, StudyData, build_model, degrade,  # noqa: E402
                                  equal_param_width, load_eval_images, load_train_images, mean_std, n_params,
                                  random_crop, to_tensor)
@@ -714,12 +714,8 @@ def verdict_lines(groups: Mapping[str, Mapping[int, Mapping[str, object]]]) -> L
 def plot_bars(records: Sequence[Mapping[str, object]], path: str,
               keys: Sequence[str] = ("pip", "const", "b_only", "omega_in", "wide")) -> Optional[str]:
     """PNG: paired Δ PSNR vs the bare NAFNet per group (mean over seeds, bars: ± std); None without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib is not installed (pip install -e '.[viz]'): no figure")
+    plt = pyplot("figure")
+    if plt is None:
         return None
     from pip_adapter.utils.io import atomic_path
 

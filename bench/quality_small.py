@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `pip_adapter`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (RESULTS_DIR, add_output_args, command_line, machine_info, markdown_table,  # noqa: E402
-                          write_section)
+                          pyplot, write_section)
 
 logger = logging.getLogger("bench.quality_small")
 
@@ -717,12 +717,8 @@ def convergence_lines(groups: Mapping[str, Mapping[int, Mapping[str, object]]]) 
 def plot_curves(groups: Mapping[str, Mapping[int, Mapping[str, object]]], path: str,
                 keys: Sequence[str] = ("bare", "wide", "pip", "restormer", "pip_restormer")) -> Optional[str]:
     """PNG of validation PSNR vs step (mean over seeds, band: min–max) for ``keys``; None without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib is not installed (pip install -e '.[viz]'): no curve figure")
+    plt = pyplot("curve figure")
+    if plt is None:
         return None
     from pip_adapter.utils.io import atomic_path
 
